@@ -1,0 +1,66 @@
+//! Typed errors of the library. The binary prints them in one line.
+
+use thiserror::Error;
+
+/// Result with the library's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error(
+        "no GPU or software adapter found{detail}: install Mesa's software Vulkan driver \
+         (`apt-get install mesa-vulkan-drivers`) or run on the CPU backend with `--device cpu`"
+    )]
+    NoAdapter { detail: String },
+
+    #[error("no adapter matches --device {wanted:?}; adapters found: {found}")]
+    AdapterNotFound { wanted: String, found: String },
+
+    #[error("unknown device {0:?}: expected gpu, software, cpu, auto or part of an adapter name")]
+    BadDeviceChoice(String),
+
+    #[error("could not open the device on adapter {adapter}: {reason}")]
+    RequestDevice { adapter: String, reason: String },
+
+    #[error(
+        "tensor {what} of shape {shape:?} needs {bytes} bytes, over this adapter's limit of {limit} bytes \
+         per storage binding{hint}"
+    )]
+    TensorTooLarge {
+        what: String,
+        shape: Vec<usize>,
+        bytes: u64,
+        limit: u64,
+        hint: String,
+    },
+
+    #[error("shape mismatch in {what}: expected {expected}, got {got}")]
+    Shape {
+        what: String,
+        expected: String,
+        got: String,
+    },
+
+    #[error("GPU error: {0}")]
+    Gpu(String),
+
+    #[error("reading back a GPU buffer failed: {0}")]
+    Readback(String),
+
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Error {
+    pub(crate) fn shape(
+        what: impl Into<String>,
+        expected: impl std::fmt::Debug,
+        got: impl std::fmt::Debug,
+    ) -> Self {
+        Error::Shape {
+            what: what.into(),
+            expected: format!("{expected:?}"),
+            got: format!("{got:?}"),
+        }
+    }
+}

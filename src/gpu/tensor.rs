@@ -1,0 +1,185 @@
+//! f32 tensors in GPU storage buffers, with an NCHW (or any row-major) shape.
+
+use std::sync::{Arc, Mutex};
+
+use super::context::Gpu;
+use crate::error::{Error, Result};
+
+/// A row-major f32 (or u32, for argmax indices) tensor living in a GPU buffer, possibly a view
+/// into a larger one (parameter arenas).
+#[derive(Clone, Debug)]
+pub struct GpuTensor {
+    buffer: wgpu::Buffer,
+    offset: u64,
+    shape: Vec<usize>,
+}
+
+/// Number of elements of a shape.
+pub fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+impl GpuTensor {
+    /// A zero-filled tensor. Fails with a clear error if it exceeds one storage binding.
+    pub fn zeros(gpu: &Gpu, what: &str, shape: &[usize]) -> Result<Self> {
+        let bytes = Self::check_size(gpu, what, shape)?;
+        let buffer = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(what),
+            size: bytes.max(4),
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        Ok(Self {
+            buffer,
+            offset: 0,
+            shape: shape.to_vec(),
+        })
+    }
+
+    /// A tensor holding `data` (f32 or u32).
+    pub fn from_slice<T: bytemuck::Pod>(
+        gpu: &Gpu,
+        what: &str,
+        shape: &[usize],
+        data: &[T],
+    ) -> Result<Self> {
+        if numel(shape) != data.len() {
+            return Err(Error::shape(
+                what,
+                shape,
+                format!("{} elements", data.len()),
+            ));
+        }
+        let t = Self::zeros(gpu, what, shape)?;
+        t.write(gpu, data)?;
+        Ok(t)
+    }
+
+    /// A view of `shape` at byte `offset` of `buffer`. The offset must honour the adapter's
+    /// storage-offset alignment.
+    pub fn view(buffer: &wgpu::Buffer, offset: u64, shape: &[usize]) -> Self {
+        Self {
+            buffer: buffer.clone(),
+            offset,
+            shape: shape.to_vec(),
+        }
+    }
+
+    fn check_size(gpu: &Gpu, what: &str, shape: &[usize]) -> Result<u64> {
+        let bytes = numel(shape) as u64 * 4;
+        let limit = gpu.max_binding_bytes();
+        if bytes > limit {
+            let hint = match shape.first() {
+                Some(&batch) if batch > 1 => {
+                    let per_item = bytes / batch as u64;
+                    format!(
+                        "; a batch of at most {} would fit",
+                        (limit / per_item.max(1)).max(1)
+                    )
+                }
+                _ => String::new(),
+            };
+            return Err(Error::TensorTooLarge {
+                what: what.to_string(),
+                shape: shape.to_vec(),
+                bytes,
+                limit,
+                hint,
+            });
+        }
+        Ok(bytes)
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    pub fn len(&self) -> usize {
+        numel(&self.shape)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn bytes(&self) -> u64 {
+        self.len() as u64 * 4
+    }
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        &self.buffer
+    }
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The same storage seen with another shape of as many elements.
+    pub fn reshaped(&self, shape: &[usize]) -> Result<Self> {
+        if numel(shape) != self.len() {
+            return Err(Error::shape("reshape", &self.shape, shape));
+        }
+        Ok(Self {
+            shape: shape.to_vec(),
+            ..self.clone()
+        })
+    }
+
+    pub(crate) fn binding(&self) -> wgpu::BindingResource<'_> {
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: &self.buffer,
+            offset: self.offset,
+            size: wgpu::BufferSize::new(self.bytes().max(4)),
+        })
+    }
+
+    /// Overwrites the contents with `data` (queued; visible to the next submit).
+    pub fn write<T: bytemuck::Pod>(&self, gpu: &Gpu, data: &[T]) -> Result<()> {
+        if std::mem::size_of_val(data) as u64 != self.bytes() {
+            return Err(Error::shape(
+                "tensor upload",
+                &self.shape,
+                format!("{} elements", data.len()),
+            ));
+        }
+        gpu.queue
+            .write_buffer(&self.buffer, self.offset, bytemuck::cast_slice(data));
+        Ok(())
+    }
+
+    /// Copies the contents back to the host (waits for all submitted work).
+    pub fn read<T: bytemuck::Pod>(&self, gpu: &Gpu) -> Result<Vec<T>> {
+        let bytes = self.bytes();
+        if bytes == 0 {
+            return Ok(Vec::new());
+        }
+        let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(&self.buffer, self.offset, &staging, 0, bytes);
+        gpu.queue.submit([encoder.finish()]);
+        let outcome: Arc<Mutex<Option<Result<(), wgpu::BufferAsyncError>>>> = Arc::default();
+        let sink = outcome.clone();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            *sink.lock().unwrap_or_else(|p| p.into_inner()) = Some(r)
+        });
+        gpu.wait()?;
+        match outcome.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(Error::Readback(e.to_string())),
+            None => {
+                return Err(Error::Readback(
+                    "the device finished without mapping the buffer".into(),
+                ));
+            }
+        }
+        let view = staging
+            .get_mapped_range(..)
+            .map_err(|e| Error::Readback(e.to_string()))?;
+        let out = bytemuck::pod_collect_to_vec(&view);
+        drop(view);
+        staging.unmap();
+        Ok(out)
+    }
+}

@@ -1,0 +1,9 @@
+//! wgcnn: a convolutional-network engine whose GPU kernels are hand-written WGSL run through wgpu,
+//! with a plain CPU reference of every kernel that the tests hold them to.
+
+pub mod cpu;
+pub mod error;
+pub mod gpu;
+pub mod shape;
+
+pub use error::{Error, Result};
