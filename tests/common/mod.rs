@@ -90,3 +90,53 @@ pub fn assert_bits_equal(what: &str, a: &[f32], b: &[f32]) {
         "{what}: runs differ at {first:?}"
     );
 }
+
+/// `n` uniform f64 values in [lo, hi) from `seed`.
+pub fn random_f64(seed: u64, n: usize, lo: f64, hi: f64) -> Vec<f64> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..n).map(|_| rng.random_range(lo..hi)).collect()
+}
+
+/// Checks `analytic` (the gradient of scalar `f` at `x` that a backward pass produced) against
+/// central finite differences in f64: `(f(x + eps e_i) - f(x - eps e_i)) / (2 eps)` for every i,
+/// within `|num - analytic| <= tol * max(1, |num|)`. Prints the first mismatches on failure.
+/// Pick `x` away from kinks (ReLU at 0, max-pool ties), where the derivative is not defined.
+#[track_caller]
+pub fn check_gradient(
+    what: &str,
+    x: &[f64],
+    analytic: &[f64],
+    f: impl Fn(&[f64]) -> f64,
+    eps: f64,
+    tol: f64,
+) {
+    assert_eq!(x.len(), analytic.len(), "{what}: gradient length");
+    let mut probe = x.to_vec();
+    let mut bad = Vec::new();
+    for i in 0..x.len() {
+        probe[i] = x[i] + eps;
+        let up = f(&probe);
+        probe[i] = x[i] - eps;
+        let down = f(&probe);
+        probe[i] = x[i];
+        let numeric = (up - down) / (2.0 * eps);
+        if !((numeric - analytic[i]).abs() <= tol * numeric.abs().max(1.0)) {
+            bad.push(format!(
+                "  [{i}] numeric {numeric:.9} analytic {:.9}",
+                analytic[i]
+            ));
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "{what}: {} of {} partial derivatives differ beyond tol {tol}\n{}",
+        bad.len(),
+        x.len(),
+        bad.iter().take(8).cloned().collect::<Vec<_>>().join("\n")
+    );
+}
+
+/// `sum(y * r)`: a scalar whose gradient w.r.t. `y` is `r`, to drive backward passes in gradient checks.
+pub fn weighted_sum(y: &[f64], r: &[f64]) -> f64 {
+    y.iter().zip(r).map(|(a, b)| a * b).sum()
+}
