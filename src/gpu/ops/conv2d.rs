@@ -1,0 +1,164 @@
+//! Conv2d forward, input gradient, and weight + bias gradient (`shaders/conv2d.wgsl`).
+
+use super::elementwise_grid;
+use crate::gpu::kernel::{Access::*, KernelSpec, MAX_WORKGROUPS_PER_DIM, Shader};
+use crate::gpu::{AdapterProfile, Dispatch, Gpu, GpuTensor, grid};
+use crate::shader;
+use crate::shape::Conv2dShape;
+use crate::{Error, Result};
+
+static SHADER: Shader = shader!("conv2d.wgsl");
+static FORWARD: KernelSpec =
+    KernelSpec { shader: &SHADER, entry: "conv2d_forward", bindings: &[(1, Read), (2, Read), (3, Read), (4, ReadWrite)] };
+static BACKWARD_INPUT: KernelSpec =
+    KernelSpec { shader: &SHADER, entry: "conv2d_backward_input", bindings: &[(2, Read), (5, Read), (6, ReadWrite)] };
+static BACKWARD_WEIGHT: KernelSpec =
+    KernelSpec { shader: &SHADER, entry: "conv2d_backward_weight", bindings: &[(1, Read), (5, Read), (7, ReadWrite)] };
+static REDUCE_WEIGHT: KernelSpec =
+    KernelSpec { shader: &SHADER, entry: "conv2d_reduce_weight", bindings: &[(10, Read), (8, ReadWrite), (9, ReadWrite)] };
+
+/// Tile of the implicit-GEMM kernels: invocations per workgroup (GEMM columns) and GEMM rows per
+/// workgroup (at most 8, the accumulator array of the shader).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvTiling {
+    pub columns: u32,
+    pub rows: u32,
+    /// Workgroups the weight-gradient pass aims for, by splitting its long reduction.
+    pub target_workgroups: u32,
+}
+
+/// The tiling for an adapter. Lavapipe runs a workgroup on one CPU thread, 8 lanes at a time:
+/// 64 columns x 8 broadcast rows measured fastest there (ENGINEERING.md), and a few workgroups per
+/// core suffice. GPUs want many more workgroups in flight to hide memory latency.
+pub fn tiling(profile: AdapterProfile) -> ConvTiling {
+    match profile {
+        AdapterProfile::Software => ConvTiling { columns: 64, rows: 8, target_workgroups: 64 },
+        AdapterProfile::Hardware => ConvTiling { columns: 64, rows: 8, target_workgroups: 2048 },
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    batch: u32,
+    in_c: u32,
+    in_h: u32,
+    in_w: u32,
+    out_c: u32,
+    out_h: u32,
+    out_w: u32,
+    k_h: u32,
+    k_w: u32,
+    stride: u32,
+    pad_top: u32,
+    pad_left: u32,
+    relu: u32,
+    split_len: u32,
+    splits: u32,
+    _pad: u32,
+}
+
+impl Params {
+    fn new(s: &Conv2dShape) -> Self {
+        Params {
+            batch: s.batch as u32,
+            in_c: s.in_channels as u32,
+            in_h: s.in_h as u32,
+            in_w: s.in_w as u32,
+            out_c: s.out_channels as u32,
+            out_h: s.out_h() as u32,
+            out_w: s.out_w() as u32,
+            k_h: s.kernel_h as u32,
+            k_w: s.kernel_w as u32,
+            stride: s.stride as u32,
+            pad_top: s.pad_top() as u32,
+            pad_left: s.pad_left() as u32,
+            ..Default::default()
+        }
+    }
+}
+
+fn expect_shape(what: &str, t: &GpuTensor, dims: &[usize]) -> Result<()> {
+    if t.shape() != dims {
+        return Err(Error::shape(format!("conv2d {what}"), dims, t.shape()));
+    }
+    Ok(())
+}
+
+fn constants(t: &ConvTiling, columns: u32) -> [(&'static str, f64); 2] {
+    [("WG", columns as f64), ("ROWS", t.rows as f64)]
+}
+
+/// `y = conv(x, w) + b`, then ReLU if `relu` (fused: one pass).
+pub fn conv2d_forward(
+    gpu: &Gpu,
+    shape: &Conv2dShape,
+    x: &GpuTensor,
+    w: &GpuTensor,
+    b: &GpuTensor,
+    y: &GpuTensor,
+    relu: bool,
+) -> Result<Dispatch> {
+    shape.validate()?;
+    expect_shape("input", x, &shape.input_dims())?;
+    expect_shape("weight", w, &shape.weight_dims())?;
+    expect_shape("bias", b, &[shape.out_channels])?;
+    expect_shape("output", y, &shape.output_dims())?;
+    let t = tiling(gpu.profile);
+    let kernel = gpu.kernel(&FORWARD, &constants(&t, t.columns))?;
+    let columns = (shape.batch * shape.out_h() * shape.out_w()) as u32;
+    let [gx, gy, _] = grid(columns.div_ceil(t.columns));
+    let params = Params { relu: relu as u32, ..Params::new(shape) };
+    gpu.dispatch(&kernel, &params, &[x, w, b, y], [gx, gy, (shape.out_channels as u32).div_ceil(t.rows)])
+}
+
+/// `dx = conv_transpose(dy, w)`: the gradient w.r.t. the input. `dy` is the gradient at the
+/// convolution's output (after any ReLU backward).
+pub fn conv2d_backward_input(gpu: &Gpu, shape: &Conv2dShape, dy: &GpuTensor, w: &GpuTensor, dx: &GpuTensor) -> Result<Dispatch> {
+    shape.validate()?;
+    expect_shape("output gradient", dy, &shape.output_dims())?;
+    expect_shape("weight", w, &shape.weight_dims())?;
+    expect_shape("input gradient", dx, &shape.input_dims())?;
+    let t = tiling(gpu.profile);
+    let kernel = gpu.kernel(&BACKWARD_INPUT, &constants(&t, t.columns))?;
+    let columns = (shape.batch * shape.in_h * shape.in_w) as u32;
+    let [gx, gy, _] = grid(columns.div_ceil(t.columns));
+    gpu.dispatch(&kernel, &Params::new(shape), &[w, dy, dx], [gx, gy, (shape.in_channels as u32).div_ceil(t.rows)])
+}
+
+/// `dw` and `db`: partial sums over `splits` chunks of the (n, oy) rows, then a fixed-order sum of
+/// the chunks, so the result is the same bits on every run. Two dispatches; the partial-sum
+/// buffer is allocated here and kept alive by the dispatches.
+pub fn conv2d_backward_weight(
+    gpu: &Gpu,
+    shape: &Conv2dShape,
+    x: &GpuTensor,
+    dy: &GpuTensor,
+    dw: &GpuTensor,
+    db: &GpuTensor,
+) -> Result<Vec<Dispatch>> {
+    shape.validate()?;
+    expect_shape("input", x, &shape.input_dims())?;
+    expect_shape("output gradient", dy, &shape.output_dims())?;
+    expect_shape("weight gradient", dw, &shape.weight_dims())?;
+    expect_shape("bias gradient", db, &[shape.out_channels])?;
+    let t = tiling(gpu.profile);
+    let ckk = shape.in_channels * shape.kernel_h * shape.kernel_w;
+    // Few columns (a first layer has 3*3*3 + 1) would leave most of a 64-wide workgroup idle:
+    // shrink it to the next power of two, at least one SIMD width.
+    let columns = ((ckk + 1) as u32).next_power_of_two().clamp(8, t.columns);
+    let column_groups = ((ckk + 1) as u32).div_ceil(columns);
+    let row_groups = (shape.out_channels as u32).div_ceil(t.rows);
+    let rows = (shape.batch * shape.out_h()) as u32;
+    let wanted = (t.target_workgroups / (column_groups * row_groups)).clamp(1, rows.min(MAX_WORKGROUPS_PER_DIM));
+    let split_len = rows.div_ceil(wanted);
+    let splits = rows.div_ceil(split_len);
+    let partial = GpuTensor::zeros(gpu, "conv2d weight-gradient partial sums", &[splits as usize, shape.out_channels, ckk + 1])?;
+    let params = Params { split_len, splits, ..Params::new(shape) };
+    let partial_kernel = gpu.kernel(&BACKWARD_WEIGHT, &constants(&t, columns))?;
+    let reduce_kernel = gpu.kernel(&REDUCE_WEIGHT, &constants(&t, 256))?;
+    Ok(vec![
+        gpu.dispatch(&partial_kernel, &params, &[x, dy, &partial], [column_groups, splits, row_groups])?,
+        gpu.dispatch(&reduce_kernel, &params, &[&partial, dw, db], elementwise_grid(shape.out_channels * (ckk + 1), 256))?,
+    ])
+}
