@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use wgcnn::gpu::ops::conv2d;
 use wgcnn::gpu::{DeviceChoice, Dispatch, Gpu, GpuTensor};
 use wgcnn::shape::{Conv2dShape, Padding};
@@ -31,7 +31,10 @@ fn time_pass(c: &mut Criterion, gpu: &Gpu, pass: &Pass) {
     let refs: Vec<&Dispatch> = pass.dispatches.iter().collect();
     gpu.run(&refs).expect("warm-up run"); // first run compiles lazily on some drivers
     let mut total = (Duration::ZERO, 0u64);
-    c.bench_function(&pass.name, |bencher| {
+    let mut group = c.benchmark_group(pass.name.split('/').next().unwrap_or("kernel"));
+    // Passes take 0.05-2 s on lavapipe: one run per sample, not criterion's growing counts.
+    group.sampling_mode(SamplingMode::Flat);
+    group.bench_function(pass.name.split('/').nth(1).unwrap_or(&pass.name), |bencher| {
         bencher.iter_custom(|iters| {
             let start = Instant::now();
             for _ in 0..iters {
@@ -43,6 +46,7 @@ fn time_pass(c: &mut Criterion, gpu: &Gpu, pass: &Pass) {
             elapsed
         })
     });
+    group.finish();
     let seconds = total.0.as_secs_f64() / total.1.max(1) as f64;
     let rate = match pass.work {
         Work::Flops(f) => format!("{:.2} GFLOP/s", f / seconds / 1e9),
