@@ -2,7 +2,9 @@
 //! Generic over f32 (the backend `--device cpu` runs) and f64 (finite-difference gradient checks).
 
 pub mod activation;
+pub mod adam;
 pub mod conv2d;
+pub mod loss;
 
 /// The float types the reference runs in.
 pub trait Real:

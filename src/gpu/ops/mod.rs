@@ -2,7 +2,9 @@
 //! [`Dispatch`](super::Dispatch)es to record into a step. One module per `shaders/*.wgsl` file.
 
 pub mod activation;
+pub mod adam;
 pub mod conv2d;
+pub mod loss;
 
 /// Uniform block of element-wise kernels: the element count, padded to 16 bytes.
 #[repr(C)]
