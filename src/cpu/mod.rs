@@ -3,6 +3,7 @@
 
 pub mod activation;
 pub mod adam;
+pub mod batch_norm;
 pub mod conv2d;
 pub mod loss;
 
