@@ -2,6 +2,8 @@
 //! [`Dispatch`](super::Dispatch)es to record into a step. One module per `shaders/*.wgsl` file.
 
 pub mod activation;
+pub mod dropout;
+pub mod max_pool2d;
 
 /// Uniform block of element-wise kernels: the element count, padded to 16 bytes.
 #[repr(C)]
