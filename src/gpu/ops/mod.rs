@@ -5,7 +5,9 @@ pub mod activation;
 pub mod adam;
 pub mod batch_norm;
 pub mod conv2d;
+pub mod dropout;
 pub mod loss;
+pub mod max_pool2d;
 
 /// Uniform block of element-wise kernels: the element count, padded to 16 bytes.
 #[repr(C)]
