@@ -7,8 +7,27 @@ use wgcnn::cpu;
 use wgcnn::gpu::ops::conv2d;
 use wgcnn::shape::{Conv2dShape, Padding};
 
-fn shape(batch: usize, in_c: usize, h: usize, w: usize, out_c: usize, k: usize, stride: usize, padding: Padding) -> Conv2dShape {
-    Conv2dShape { batch, in_channels: in_c, in_h: h, in_w: w, out_channels: out_c, kernel_h: k, kernel_w: k, stride, padding }
+fn shape(
+    batch: usize,
+    in_c: usize,
+    h: usize,
+    w: usize,
+    out_c: usize,
+    k: usize,
+    stride: usize,
+    padding: Padding,
+) -> Conv2dShape {
+    Conv2dShape {
+        batch,
+        in_channels: in_c,
+        in_h: h,
+        in_w: w,
+        out_channels: out_c,
+        kernel_h: k,
+        kernel_w: k,
+        stride,
+        padding,
+    }
 }
 
 /// Ragged shapes: batch 1 and 3; channels 1, 3, 5; odd sizes; stride 1 and 2; both paddings;
@@ -39,11 +58,27 @@ fn forward_matches_cpu() {
             let x = random(10 + i as u64, s.input_dims().iter().product(), -1.0, 1.0);
             let w = random(20 + i as u64, s.weight_dims().iter().product(), -1.0, 1.0);
             let b = random(30 + i as u64, s.out_channels, -1.0, 1.0);
-            let (xg, wg, bg) = (upload(&gpu, "x", &s.input_dims(), &x), upload(&gpu, "w", &s.weight_dims(), &w), upload(&gpu, "b", &[s.out_channels], &b));
+            let (xg, wg, bg) = (
+                upload(&gpu, "x", &s.input_dims(), &x),
+                upload(&gpu, "w", &s.weight_dims(), &w),
+                upload(&gpu, "b", &[s.out_channels], &b),
+            );
             let yg = zeros(&gpu, "y", &s.output_dims());
-            gpu.run(&[&conv2d::conv2d_forward(&gpu, &s, &xg, &wg, &bg, &yg, relu).unwrap()]).unwrap();
+            gpu.run(
+                &conv2d::conv2d_forward(&gpu, &s, &xg, &wg, &bg, &yg, relu)
+                    .unwrap()
+                    .iter()
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap();
             let want = cpu::conv2d::conv2d_forward(&s, &x, &w, &b, relu);
-            assert_close(&format!("conv2d forward {s:?} relu={relu}"), &download(&gpu, &yg), &want, ATOL, RTOL);
+            assert_close(
+                &format!("conv2d forward {s:?} relu={relu}"),
+                &download(&gpu, &yg),
+                &want,
+                ATOL,
+                RTOL,
+            );
         }
     }
 }
@@ -55,32 +90,86 @@ fn backward_matches_cpu() {
         let x = random(40 + i as u64, s.input_dims().iter().product(), -1.0, 1.0);
         let w = random(50 + i as u64, s.weight_dims().iter().product(), -1.0, 1.0);
         let dy = random(60 + i as u64, s.output_dims().iter().product(), -1.0, 1.0);
-        let (xg, wg, dyg) = (upload(&gpu, "x", &s.input_dims(), &x), upload(&gpu, "w", &s.weight_dims(), &w), upload(&gpu, "dy", &s.output_dims(), &dy));
-        let (dxg, dwg, dbg) = (zeros(&gpu, "dx", &s.input_dims()), zeros(&gpu, "dw", &s.weight_dims()), zeros(&gpu, "db", &[s.out_channels]));
-        let mut dispatches = vec![conv2d::conv2d_backward_input(&gpu, &s, &dyg, &wg, &dxg).unwrap()];
+        let (xg, wg, dyg) = (
+            upload(&gpu, "x", &s.input_dims(), &x),
+            upload(&gpu, "w", &s.weight_dims(), &w),
+            upload(&gpu, "dy", &s.output_dims(), &dy),
+        );
+        let (dxg, dwg, dbg) = (
+            zeros(&gpu, "dx", &s.input_dims()),
+            zeros(&gpu, "dw", &s.weight_dims()),
+            zeros(&gpu, "db", &[s.out_channels]),
+        );
+        let mut dispatches =
+            vec![conv2d::conv2d_backward_input(&gpu, &s, &dyg, &wg, &dxg).unwrap()];
         dispatches.extend(conv2d::conv2d_backward_weight(&gpu, &s, &xg, &dyg, &dwg, &dbg).unwrap());
         gpu.run(&dispatches.iter().collect::<Vec<_>>()).unwrap();
         let (dx, dw, db) = cpu::conv2d::conv2d_backward(&s, &x, &w, &dy);
-        assert_close(&format!("conv2d dx {s:?}"), &download(&gpu, &dxg), &dx, ATOL, RTOL);
+        assert_close(
+            &format!("conv2d dx {s:?}"),
+            &download(&gpu, &dxg),
+            &dx,
+            ATOL,
+            RTOL,
+        );
         // dw and db sum over batch * out_h * out_w (up to 3*16*17 = 816) products in another
         // order (split chunks, then the chunks): relative error grows with the count.
-        assert_close(&format!("conv2d dw {s:?}"), &download(&gpu, &dwg), &dw, 1e-4, 1e-4);
-        assert_close(&format!("conv2d db {s:?}"), &download(&gpu, &dbg), &db, 1e-4, 1e-4);
+        assert_close(
+            &format!("conv2d dw {s:?}"),
+            &download(&gpu, &dwg),
+            &dw,
+            1e-4,
+            1e-4,
+        );
+        assert_close(
+            &format!("conv2d db {s:?}"),
+            &download(&gpu, &dbg),
+            &db,
+            1e-4,
+            1e-4,
+        );
     }
 }
 
 #[test]
 fn gradients_match_finite_differences() {
-    for s in [shape(2, 3, 5, 6, 2, 3, 1, Padding::Same), shape(1, 2, 7, 6, 3, 3, 2, Padding::Valid), shape(2, 1, 6, 5, 2, 2, 2, Padding::Same)] {
+    for s in [
+        shape(2, 3, 5, 6, 2, 3, 1, Padding::Same),
+        shape(1, 2, 7, 6, 3, 3, 2, Padding::Valid),
+        shape(2, 1, 6, 5, 2, 2, 2, Padding::Same),
+    ] {
         let x = random_f64(1, s.input_dims().iter().product(), -1.0, 1.0);
         let w = random_f64(2, s.weight_dims().iter().product(), -1.0, 1.0);
         let b = random_f64(3, s.out_channels, -1.0, 1.0);
         let r = random_f64(4, s.output_dims().iter().product(), -1.0, 1.0);
         let (dx, dw, db) = cpu::conv2d::conv2d_backward(&s, &x, &w, &r);
-        let loss = |x: &[f64], w: &[f64], b: &[f64]| weighted_sum(&cpu::conv2d::conv2d_forward(&s, x, w, b, false), &r);
-        check_gradient(&format!("conv2d dx {s:?}"), &x, &dx, |x| loss(x, &w, &b), 1e-6, 1e-6);
-        check_gradient(&format!("conv2d dw {s:?}"), &w, &dw, |w| loss(&x, w, &b), 1e-6, 1e-6);
-        check_gradient(&format!("conv2d db {s:?}"), &b, &db, |b| loss(&x, &w, b), 1e-6, 1e-6);
+        let loss = |x: &[f64], w: &[f64], b: &[f64]| {
+            weighted_sum(&cpu::conv2d::conv2d_forward(&s, x, w, b, false), &r)
+        };
+        check_gradient(
+            &format!("conv2d dx {s:?}"),
+            &x,
+            &dx,
+            |x| loss(x, &w, &b),
+            1e-6,
+            1e-6,
+        );
+        check_gradient(
+            &format!("conv2d dw {s:?}"),
+            &w,
+            &dw,
+            |w| loss(&x, w, &b),
+            1e-6,
+            1e-6,
+        );
+        check_gradient(
+            &format!("conv2d db {s:?}"),
+            &b,
+            &db,
+            |b| loss(&x, &w, b),
+            1e-6,
+            1e-6,
+        );
     }
 }
 
@@ -88,19 +177,48 @@ fn gradients_match_finite_differences() {
 fn every_pass_is_deterministic() {
     let gpu = gpu();
     let s = shape(3, 5, 31, 33, 11, 3, 1, Padding::Same);
-    let x = upload(&gpu, "x", &s.input_dims(), &random(70, s.input_dims().iter().product(), -1.0, 1.0));
-    let w = upload(&gpu, "w", &s.weight_dims(), &random(71, s.weight_dims().iter().product(), -1.0, 1.0));
-    let b = upload(&gpu, "b", &[s.out_channels], &random(72, s.out_channels, -1.0, 1.0));
-    let dy = upload(&gpu, "dy", &s.output_dims(), &random(73, s.output_dims().iter().product(), -1.0, 1.0));
+    let x = upload(
+        &gpu,
+        "x",
+        &s.input_dims(),
+        &random(70, s.input_dims().iter().product(), -1.0, 1.0),
+    );
+    let w = upload(
+        &gpu,
+        "w",
+        &s.weight_dims(),
+        &random(71, s.weight_dims().iter().product(), -1.0, 1.0),
+    );
+    let b = upload(
+        &gpu,
+        "b",
+        &[s.out_channels],
+        &random(72, s.out_channels, -1.0, 1.0),
+    );
+    let dy = upload(
+        &gpu,
+        "dy",
+        &s.output_dims(),
+        &random(73, s.output_dims().iter().product(), -1.0, 1.0),
+    );
     let run = || {
-        let (y, dx, dw, db) = (zeros(&gpu, "y", &s.output_dims()), zeros(&gpu, "dx", &s.input_dims()), zeros(&gpu, "dw", &s.weight_dims()), zeros(&gpu, "db", &[s.out_channels]));
-        let mut d = vec![conv2d::conv2d_forward(&gpu, &s, &x, &w, &b, &y, true).unwrap(), conv2d::conv2d_backward_input(&gpu, &s, &dy, &w, &dx).unwrap()];
+        let (y, dx, dw, db) = (
+            zeros(&gpu, "y", &s.output_dims()),
+            zeros(&gpu, "dx", &s.input_dims()),
+            zeros(&gpu, "dw", &s.weight_dims()),
+            zeros(&gpu, "db", &[s.out_channels]),
+        );
+        let mut d = conv2d::conv2d_forward(&gpu, &s, &x, &w, &b, &y, true).unwrap();
+        d.push(conv2d::conv2d_backward_input(&gpu, &s, &dy, &w, &dx).unwrap());
         d.extend(conv2d::conv2d_backward_weight(&gpu, &s, &x, &dy, &dw, &db).unwrap());
         gpu.run(&d.iter().collect::<Vec<_>>()).unwrap();
         [&y, &dx, &dw, &db].map(|t| download(&gpu, t))
     };
     let (first, second) = (run(), run());
-    for (name, (a, b)) in ["y", "dx", "dw", "db"].iter().zip(first.iter().zip(&second)) {
+    for (name, (a, b)) in ["y", "dx", "dw", "db"]
+        .iter()
+        .zip(first.iter().zip(&second))
+    {
         assert_bits_equal(&format!("conv2d {name}"), a, b);
     }
 }
@@ -113,8 +231,15 @@ fn bad_shapes_are_errors() {
     let w = zeros(&gpu, "w", &[4, 3, 3, 2]);
     let b = zeros(&gpu, "b", &[4]);
     let y = zeros(&gpu, "y", &s.output_dims());
-    let err = conv2d::conv2d_forward(&gpu, &s, &x, &w, &b, &y, false).unwrap_err().to_string();
+    let err = conv2d::conv2d_forward(&gpu, &s, &x, &w, &b, &y, false)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("conv2d weight"), "{err}");
     let too_big = shape(1, 3, 2, 2, 4, 3, 1, Padding::Valid);
-    assert!(conv2d::conv2d_forward(&gpu, &too_big, &x, &w, &b, &y, false).unwrap_err().to_string().contains("does not fit"));
+    assert!(
+        conv2d::conv2d_forward(&gpu, &too_big, &x, &w, &b, &y, false)
+            .unwrap_err()
+            .to_string()
+            .contains("does not fit")
+    );
 }

@@ -7,7 +7,11 @@ use wgcnn::gpu::context::{DEVICE_ENV, describe_adapter, list_adapters};
 use wgcnn::gpu::{DeviceChoice, Gpu};
 
 #[derive(Parser)]
-#[command(name = "wgcnn", version, about = "Convolutional networks on hand-written WGSL kernels: train, evaluate, predict")]
+#[command(
+    name = "wgcnn",
+    version,
+    about = "Convolutional networks on hand-written WGSL kernels: train, evaluate, predict"
+)]
 struct Cli {
     /// Where to run: gpu, software (lavapipe), cpu, auto, or part of an adapter's name.
     #[arg(long, global = true, env = DEVICE_ENV, default_value = "auto", value_parser = |s: &str| s.parse::<DeviceChoice>())]
@@ -27,7 +31,12 @@ fn info(choice: &DeviceChoice) -> anyhow::Result<()> {
     println!("adapters found: {}", adapters.len());
     for a in &adapters {
         let i = a.get_info();
-        println!("  {}  driver: {} {}", describe_adapter(&i), i.driver, i.driver_info);
+        println!(
+            "  {}  driver: {} {}",
+            describe_adapter(&i),
+            i.driver,
+            i.driver_info
+        );
     }
     if *choice == DeviceChoice::Cpu {
         println!("chosen: the CPU reference backend");
@@ -35,11 +44,27 @@ fn info(choice: &DeviceChoice) -> anyhow::Result<()> {
     }
     let gpu = Gpu::new(choice)?;
     let l = &gpu.limits;
-    println!("chosen: {}  (kernel variants: {:?})", gpu.describe(), gpu.profile);
-    println!("  max storage binding: {} MiB", l.max_storage_buffer_binding_size / (1 << 20));
-    println!("  max buffer:          {} MiB", l.max_buffer_size / (1 << 20));
-    println!("  max workgroup:       {} invocations", l.max_compute_invocations_per_workgroup);
-    println!("  max workgroups/dim:  {}", l.max_compute_workgroups_per_dimension);
+    println!(
+        "chosen: {}  (kernel variants: {:?})",
+        gpu.describe(),
+        gpu.profile
+    );
+    println!(
+        "  max storage binding: {} MiB",
+        l.max_storage_buffer_binding_size / (1 << 20)
+    );
+    println!(
+        "  max buffer:          {} MiB",
+        l.max_buffer_size / (1 << 20)
+    );
+    println!(
+        "  max workgroup:       {} invocations",
+        l.max_compute_invocations_per_workgroup
+    );
+    println!(
+        "  max workgroups/dim:  {}",
+        l.max_compute_workgroups_per_dimension
+    );
     Ok(())
 }
 

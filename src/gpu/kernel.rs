@@ -19,6 +19,8 @@ use crate::error::Result;
 pub enum Access {
     Read,
     ReadWrite,
+    /// A uniform buffer (at most `max_uniform_buffer_binding_size`, 64 KiB on many adapters).
+    Uniform,
 }
 
 /// A WGSL source file of `shaders/`.
@@ -129,8 +131,11 @@ impl Gpu {
                 binding,
                 visibility: wgpu::ShaderStages::COMPUTE,
                 ty: wgpu::BindingType::Buffer {
-                    ty: wgpu::BufferBindingType::Storage {
-                        read_only: access == Access::Read,
+                    ty: match access {
+                        Access::Uniform => wgpu::BufferBindingType::Uniform,
+                        _ => wgpu::BufferBindingType::Storage {
+                            read_only: access == Access::Read,
+                        },
                     },
                     has_dynamic_offset: false,
                     min_binding_size: None,

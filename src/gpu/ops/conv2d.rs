@@ -4,18 +4,35 @@ use super::elementwise_grid;
 use crate::gpu::kernel::{Access::*, KernelSpec, MAX_WORKGROUPS_PER_DIM, Shader};
 use crate::gpu::{AdapterProfile, Dispatch, Gpu, GpuTensor, grid};
 use crate::shader;
-use crate::shape::Conv2dShape;
+use crate::shape::{Conv2dShape, Padding};
 use crate::{Error, Result};
 
 static SHADER: Shader = shader!("conv2d.wgsl");
-static FORWARD: KernelSpec =
-    KernelSpec { shader: &SHADER, entry: "conv2d_forward", bindings: &[(1, Read), (2, Read), (3, Read), (4, ReadWrite)] };
-static BACKWARD_INPUT: KernelSpec =
-    KernelSpec { shader: &SHADER, entry: "conv2d_backward_input", bindings: &[(2, Read), (5, Read), (6, ReadWrite)] };
-static BACKWARD_WEIGHT: KernelSpec =
-    KernelSpec { shader: &SHADER, entry: "conv2d_backward_weight", bindings: &[(1, Read), (5, Read), (7, ReadWrite)] };
-static REDUCE_WEIGHT: KernelSpec =
-    KernelSpec { shader: &SHADER, entry: "conv2d_reduce_weight", bindings: &[(10, Read), (8, ReadWrite), (9, ReadWrite)] };
+static PACK_WEIGHTS: KernelSpec = KernelSpec {
+    shader: &SHADER,
+    entry: "conv2d_pack_weights",
+    bindings: &[(2, Read), (12, ReadWrite)],
+};
+static FORWARD: KernelSpec = KernelSpec {
+    shader: &SHADER,
+    entry: "conv2d_forward",
+    bindings: &[(1, Read), (11, Read), (3, Read), (4, ReadWrite)],
+};
+static BACKWARD_INPUT: KernelSpec = KernelSpec {
+    shader: &SHADER,
+    entry: "conv2d_backward_input",
+    bindings: &[(2, Read), (5, Read), (6, ReadWrite)],
+};
+static BACKWARD_WEIGHT: KernelSpec = KernelSpec {
+    shader: &SHADER,
+    entry: "conv2d_backward_weight",
+    bindings: &[(1, Read), (5, Read), (7, ReadWrite)],
+};
+static REDUCE_WEIGHT: KernelSpec = KernelSpec {
+    shader: &SHADER,
+    entry: "conv2d_reduce_weight",
+    bindings: &[(10, Read), (8, ReadWrite), (9, ReadWrite)],
+};
 
 /// Tile of the implicit-GEMM kernels: invocations per workgroup (GEMM columns) and GEMM rows per
 /// workgroup (at most 8, the accumulator array of the shader).
@@ -32,8 +49,16 @@ pub struct ConvTiling {
 /// core suffice. GPUs want many more workgroups in flight to hide memory latency.
 pub fn tiling(profile: AdapterProfile) -> ConvTiling {
     match profile {
-        AdapterProfile::Software => ConvTiling { columns: 64, rows: 8, target_workgroups: 64 },
-        AdapterProfile::Hardware => ConvTiling { columns: 64, rows: 8, target_workgroups: 2048 },
+        AdapterProfile::Software => ConvTiling {
+            columns: 64,
+            rows: 8,
+            target_workgroups: 64,
+        },
+        AdapterProfile::Hardware => ConvTiling {
+            columns: 64,
+            rows: 8,
+            target_workgroups: 2048,
+        },
     }
 }
 
@@ -89,7 +114,9 @@ fn constants(t: &ConvTiling, columns: u32) -> [(&'static str, f64); 2] {
     [("WG", columns as f64), ("ROWS", t.rows as f64)]
 }
 
-/// `y = conv(x, w) + b`, then ReLU if `relu` (fused: one pass).
+/// `y = conv(x, w) + b`, then ReLU if `relu` (fused). Two dispatches: the weights are first
+/// repacked tap-major (`[k][out_c]`, a small copy) so the main pass loads four output channels'
+/// weights at once; the packed copy is allocated here and kept alive by the dispatches.
 pub fn conv2d_forward(
     gpu: &Gpu,
     shape: &Conv2dShape,
@@ -98,23 +125,54 @@ pub fn conv2d_forward(
     b: &GpuTensor,
     y: &GpuTensor,
     relu: bool,
-) -> Result<Dispatch> {
+) -> Result<Vec<Dispatch>> {
     shape.validate()?;
     expect_shape("input", x, &shape.input_dims())?;
     expect_shape("weight", w, &shape.weight_dims())?;
     expect_shape("bias", b, &[shape.out_channels])?;
     expect_shape("output", y, &shape.output_dims())?;
     let t = tiling(gpu.profile);
-    let kernel = gpu.kernel(&FORWARD, &constants(&t, t.columns))?;
-    let columns = (shape.batch * shape.out_h() * shape.out_w()) as u32;
+    let ckk = shape.in_channels * shape.kernel_h * shape.kernel_w;
+    let out_c4 = shape.out_channels.div_ceil(4);
+    let packed = GpuTensor::zeros(gpu, "conv2d packed weights", &[ckk, out_c4 * 4])?;
+    let params = Params {
+        relu: relu as u32,
+        ..Params::new(shape)
+    };
+    let pack = gpu.kernel(&PACK_WEIGHTS, &[("WG", 256.0)])?;
+    let padded = shape.pad_top() > 0 || shape.pad_left() > 0 || shape.padding == Padding::Same;
+    let forward = gpu.kernel(
+        &FORWARD,
+        &[("WG", t.columns as f64), ("PADDED", padded as u8 as f64)],
+    )?;
+    // One invocation per 4 output pixels of a row and 4 output channels.
+    let columns = (shape.batch * shape.out_h() * shape.out_w().div_ceil(4)) as u32;
     let [gx, gy, _] = grid(columns.div_ceil(t.columns));
-    let params = Params { relu: relu as u32, ..Params::new(shape) };
-    gpu.dispatch(&kernel, &params, &[x, w, b, y], [gx, gy, (shape.out_channels as u32).div_ceil(t.rows)])
+    Ok(vec![
+        gpu.dispatch(
+            &pack,
+            &params,
+            &[w, &packed],
+            elementwise_grid(ckk * out_c4 * 4, 256),
+        )?,
+        gpu.dispatch(
+            &forward,
+            &params,
+            &[x, &packed, b, y],
+            [gx, gy, out_c4 as u32],
+        )?,
+    ])
 }
 
 /// `dx = conv_transpose(dy, w)`: the gradient w.r.t. the input. `dy` is the gradient at the
 /// convolution's output (after any ReLU backward).
-pub fn conv2d_backward_input(gpu: &Gpu, shape: &Conv2dShape, dy: &GpuTensor, w: &GpuTensor, dx: &GpuTensor) -> Result<Dispatch> {
+pub fn conv2d_backward_input(
+    gpu: &Gpu,
+    shape: &Conv2dShape,
+    dy: &GpuTensor,
+    w: &GpuTensor,
+    dx: &GpuTensor,
+) -> Result<Dispatch> {
     shape.validate()?;
     expect_shape("output gradient", dy, &shape.output_dims())?;
     expect_shape("weight", w, &shape.weight_dims())?;
@@ -123,7 +181,12 @@ pub fn conv2d_backward_input(gpu: &Gpu, shape: &Conv2dShape, dy: &GpuTensor, w: 
     let kernel = gpu.kernel(&BACKWARD_INPUT, &constants(&t, t.columns))?;
     let columns = (shape.batch * shape.in_h * shape.in_w) as u32;
     let [gx, gy, _] = grid(columns.div_ceil(t.columns));
-    gpu.dispatch(&kernel, &Params::new(shape), &[w, dy, dx], [gx, gy, (shape.in_channels as u32).div_ceil(t.rows)])
+    gpu.dispatch(
+        &kernel,
+        &Params::new(shape),
+        &[w, dy, dx],
+        [gx, gy, (shape.in_channels as u32).div_ceil(t.rows)],
+    )
 }
 
 /// `dw` and `db`: partial sums over `splits` chunks of the (n, oy) rows, then a fixed-order sum of
@@ -150,15 +213,34 @@ pub fn conv2d_backward_weight(
     let column_groups = ((ckk + 1) as u32).div_ceil(columns);
     let row_groups = (shape.out_channels as u32).div_ceil(t.rows);
     let rows = (shape.batch * shape.out_h()) as u32;
-    let wanted = (t.target_workgroups / (column_groups * row_groups)).clamp(1, rows.min(MAX_WORKGROUPS_PER_DIM));
+    let wanted = (t.target_workgroups / (column_groups * row_groups))
+        .clamp(1, rows.min(MAX_WORKGROUPS_PER_DIM));
     let split_len = rows.div_ceil(wanted);
     let splits = rows.div_ceil(split_len);
-    let partial = GpuTensor::zeros(gpu, "conv2d weight-gradient partial sums", &[splits as usize, shape.out_channels, ckk + 1])?;
-    let params = Params { split_len, splits, ..Params::new(shape) };
+    let partial = GpuTensor::zeros(
+        gpu,
+        "conv2d weight-gradient partial sums",
+        &[splits as usize, shape.out_channels, ckk + 1],
+    )?;
+    let params = Params {
+        split_len,
+        splits,
+        ..Params::new(shape)
+    };
     let partial_kernel = gpu.kernel(&BACKWARD_WEIGHT, &constants(&t, columns))?;
     let reduce_kernel = gpu.kernel(&REDUCE_WEIGHT, &constants(&t, 256))?;
     Ok(vec![
-        gpu.dispatch(&partial_kernel, &params, &[x, dy, &partial], [column_groups, splits, row_groups])?,
-        gpu.dispatch(&reduce_kernel, &params, &[&partial, dw, db], elementwise_grid(shape.out_channels * (ckk + 1), 256))?,
+        gpu.dispatch(
+            &partial_kernel,
+            &params,
+            &[x, dy, &partial],
+            [column_groups, splits, row_groups],
+        )?,
+        gpu.dispatch(
+            &reduce_kernel,
+            &params,
+            &[&partial, dw, db],
+            elementwise_grid(shape.out_channels * (ckk + 1), 256),
+        )?,
     ])
 }
