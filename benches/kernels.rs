@@ -133,7 +133,7 @@ fn conv_passes(gpu: &Gpu) -> Vec<Pass> {
             let dx = tensor(gpu, "dx", &s.input_dims());
             passes.push(Pass {
                 name: format!("conv2d_backward_input/{layer}"),
-                dispatches: vec![conv2d::conv2d_backward_input(gpu, &s, &y, &w, &dx).unwrap()],
+                dispatches: conv2d::conv2d_backward_input(gpu, &s, &y, &w, &dx).unwrap(),
                 work: Work::Flops(flops),
             });
         }

@@ -4,36 +4,39 @@
 // Layouts (row-major, f32):
 //   x  [batch, in_c, in_h, in_w]      w  [out_c, in_c, k_h, k_w]      b  [out_c]
 //   y  [batch, out_c, out_h, out_w]   dy, dx, dw, db: the shapes of y, x, w, b
+//   packed (forward)        [in_c*k_h*k_w][out_c4*4]     weights tap-major, zero-padded channels
+//   packed (input gradient) [out_c][k_h*k_w][in_c4*4]    weights input-channel-minor
 //   partial [splits, out_c, in_c*k_h*k_w + 1]   (the last column holds the bias gradient)
 // Padding: `pad_top`/`pad_left` zero rows/columns before the input (Keras 'same' puts any extra
 // one after, which needs no special case: reads past the end are zero too).
 //
-// All three passes are implicit GEMMs with the same shape, the one that suits lavapipe (see
-// ENGINEERING.md): a workgroup of WG invocations spans GEMM columns, one column per invocation,
-// and ROWS GEMM rows held as ROWS scalar accumulators. The row operand's address depends only on
-// workgroup_id and loop counters, so it is one scalar (broadcast) load; the column operand is one
-// gathered load per invocation, reused ROWS times. Out-of-range rows/columns are clamped for the
-// loads and skipped at the store, so control flow stays uniform.
+// Shape of the work, chosen for lavapipe (one invocation per SIMD lane, see ENGINEERING.md): there
+// a load costs far more than arithmetic (a loop of vec4 multiply-adds alone runs ~10x faster than
+// the same loop with its loads), and even a load at a workgroup-uniform address is paid per lane.
+// So every pass gives each invocation a 4 x 4 block of outputs, loads 4 weights (or 4 output
+// gradients' taps) as one vec4, and at stride 1 slides a 4-wide window of inputs along the row so
+// that each tap costs one new load. Out-of-range lanes clamp their loads and skip their stores, so
+// control flow stays uniform. Four vec4 accumulators fit the 16 vector registers of AVX2.
 //
 // Bindings (group 0), binding 0 = Params (uniform):
-//   conv2d_forward:         1 x (read), 2 w (read), 3 b (read), 4 y (read_write)
-//       rows = output channels, columns = output pixels (n, oy, ox)
-//   conv2d_backward_input:  2 w (read), 5 dy (read), 6 dx (read_write)
-//       rows = input channels, columns = input pixels (n, iy, ix): a transposed convolution
-//   conv2d_backward_weight: 1 x (read), 5 dy (read), 7 partial (read_write)
-//       rows = output channels, columns = (ci, ky, kx) and one bias column; the reduction over
-//       (n, oy, ox) is cut into `splits` chunks of `split_len` (n, oy) rows, one chunk per wid.y
-//   conv2d_reduce_weight:   7 partial (read), 8 dw (read_write), 9 db (read_write)
+//   conv2d_pack_weights:          2 w (read), 12 packed_out (read_write)        tap-major copy
+//   conv2d_pack_weights_by_input: 2 w (read), 12 packed_out (read_write)        [co][tap][ci] copy
+//   conv2d_forward:         1 x, 11 packed, 3 b (read), 4 y (read_write)
+//       invocation: 4 output channels (wid.z) x 4 consecutive output pixels of one row
+//   conv2d_backward_input:  11 packed, 5 dy (read), 6 dx (read_write)
+//       invocation: 4 input channels (wid.z) x 4 consecutive input pixels of one row
+//   conv2d_backward_weight: 1 x, 5 dy (read), 7 partial (read_write)
+//       invocation: input channel ci, kernel row ky, kernel columns kx0..kx0+3, for 4 output
+//       channels (wid.z); one extra invocation column is the bias. wid.y is the split: a chunk of
+//       `split_len` (n, oy) rows of the reduction
+//   conv2d_reduce_weight:   10 partial (read), 8 dw, 9 db (read_write)
 //       one invocation per (co, column): sums the splits in order
-// Dispatch: forward / backward_input: (column groups spread over x and y by grid(), row groups in
-// z); backward_weight: (column groups, splits, row groups); reduce: grid over out_c*(ckk+1) / WG.
+// Dispatch: pack and reduce: grid() over their element count / WG. forward / backward_input:
+// column groups spread over x and y by grid(), groups of 4 channels in z. backward_weight:
+// (column groups, splits, groups of 4 output channels).
 
 override WG: u32 = 64;
-// Output rows per workgroup, at most MAX_ROWS.
-override ROWS: u32 = 8;
-const MAX_ROWS: u32 = 32u;
-// False when the convolution has no padding: every tap then lies inside the input, and the
-// bounds checks (a good part of the inner loop on lavapipe) are compiled out.
+// False when the convolution has no padding: the forward pass then skips its padding checks.
 override PADDED: bool = true;
 
 struct Params {
@@ -71,6 +74,23 @@ struct Params {
 // zeros, so one vec4 load at a workgroup-uniform address brings four output channels' weights.
 @group(0) @binding(11) var<storage, read> packed: array<vec4<f32>>;
 @group(0) @binding(12) var<storage, read_write> packed_out: array<f32>;
+
+// packed_out[(co * taps + tap) * in_c4 + ci] = w[(co * in_c + ci) * taps + tap], zero for the
+// padding channels: the input-gradient pass's layout.
+@compute @workgroup_size(WG)
+fn conv2d_pack_weights_by_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                                @builtin(local_invocation_index) lid: u32) {
+    let taps = p.k_h * p.k_w;
+    let in_c4 = (p.in_c + 3u) / 4u * 4u;
+    let i = (wid.x + wid.y * nwg.x) * WG + lid;
+    if (i >= p.out_c * taps * in_c4) {
+        return;
+    }
+    let ci = i % in_c4;
+    let tap = (i / in_c4) % taps;
+    let co = i / (in_c4 * taps);
+    packed_out[i] = select(0.0, w[(co * p.in_c + min(ci, p.in_c - 1u)) * taps + tap], ci < p.in_c);
+}
 
 // packed_out[k * out_c4 + co] = w[co * ckk + k], zero for the padding channels.
 @compute @workgroup_size(WG)
@@ -175,40 +195,66 @@ fn conv2d_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     }
 }
 
+// One value of the output gradient: dy[dy_row + ox], or zero outside the output row.
+fn grad_at(dy_row: u32, ox: i32, row_ok: bool) -> f32 {
+    let inside = clamp(ox, 0, i32(p.out_w) - 1);
+    return select(0.0, dy[dy_row + u32(inside)], row_ok && ox == inside);
+}
+
+// Input gradient, a transposed convolution: one invocation computes 4 input channels at 4
+// consecutive input pixels of one row, from weights packed [co][tap][ci] (4 input channels per
+// vec4 load). At stride 1 the 4 pixels' output-gradient values slide along the row.
 @compute @workgroup_size(WG)
 fn conv2d_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                          @builtin(local_invocation_index) lid: u32) {
-    let in_plane = p.in_h * p.in_w;
-    let out_plane = p.out_h * p.out_w;
-    let columns = p.batch * in_plane;
+    let quads = (p.in_w + 3u) / 4u;
+    let columns = p.batch * p.in_h * quads;
     let col = (wid.x + wid.y * nwg.x) * WG + lid;
     let c = min(col, columns - 1u);
-    let n = c / in_plane;
-    let pix = c % in_plane;
-    // Output position (before dividing by the stride) that tap (0, 0) of this input pixel feeds.
-    let ty0 = i32(pix / p.in_w + p.pad_top);
-    let tx0 = i32(pix % p.in_w + p.pad_left);
+    let n = c / (p.in_h * quads);
+    let iy = (c / quads) % p.in_h;
+    let ix0 = (c % quads) * 4u;
     let s = i32(p.stride);
-    let ci0 = wid.z * ROWS;
+    // Output column (before dividing by the stride) that tap 0 of pixel ix0 feeds.
+    let t0 = i32(ix0 + p.pad_left);
     let taps = p.k_h * p.k_w;
+    let in_c4 = (p.in_c + 3u) / 4u;
 
-    var acc: array<f32, MAX_ROWS>;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
     for (var co = 0u; co < p.out_c; co++) {
         let dy_plane = (n * p.out_c + co) * p.out_h;
         for (var ky = 0u; ky < p.k_h; ky++) {
-            let ty = ty0 - i32(ky);
+            let ty = i32(iy + p.pad_top) - i32(ky);
             let oy = ty / s;
             let row_ok = ty >= 0 && ty % s == 0 && oy < i32(p.out_h);
             let dy_row = (dy_plane + u32(clamp(oy, 0, i32(p.out_h) - 1))) * p.out_w;
-            for (var kx = 0u; kx < p.k_w; kx++) {
-                let tx = tx0 - i32(kx);
-                let ox = tx / s;
-                let ok = row_ok && tx >= 0 && tx % s == 0 && ox < i32(p.out_w);
-                let g = select(0.0, dy[dy_row + u32(clamp(ox, 0, i32(p.out_w) - 1))], ok);
-                let w_tap = ky * p.k_w + kx;
-                for (var r = 0u; r < ROWS; r++) {
-                    let ci = min(ci0 + r, p.in_c - 1u);
-                    acc[r] = fma(w[(co * p.in_c + ci) * taps + w_tap], g, acc[r]);
+            let k_row = (co * taps + ky * p.k_w) * in_c4 + wid.z;
+            if (s == 1) {
+                var g1 = grad_at(dy_row, t0 + 1, row_ok);
+                var g2 = grad_at(dy_row, t0 + 2, row_ok);
+                var g3 = grad_at(dy_row, t0 + 3, row_ok);
+                for (var kx = 0u; kx < p.k_w; kx++) {
+                    let g0 = grad_at(dy_row, t0 - i32(kx), row_ok);
+                    let wv = packed[k_row + kx * in_c4];
+                    acc0 += wv * g0;
+                    acc1 += wv * g1;
+                    acc2 += wv * g2;
+                    acc3 += wv * g3;
+                    g3 = g2;
+                    g2 = g1;
+                    g1 = g0;
+                }
+            } else {
+                for (var kx = 0u; kx < p.k_w; kx++) {
+                    let wv = packed[k_row + kx * in_c4];
+                    let t = t0 - i32(kx);
+                    acc0 += wv * select(0.0, grad_at(dy_row, t / s, row_ok), t % s == 0);
+                    acc1 += wv * select(0.0, grad_at(dy_row, (t + 1) / s, row_ok), (t + 1) % s == 0);
+                    acc2 += wv * select(0.0, grad_at(dy_row, (t + 2) / s, row_ok), (t + 2) % s == 0);
+                    acc3 += wv * select(0.0, grad_at(dy_row, (t + 3) / s, row_ok), (t + 3) % s == 0);
                 }
             }
         }
@@ -216,32 +262,51 @@ fn conv2d_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wor
     if (col >= columns) {
         return;
     }
-    for (var r = 0u; r < ROWS; r++) {
-        let ci = ci0 + r;
-        if (ci < p.in_c) {
-            dx[(n * p.in_c + ci) * in_plane + pix] = acc[r];
+    let sums = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
+    for (var j = 0u; j < 4u; j++) {
+        let ix = ix0 + j;
+        for (var r = 0u; r < 4u; r++) {
+            let ci = wid.z * 4u + r;
+            if (ix < p.in_w && ci < p.in_c) {
+                dx[((n * p.in_c + ci) * p.in_h + iy) * p.in_w + ix] = sums[j][r];
+            }
         }
     }
 }
 
+// One input value of the weight-gradient pass (zero in the padding); `x_row` is a clamped row.
+fn tap_input(x_row: u32, ix: i32, row_ok: bool) -> f32 {
+    let inside = clamp(ix, 0, i32(p.in_w) - 1);
+    return select(0.0, x[x_row + u32(inside)], row_ok && ix == inside);
+}
+
+// Weight and bias gradient, partial sums over one split of the (n, oy) rows. One invocation owns
+// input channel ci, kernel row ky and 4 consecutive kernel columns kx0..kx0+3 (a vec4 per output
+// channel), for 4 output channels: each output-gradient load serves 4 taps, and at stride 1 the
+// 4 taps' inputs slide along the row. The last invocation column is the bias (input 1).
 @compute @workgroup_size(WG)
 fn conv2d_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let taps = p.k_h * p.k_w;
-    let ckk = p.in_c * taps;
+    let kx_quads = (p.k_w + 3u) / 4u;
+    let lanes = p.in_c * p.k_h * kx_quads;
     let col = wid.x * WG + lid;
-    // Column ckk is the bias: its "input" is 1 everywhere.
-    let is_bias = col == ckk;
-    let c = min(col, ckk - 1u);
-    let ci = c / taps;
-    let ky = (c % taps) / p.k_w;
-    let kx = c % p.k_w;
-    let co0 = wid.z * ROWS;
-    let split = wid.y;
+    let is_bias = col == lanes;
+    let c = min(col, lanes - 1u);
+    let ci = c / (p.k_h * kx_quads);
+    let ky = (c / kx_quads) % p.k_h;
+    let kx0 = (c % kx_quads) * 4u;
+    let co0 = wid.z * 4u;
     let out_plane = p.out_h * p.out_w;
-    let first = split * p.split_len;
+    let s = i32(p.stride);
+    let first = wid.y * p.split_len;
     let last = min(first + p.split_len, p.batch * p.out_h);
+    // Rows of dy for the 4 output channels, clamped so that a partial group stays in bounds.
+    let co_off = vec4<u32>(min(co0, p.out_c - 1u), min(co0 + 1u, p.out_c - 1u), min(co0 + 2u, p.out_c - 1u),
+                           min(co0 + 3u, p.out_c - 1u)) * out_plane;
 
-    var acc: array<f32, MAX_ROWS>;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
     for (var t = first; t < last; t++) {
         let n = t / p.out_h;
         let oy = t % p.out_h;
@@ -249,24 +314,45 @@ fn conv2d_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_
         let row_ok = iy >= 0 && iy < i32(p.in_h);
         let x_row = ((n * p.in_c + ci) * p.in_h + u32(clamp(iy, 0, i32(p.in_h) - 1))) * p.in_w;
         let dy_row = n * p.out_c * out_plane + oy * p.out_w;
-        let ix0 = i32(kx) - i32(p.pad_left);
+        let ix0 = i32(kx0) - i32(p.pad_left);
+        var v = vec4<f32>(tap_input(x_row, ix0, row_ok), tap_input(x_row, ix0 + 1, row_ok),
+                          tap_input(x_row, ix0 + 2, row_ok), 0.0);
         for (var ox = 0u; ox < p.out_w; ox++) {
-            let ix = ix0 + i32(ox * p.stride);
-            let ok = row_ok && ix >= 0 && ix < i32(p.in_w);
-            let v = select(select(0.0, x[x_row + u32(clamp(ix, 0, i32(p.in_w) - 1))], ok), 1.0, is_bias);
-            for (var r = 0u; r < ROWS; r++) {
-                let co = min(co0 + r, p.out_c - 1u);
-                acc[r] = fma(dy[dy_row + co * out_plane + ox], v, acc[r]);
+            let ix = ix0 + i32(ox) * s;
+            if (s == 1) {
+                v.w = tap_input(x_row, ix + 3, row_ok);
+            } else {
+                v = vec4<f32>(tap_input(x_row, ix, row_ok), tap_input(x_row, ix + 1, row_ok),
+                              tap_input(x_row, ix + 2, row_ok), tap_input(x_row, ix + 3, row_ok));
             }
+            let taps = select(v, vec4<f32>(1.0, 0.0, 0.0, 0.0), is_bias);
+            let g = dy_row + ox;
+            acc0 += taps * dy[g + co_off.x];
+            acc1 += taps * dy[g + co_off.y];
+            acc2 += taps * dy[g + co_off.z];
+            acc3 += taps * dy[g + co_off.w];
+            v = vec4<f32>(v.yzw, 0.0);
         }
     }
-    if (col > ckk) {
+    if (col > lanes) {
         return;
     }
-    for (var r = 0u; r < ROWS; r++) {
+    let ckk = p.in_c * p.k_h * p.k_w;
+    let sums = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
+    for (var r = 0u; r < 4u; r++) {
         let co = co0 + r;
-        if (co < p.out_c) {
-            partial[(split * p.out_c + co) * (ckk + 1u) + col] = acc[r];
+        if (co >= p.out_c) {
+            continue;
+        }
+        let row = (wid.y * p.out_c + co) * (ckk + 1u);
+        if (is_bias) {
+            partial[row + ckk] = sums[r].x;
+        } else {
+            for (var j = 0u; j < 4u; j++) {
+                if (kx0 + j < p.k_w) {
+                    partial[row + (ci * p.k_h + ky) * p.k_w + kx0 + j] = sums[r][j];
+                }
+            }
         }
     }
 }

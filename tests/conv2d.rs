@@ -100,8 +100,7 @@ fn backward_matches_cpu() {
             zeros(&gpu, "dw", &s.weight_dims()),
             zeros(&gpu, "db", &[s.out_channels]),
         );
-        let mut dispatches =
-            vec![conv2d::conv2d_backward_input(&gpu, &s, &dyg, &wg, &dxg).unwrap()];
+        let mut dispatches = conv2d::conv2d_backward_input(&gpu, &s, &dyg, &wg, &dxg).unwrap();
         dispatches.extend(conv2d::conv2d_backward_weight(&gpu, &s, &xg, &dyg, &dwg, &dbg).unwrap());
         gpu.run(&dispatches.iter().collect::<Vec<_>>()).unwrap();
         let (dx, dw, db) = cpu::conv2d::conv2d_backward(&s, &x, &w, &dy);
@@ -209,7 +208,7 @@ fn every_pass_is_deterministic() {
             zeros(&gpu, "db", &[s.out_channels]),
         );
         let mut d = conv2d::conv2d_forward(&gpu, &s, &x, &w, &b, &y, true).unwrap();
-        d.push(conv2d::conv2d_backward_input(&gpu, &s, &dy, &w, &dx).unwrap());
+        d.extend(conv2d::conv2d_backward_input(&gpu, &s, &dy, &w, &dx).unwrap());
         d.extend(conv2d::conv2d_backward_weight(&gpu, &s, &x, &dy, &dw, &db).unwrap());
         gpu.run(&d.iter().collect::<Vec<_>>()).unwrap();
         [&y, &dx, &dw, &db].map(|t| download(&gpu, t))

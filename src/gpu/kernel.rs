@@ -19,8 +19,6 @@ use crate::error::Result;
 pub enum Access {
     Read,
     ReadWrite,
-    /// A uniform buffer (at most `max_uniform_buffer_binding_size`, 64 KiB on many adapters).
-    Uniform,
 }
 
 /// A WGSL source file of `shaders/`.

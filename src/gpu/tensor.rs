@@ -27,7 +27,6 @@ impl GpuTensor {
             label: Some(what),
             size: bytes.max(4),
             usage: wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::UNIFORM
                 | wgpu::BufferUsages::COPY_SRC
                 | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,

@@ -18,10 +18,15 @@ static FORWARD: KernelSpec = KernelSpec {
     entry: "conv2d_forward",
     bindings: &[(1, Read), (11, Read), (3, Read), (4, ReadWrite)],
 };
+static PACK_WEIGHTS_BY_INPUT: KernelSpec = KernelSpec {
+    shader: &SHADER,
+    entry: "conv2d_pack_weights_by_input",
+    bindings: &[(2, Read), (12, ReadWrite)],
+};
 static BACKWARD_INPUT: KernelSpec = KernelSpec {
     shader: &SHADER,
     entry: "conv2d_backward_input",
-    bindings: &[(2, Read), (5, Read), (6, ReadWrite)],
+    bindings: &[(11, Read), (5, Read), (6, ReadWrite)],
 };
 static BACKWARD_WEIGHT: KernelSpec = KernelSpec {
     shader: &SHADER,
@@ -34,29 +39,26 @@ static REDUCE_WEIGHT: KernelSpec = KernelSpec {
     bindings: &[(10, Read), (8, ReadWrite), (9, ReadWrite)],
 };
 
-/// Tile of the implicit-GEMM kernels: invocations per workgroup (GEMM columns) and GEMM rows per
-/// workgroup (at most 8, the accumulator array of the shader).
+/// Workgroup shape of the convolution kernels for an adapter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvTiling {
-    pub columns: u32,
-    pub rows: u32,
+    /// Invocations per workgroup.
+    pub workgroup: u32,
     /// Workgroups the weight-gradient pass aims for, by splitting its long reduction.
     pub target_workgroups: u32,
 }
 
-/// The tiling for an adapter. Lavapipe runs a workgroup on one CPU thread, 8 lanes at a time:
-/// 64 columns x 8 broadcast rows measured fastest there (ENGINEERING.md), and a few workgroups per
-/// core suffice. GPUs want many more workgroups in flight to hide memory latency.
+/// The tiling for an adapter. Lavapipe runs a workgroup on one CPU thread, 8 lanes at a time, and
+/// a few workgroups per core keep it busy. GPUs want many more workgroups in flight to hide memory
+/// latency, hence more splits of the weight-gradient reduction.
 pub fn tiling(profile: AdapterProfile) -> ConvTiling {
     match profile {
         AdapterProfile::Software => ConvTiling {
-            columns: 64,
-            rows: 8,
+            workgroup: 64,
             target_workgroups: 64,
         },
         AdapterProfile::Hardware => ConvTiling {
-            columns: 64,
-            rows: 8,
+            workgroup: 64,
             target_workgroups: 2048,
         },
     }
@@ -110,10 +112,6 @@ fn expect_shape(what: &str, t: &GpuTensor, dims: &[usize]) -> Result<()> {
     Ok(())
 }
 
-fn constants(t: &ConvTiling, columns: u32) -> [(&'static str, f64); 2] {
-    [("WG", columns as f64), ("ROWS", t.rows as f64)]
-}
-
 /// `y = conv(x, w) + b`, then ReLU if `relu` (fused). Two dispatches: the weights are first
 /// repacked tap-major (`[k][out_c]`, a small copy) so the main pass loads four output channels'
 /// weights at once; the packed copy is allocated here and kept alive by the dispatches.
@@ -143,11 +141,11 @@ pub fn conv2d_forward(
     let padded = shape.pad_top() > 0 || shape.pad_left() > 0 || shape.padding == Padding::Same;
     let forward = gpu.kernel(
         &FORWARD,
-        &[("WG", t.columns as f64), ("PADDED", padded as u8 as f64)],
+        &[("WG", t.workgroup as f64), ("PADDED", padded as u8 as f64)],
     )?;
     // One invocation per 4 output pixels of a row and 4 output channels.
     let columns = (shape.batch * shape.out_h() * shape.out_w().div_ceil(4)) as u32;
-    let [gx, gy, _] = grid(columns.div_ceil(t.columns));
+    let [gx, gy, _] = grid(columns.div_ceil(t.workgroup));
     Ok(vec![
         gpu.dispatch(
             &pack,
@@ -165,28 +163,42 @@ pub fn conv2d_forward(
 }
 
 /// `dx = conv_transpose(dy, w)`: the gradient w.r.t. the input. `dy` is the gradient at the
-/// convolution's output (after any ReLU backward).
+/// convolution's output (after any ReLU backward). Two dispatches: the weights are repacked
+/// input-channel-minor first.
 pub fn conv2d_backward_input(
     gpu: &Gpu,
     shape: &Conv2dShape,
     dy: &GpuTensor,
     w: &GpuTensor,
     dx: &GpuTensor,
-) -> Result<Dispatch> {
+) -> Result<Vec<Dispatch>> {
     shape.validate()?;
     expect_shape("output gradient", dy, &shape.output_dims())?;
     expect_shape("weight", w, &shape.weight_dims())?;
     expect_shape("input gradient", dx, &shape.input_dims())?;
     let t = tiling(gpu.profile);
-    let kernel = gpu.kernel(&BACKWARD_INPUT, &constants(&t, t.columns))?;
-    let columns = (shape.batch * shape.in_h * shape.in_w) as u32;
-    let [gx, gy, _] = grid(columns.div_ceil(t.columns));
-    gpu.dispatch(
-        &kernel,
-        &Params::new(shape),
-        &[w, dy, dx],
-        [gx, gy, (shape.in_channels as u32).div_ceil(t.rows)],
-    )
+    let taps = shape.kernel_h * shape.kernel_w;
+    let in_c4 = shape.in_channels.div_ceil(4);
+    let packed = GpuTensor::zeros(
+        gpu,
+        "conv2d packed weights",
+        &[shape.out_channels, taps, in_c4 * 4],
+    )?;
+    let params = Params::new(shape);
+    let pack = gpu.kernel(&PACK_WEIGHTS_BY_INPUT, &[("WG", 256.0)])?;
+    let kernel = gpu.kernel(&BACKWARD_INPUT, &[("WG", t.workgroup as f64)])?;
+    // One invocation per 4 input pixels of a row and 4 input channels.
+    let columns = (shape.batch * shape.in_h * shape.in_w.div_ceil(4)) as u32;
+    let [gx, gy, _] = grid(columns.div_ceil(t.workgroup));
+    Ok(vec![
+        gpu.dispatch(
+            &pack,
+            &params,
+            &[w, &packed],
+            elementwise_grid(shape.out_channels * taps * in_c4 * 4, 256),
+        )?,
+        gpu.dispatch(&kernel, &params, &[&packed, dy, dx], [gx, gy, in_c4 as u32])?,
+    ])
 }
 
 /// `dw` and `db`: partial sums over `splits` chunks of the (n, oy) rows, then a fixed-order sum of
@@ -207,11 +219,13 @@ pub fn conv2d_backward_weight(
     expect_shape("bias gradient", db, &[shape.out_channels])?;
     let t = tiling(gpu.profile);
     let ckk = shape.in_channels * shape.kernel_h * shape.kernel_w;
-    // Few columns (a first layer has 3*3*3 + 1) would leave most of a 64-wide workgroup idle:
-    // shrink it to the next power of two, at least one SIMD width.
-    let columns = ((ckk + 1) as u32).next_power_of_two().clamp(8, t.columns);
-    let column_groups = ((ckk + 1) as u32).div_ceil(columns);
-    let row_groups = (shape.out_channels as u32).div_ceil(t.rows);
+    // One invocation per (ci, ky, 4 columns of the kernel), and one for the bias.
+    let lanes = (shape.in_channels * shape.kernel_h * shape.kernel_w.div_ceil(4) + 1) as u32;
+    // Few lanes (a first layer has 3*3 + 1) would leave most of a 64-wide workgroup idle: shrink
+    // it to the next power of two, at least one SIMD width.
+    let workgroup = lanes.next_power_of_two().clamp(8, t.workgroup);
+    let column_groups = lanes.div_ceil(workgroup);
+    let row_groups = (shape.out_channels as u32).div_ceil(4);
     let rows = (shape.batch * shape.out_h()) as u32;
     let wanted = (t.target_workgroups / (column_groups * row_groups))
         .clamp(1, rows.min(MAX_WORKGROUPS_PER_DIM));
@@ -227,8 +241,8 @@ pub fn conv2d_backward_weight(
         splits,
         ..Params::new(shape)
     };
-    let partial_kernel = gpu.kernel(&BACKWARD_WEIGHT, &constants(&t, columns))?;
-    let reduce_kernel = gpu.kernel(&REDUCE_WEIGHT, &constants(&t, 256))?;
+    let partial_kernel = gpu.kernel(&BACKWARD_WEIGHT, &[("WG", workgroup as f64)])?;
+    let reduce_kernel = gpu.kernel(&REDUCE_WEIGHT, &[("WG", 256.0)])?;
     Ok(vec![
         gpu.dispatch(
             &partial_kernel,
