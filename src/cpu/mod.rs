@@ -2,6 +2,7 @@
 //! Generic over f32 (the backend `--device cpu` runs) and f64 (finite-difference gradient checks).
 
 pub mod activation;
+pub mod dense;
 
 /// The float types the reference runs in.
 pub trait Real:

@@ -2,6 +2,7 @@
 //! [`Dispatch`](super::Dispatch)es to record into a step. One module per `shaders/*.wgsl` file.
 
 pub mod activation;
+pub mod dense;
 
 /// Uniform block of element-wise kernels: the element count, padded to 16 bytes.
 #[repr(C)]
