@@ -5,6 +5,7 @@ pub mod activation;
 pub mod adam;
 pub mod batch_norm;
 pub mod conv2d;
+pub mod dense;
 pub mod dropout;
 pub mod loss;
 pub mod max_pool2d;
