@@ -34,51 +34,37 @@ fn time_pass(c: &mut Criterion, gpu: &Gpu, pass: &Pass) {
     let mut group = c.benchmark_group(pass.name.split('/').next().unwrap_or("kernel"));
     // Passes take 0.05-2 s on lavapipe: one run per sample, not criterion's growing counts.
     group.sampling_mode(SamplingMode::Flat);
-    group.bench_function(
-        pass.name.split('/').nth(1).unwrap_or(&pass.name),
-        |bencher| {
-            bencher.iter_custom(|iters| {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    gpu.run(&refs).expect("kernel run");
-                }
-                let elapsed = start.elapsed();
-                total.0 += elapsed;
-                total.1 += iters;
-                elapsed
-            })
-        },
-    );
+    group.bench_function(pass.name.split('/').nth(1).unwrap_or(&pass.name), |bencher| {
+        bencher.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                gpu.run(&refs).expect("kernel run");
+            }
+            let elapsed = start.elapsed();
+            total.0 += elapsed;
+            total.1 += iters;
+            elapsed
+        })
+    });
     group.finish();
     let seconds = total.0.as_secs_f64() / total.1.max(1) as f64;
     let rate = match pass.work {
         Work::Flops(f) => format!("{:.2} GFLOP/s", f / seconds / 1e9),
         Work::Bytes(b) => format!("{:.2} GB/s", b / seconds / 1e9),
     };
-    println!(
-        "{:<44} {:>10.3} ms  {:>14}  on {}",
-        pass.name,
-        seconds * 1e3,
-        rate,
-        gpu.describe()
-    );
+    println!("{:<44} {:>10.3} ms  {:>14}  on {}", pass.name, seconds * 1e3, rate, gpu.describe());
 }
 
 /// Criterion applies its filter itself; checking it here too skips building the inputs of
 /// benchmarks that will not run.
 fn c_filter_matches(name: &str) -> bool {
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
+    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()))
 }
 
 fn tensor(gpu: &Gpu, what: &str, shape: &[usize]) -> GpuTensor {
     let n: usize = shape.iter().product();
-    let data: Vec<f32> = (0..n)
-        .map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0)
-        .collect();
+    let data: Vec<f32> = (0..n).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
     GpuTensor::from_slice(gpu, what, shape, &data).expect("tensor fits the adapter")
 }
 
@@ -112,10 +98,7 @@ fn conv_passes(gpu: &Gpu) -> Vec<Pass> {
     let mut passes = Vec::new();
     for (layer, s) in conv_layers() {
         let wanted = |pass: &str| c_filter_matches(&format!("conv2d_{pass}/{layer}"));
-        if !["forward", "backward_input", "backward_weight"]
-            .iter()
-            .any(|p| wanted(p))
-        {
+        if !["forward", "backward_input", "backward_weight"].iter().any(|p| wanted(p)) {
             continue;
         }
         let x = tensor(gpu, "x", &s.input_dims());
@@ -150,8 +133,7 @@ fn conv_passes(gpu: &Gpu) -> Vec<Pass> {
 
 fn kernels(c: &mut Criterion) {
     let choice = DeviceChoice::resolve(None).expect("WGCNN_DEVICE");
-    let gpu =
-        Gpu::new(&choice).unwrap_or_else(|e| panic!("the kernel benchmarks need an adapter: {e}"));
+    let gpu = Gpu::new(&choice).unwrap_or_else(|e| panic!("the kernel benchmarks need an adapter: {e}"));
     println!("adapter: {}", gpu.describe());
     for pass in conv_passes(&gpu) {
         time_pass(c, &gpu, &pass);

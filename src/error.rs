@@ -26,20 +26,10 @@ pub enum Error {
         "tensor {what} of shape {shape:?} needs {bytes} bytes, over this adapter's limit of {limit} bytes \
          per storage binding{hint}"
     )]
-    TensorTooLarge {
-        what: String,
-        shape: Vec<usize>,
-        bytes: u64,
-        limit: u64,
-        hint: String,
-    },
+    TensorTooLarge { what: String, shape: Vec<usize>, bytes: u64, limit: u64, hint: String },
 
     #[error("shape mismatch in {what}: expected {expected}, got {got}")]
-    Shape {
-        what: String,
-        expected: String,
-        got: String,
-    },
+    Shape { what: String, expected: String, got: String },
 
     #[error("GPU error: {0}")]
     Gpu(String),
@@ -52,15 +42,7 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn shape(
-        what: impl Into<String>,
-        expected: impl std::fmt::Debug,
-        got: impl std::fmt::Debug,
-    ) -> Self {
-        Error::Shape {
-            what: what.into(),
-            expected: format!("{expected:?}"),
-            got: format!("{got:?}"),
-        }
+    pub(crate) fn shape(what: impl Into<String>, expected: impl std::fmt::Debug, got: impl std::fmt::Debug) -> Self {
+        Error::Shape { what: what.into(), expected: format!("{expected:?}"), got: format!("{got:?}") }
     }
 }

@@ -15,12 +15,7 @@ pub enum Padding {
 }
 
 /// Output size and leading padding of one spatial dimension.
-pub fn conv_out_dim(
-    input: usize,
-    kernel: usize,
-    stride: usize,
-    padding: Padding,
-) -> (usize, usize) {
+pub fn conv_out_dim(input: usize, kernel: usize, stride: usize, padding: Padding) -> (usize, usize) {
     match padding {
         Padding::Valid => {
             if input < kernel {
@@ -70,12 +65,7 @@ impl Conv2dShape {
         [self.batch, self.in_channels, self.in_h, self.in_w]
     }
     pub fn weight_dims(&self) -> [usize; 4] {
-        [
-            self.out_channels,
-            self.in_channels,
-            self.kernel_h,
-            self.kernel_w,
-        ]
+        [self.out_channels, self.in_channels, self.kernel_h, self.kernel_w]
     }
     pub fn output_dims(&self) -> [usize; 4] {
         [self.batch, self.out_channels, self.out_h(), self.out_w()]
@@ -97,9 +87,7 @@ impl Conv2dShape {
             self.stride,
         ];
         if dims.contains(&0) {
-            return Err(Error::Invalid(format!(
-                "conv2d: every size must be positive, got {self:?}"
-            )));
+            return Err(Error::Invalid(format!("conv2d: every size must be positive, got {self:?}")));
         }
         if self.out_h() == 0 || self.out_w() == 0 {
             return Err(Error::Invalid(format!(
@@ -137,19 +125,8 @@ impl Pool2dShape {
         [self.batch, self.channels, self.out_h(), self.out_w()]
     }
     pub fn validate(&self) -> Result<()> {
-        if [
-            self.batch,
-            self.channels,
-            self.in_h,
-            self.in_w,
-            self.pool,
-            self.stride,
-        ]
-        .contains(&0)
-        {
-            return Err(Error::Invalid(format!(
-                "max_pool2d: every size must be positive, got {self:?}"
-            )));
+        if [self.batch, self.channels, self.in_h, self.in_w, self.pool, self.stride].contains(&0) {
+            return Err(Error::Invalid(format!("max_pool2d: every size must be positive, got {self:?}")));
         }
         if self.out_h() == 0 || self.out_w() == 0 {
             return Err(Error::Invalid(format!(
@@ -204,10 +181,7 @@ pub struct BatchNormConfig {
 
 impl Default for BatchNormConfig {
     fn default() -> Self {
-        Self {
-            momentum: 0.99,
-            epsilon: 1e-3,
-        }
+        Self { momentum: 0.99, epsilon: 1e-3 }
     }
 }
 
@@ -224,12 +198,6 @@ pub struct AdamConfig {
 impl Default for AdamConfig {
     /// Keras's defaults.
     fn default() -> Self {
-        Self {
-            lr: 1e-3,
-            beta1: 0.9,
-            beta2: 0.999,
-            epsilon: 1e-7,
-            weight_decay: 0.0,
-        }
+        Self { lr: 1e-3, beta1: 0.9, beta2: 0.999, epsilon: 1e-7, weight_decay: 0.0 }
     }
 }

@@ -34,22 +34,12 @@ fn relu_forward_backward_match_cpu() {
 #[test]
 fn relu_gradient_matches_finite_differences() {
     // Keep inputs away from the kink at 0, where the derivative is undefined.
-    let x: Vec<f64> = random_f64(3, 40, 0.05, 1.0)
-        .iter()
-        .enumerate()
-        .map(|(i, v)| if i % 2 == 0 { *v } else { -*v })
-        .collect();
+    let x: Vec<f64> =
+        random_f64(3, 40, 0.05, 1.0).iter().enumerate().map(|(i, v)| if i % 2 == 0 { *v } else { -*v }).collect();
     let r = random_f64(4, 40, -1.0, 1.0);
     let y = cpu::activation::relu_forward(&x);
     let dx = cpu::activation::relu_backward(&y, &r);
-    check_gradient(
-        "relu dx",
-        &x,
-        &dx,
-        |x| weighted_sum(&cpu::activation::relu_forward(x), &r),
-        1e-6,
-        1e-6,
-    );
+    check_gradient("relu dx", &x, &dx, |x| weighted_sum(&cpu::activation::relu_forward(x), &r), 1e-6, 1e-6);
 }
 
 #[test]
@@ -59,8 +49,7 @@ fn relu_is_deterministic() {
     let x = upload(&gpu, "x", &[1000], &host);
     let run = || {
         let y = zeros(&gpu, "y", &[1000]);
-        gpu.run(&[&activation::relu_forward(&gpu, &x, &y).unwrap()])
-            .unwrap();
+        gpu.run(&[&activation::relu_forward(&gpu, &x, &y).unwrap()]).unwrap();
         download(&gpu, &y)
     };
     assert_bits_equal("relu forward", &run(), &run());

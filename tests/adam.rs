@@ -23,19 +23,13 @@ fn gpu_adam(cfg: &AdamConfig, param0: &[f32], grads: &[Vec<f32>]) -> Vec<[Vec<f3
         dispatch.update_params(&gpu.queue, &AdamParams::new(cfg, step, len).unwrap());
         grad.write(&gpu, g).unwrap();
         gpu.run(&[&dispatch]).unwrap();
-        states.push([
-            download(&gpu, &param),
-            download(&gpu, &m),
-            download(&gpu, &v),
-        ]);
+        states.push([download(&gpu, &param), download(&gpu, &m), download(&gpu, &v)]);
     }
     states
 }
 
 fn random_grads(seed: u64, steps: usize, len: usize) -> Vec<Vec<f32>> {
-    (0..steps)
-        .map(|s| random(seed + s as u64, len, -2.0, 2.0))
-        .collect()
+    (0..steps).map(|s| random(seed + s as u64, len, -2.0, 2.0)).collect()
 }
 
 #[test]
@@ -47,11 +41,7 @@ fn adam_matches_cpu_over_ten_steps() {
     let decays = [0.0, 0.05];
     for &len in &[1usize, 1000, 256 * 3 + 1] {
         for &weight_decay in &decays {
-            let cfg = AdamConfig {
-                lr: 0.01,
-                weight_decay,
-                ..AdamConfig::default()
-            };
+            let cfg = AdamConfig { lr: 0.01, weight_decay, ..AdamConfig::default() };
             let param0 = random(len as u64, len, -1.0, 1.0);
             let grads = random_grads(len as u64 + 7, 10, len);
             let gpu_states = gpu_adam(&cfg, &param0, &grads);
@@ -72,27 +62,17 @@ fn adam_matches_cpu_over_ten_steps() {
 fn adam_minimises_a_quadratic() {
     // f(p) = sum_i c_i (p_i - target_i)^2 with curvatures over three orders of magnitude: Adam's
     // per-coordinate scaling reaches every minimum at the same pace.
-    let cfg = AdamConfig {
-        lr: 0.01,
-        ..AdamConfig::default()
-    };
+    let cfg = AdamConfig { lr: 0.01, ..AdamConfig::default() };
     let target = random_f64(1, 8, -2.0, 2.0);
     let curvature = [0.01, 0.1, 1.0, 10.0, 0.05, 0.5, 5.0, 2.0];
     let mut p = vec![0.0f64; 8];
     let (mut m, mut v) = (vec![0.0; 8], vec![0.0; 8]);
     for step in 1..=3000 {
-        let grad: Vec<f64> = (0..8)
-            .map(|i| 2.0 * curvature[i] * (p[i] - target[i]))
-            .collect();
+        let grad: Vec<f64> = (0..8).map(|i| 2.0 * curvature[i] * (p[i] - target[i])).collect();
         cpu_adam::adam_step(&cfg, step, &mut p, &grad, &mut m, &mut v).unwrap();
     }
     for i in 0..8 {
-        assert!(
-            (p[i] - target[i]).abs() < 1e-3,
-            "coordinate {i}: reached {} for minimum {}",
-            p[i],
-            target[i]
-        );
+        assert!((p[i] - target[i]).abs() < 1e-3, "coordinate {i}: reached {} for minimum {}", p[i], target[i]);
     }
 }
 
@@ -103,21 +83,14 @@ fn first_step_moves_each_parameter_by_about_lr() {
     // any gradient scale well above epsilon.
     let cfg = AdamConfig::default();
     let len = 600;
-    let grads: Vec<f32> = random(5, len, -1.0, 1.0)
-        .iter()
-        .enumerate()
-        .map(|(i, &g)| g.signum() * 10f32.powi(i as i32 % 5 - 1))
-        .collect();
+    let grads: Vec<f32> =
+        random(5, len, -1.0, 1.0).iter().enumerate().map(|(i, &g)| g.signum() * 10f32.powi(i as i32 % 5 - 1)).collect();
     let param0 = random(6, len, -1.0, 1.0);
     let [gpu_param, _, _] = gpu_adam(&cfg, &param0, &[grads.clone()]).remove(0);
     let mut cpu_param = param0.clone();
     let (mut m, mut v) = (vec![0.0; len], vec![0.0; len]);
     cpu_adam::adam_step(&cfg, 1, &mut cpu_param, &grads, &mut m, &mut v).unwrap();
-    let want: Vec<f32> = param0
-        .iter()
-        .zip(&grads)
-        .map(|(p, g)| p - cfg.lr * g.signum())
-        .collect();
+    let want: Vec<f32> = param0.iter().zip(&grads).map(|(p, g)| p - cfg.lr * g.signum()).collect();
     // The smallest gradient, 0.1, leaves epsilon / sqrt(1 - b2) / 0.1 = 3e-5 of lr; f32 rounding
     // of p ~ 1 is 6e-8: atol 1e-7.
     assert_close("GPU step 1", &gpu_param, &want, 1e-7, 0.0);
@@ -127,11 +100,7 @@ fn first_step_moves_each_parameter_by_about_lr() {
 #[test]
 fn weight_decay_shrinks_parameters_before_the_update() {
     // With a zero gradient the moments stay zero and only the decay acts: p (1 - wd lr).
-    let cfg = AdamConfig {
-        lr: 0.1,
-        weight_decay: 0.5,
-        ..AdamConfig::default()
-    };
+    let cfg = AdamConfig { lr: 0.1, weight_decay: 0.5, ..AdamConfig::default() };
     let param0 = random(3, 10, -1.0, 1.0);
     let [gpu_param, _, _] = gpu_adam(&cfg, &param0, &[vec![0.0; 10]]).remove(0);
     let want: Vec<f32> = param0.iter().map(|p| p - p * 0.5 * 0.1).collect();
@@ -140,10 +109,7 @@ fn weight_decay_shrinks_parameters_before_the_update() {
 
 #[test]
 fn adam_is_deterministic() {
-    let cfg = AdamConfig {
-        weight_decay: 0.01,
-        ..AdamConfig::default()
-    };
+    let cfg = AdamConfig { weight_decay: 0.01, ..AdamConfig::default() };
     let param0 = random(11, 5000, -1.0, 1.0);
     let grads = random_grads(12, 3, 5000);
     let a = gpu_adam(&cfg, &param0, &grads);
@@ -191,8 +157,7 @@ fn views_of_one_arena_are_updated_in_place() {
     let grad_host = random(2, len, -1.0, 1.0);
     p.write(&gpu, &param0).unwrap();
     let g = upload(&gpu, "grad", &[len], &grad_host);
-    gpu.run(&[&adam::adam_step(&gpu, &cfg, 1, &p, &g, &m, &v).unwrap()])
-        .unwrap();
+    gpu.run(&[&adam::adam_step(&gpu, &cfg, 1, &p, &g, &m, &v).unwrap()]).unwrap();
     let (mut param, mut m_cpu, mut v_cpu) = (param0, vec![0.0; len], vec![0.0; len]);
     cpu_adam::adam_step(&cfg, 1, &mut param, &grad_host, &mut m_cpu, &mut v_cpu).unwrap();
     let want = [param, m_cpu, v_cpu].concat();

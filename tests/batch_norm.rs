@@ -15,11 +15,7 @@ fn shapes() -> Vec<BatchNormShape> {
     for batch in [1, 3] {
         for channels in [1, 3, 5] {
             for spatial in [7 * 9, 31 * 33, 1] {
-                out.push(BatchNormShape {
-                    batch,
-                    channels,
-                    spatial,
-                });
+                out.push(BatchNormShape { batch, channels, spatial });
             }
         }
     }
@@ -97,11 +93,7 @@ impl Tensors {
     }
 
     fn grads(&self) -> gpu_bn::Grads<'_> {
-        gpu_bn::Grads {
-            dx: &self.dx,
-            dgamma: &self.dgamma,
-            dbeta: &self.dbeta,
-        }
+        gpu_bn::Grads { dx: &self.dx, dgamma: &self.dgamma, dbeta: &self.dbeta }
     }
 }
 
@@ -141,18 +133,9 @@ impl TrainStep {
 fn gpu_train_step(case: &Case, config: &BatchNormConfig) -> TrainStep {
     let gpu = gpu();
     let t = Tensors::upload(case);
-    let forward = gpu_bn::forward_train(&gpu, &case.shape, config, &t.x, &t.weights(), &t.y)
-        .expect("forward_train");
-    let backward = gpu_bn::backward(
-        &gpu,
-        &case.shape,
-        &t.x,
-        &t.gamma,
-        &forward.saved,
-        &t.dy,
-        &t.grads(),
-    )
-    .expect("backward");
+    let forward = gpu_bn::forward_train(&gpu, &case.shape, config, &t.x, &t.weights(), &t.y).expect("forward_train");
+    let backward =
+        gpu_bn::backward(&gpu, &case.shape, &t.x, &t.gamma, &forward.saved, &t.dy, &t.grads()).expect("backward");
     let all: Vec<_> = forward.dispatches.iter().chain(&backward).collect();
     gpu.run(&all).unwrap();
     TrainStep {
@@ -184,15 +167,7 @@ fn cpu_train_step(case: &Case, config: &BatchNormConfig) -> TrainStep {
     )
     .unwrap();
     let grads = cpu_bn::backward(&case.shape, &case.x, &case.gamma, &saved, &case.dy).unwrap();
-    TrainStep {
-        y,
-        saved,
-        running_mean,
-        running_var,
-        dx: grads.dx,
-        dgamma: grads.dgamma,
-        dbeta: grads.dbeta,
-    }
+    TrainStep { y, saved, running_mean, running_var, dx: grads.dx, dgamma: grads.dgamma, dbeta: grads.dbeta }
 }
 
 // Tolerances. The GPU sums each channel's M = batch * spatial values (up to 3069 here) as 256
@@ -221,13 +196,7 @@ fn training_forward_and_backward_match_cpu() {
         let got = gpu_train_step(&case, &config);
         let want = cpu_train_step(&case, &config);
         close("y", &shape, &got.y, &want.y, REDUCED);
-        close(
-            "saved mean",
-            &shape,
-            &got.saved.mean,
-            &want.saved.mean,
-            REDUCED,
-        );
+        close("saved mean", &shape, &got.saved.mean, &want.saved.mean, REDUCED);
         let (got_inv, want_inv) = (&got.saved.inv_std, &want.saved.inv_std);
         close("saved inv_std", &shape, got_inv, want_inv, REDUCED);
         let (got_rm, want_rm) = (&got.running_mean, &want.running_mean);
@@ -247,8 +216,7 @@ fn inference_forward_matches_cpu() {
     for (i, shape) in shapes().into_iter().enumerate() {
         let case = Case::random(shape, 500 + 10 * i as u64);
         let t = Tensors::upload(&case);
-        let dispatch =
-            gpu_bn::forward_inference(&gpu, &shape, &config, &t.x, &t.weights(), &t.y).unwrap();
+        let dispatch = gpu_bn::forward_inference(&gpu, &shape, &config, &t.x, &t.weights(), &t.y).unwrap();
         gpu.run(&[&dispatch]).unwrap();
         let want = cpu_bn::forward_inference(
             &shape,
@@ -260,24 +228,10 @@ fn inference_forward_matches_cpu() {
             &case.running_var,
         )
         .unwrap();
-        close(
-            "inference y",
-            &shape,
-            &download(&gpu, &t.y),
-            &want,
-            ELEMENTWISE,
-        );
+        close("inference y", &shape, &download(&gpu, &t.y), &want, ELEMENTWISE);
         // Inference leaves the running statistics alone.
-        assert_bits_equal(
-            "running mean",
-            &download(&gpu, &t.running_mean),
-            &case.running_mean,
-        );
-        assert_bits_equal(
-            "running var",
-            &download(&gpu, &t.running_var),
-            &case.running_var,
-        );
+        assert_bits_equal("running mean", &download(&gpu, &t.running_mean), &case.running_mean);
+        assert_bits_equal("running var", &download(&gpu, &t.running_var), &case.running_var);
     }
 }
 
@@ -296,34 +250,17 @@ fn f64_case(shape: &BatchNormShape, seed: u64) -> [Vec<f64>; 4] {
 fn training_loss(shape: &BatchNormShape, x: &[f64], gamma: &[f64], beta: &[f64], r: &[f64]) -> f64 {
     let mut running_mean = vec![0.0; shape.channels];
     let mut running_var = vec![1.0; shape.channels];
-    let (y, _) = cpu_bn::forward_train(
-        shape,
-        &BatchNormConfig::default(),
-        x,
-        gamma,
-        beta,
-        &mut running_mean,
-        &mut running_var,
-    )
-    .unwrap();
+    let (y, _) =
+        cpu_bn::forward_train(shape, &BatchNormConfig::default(), x, gamma, beta, &mut running_mean, &mut running_var)
+            .unwrap();
     weighted_sum(&y, r)
 }
 
 #[test]
 fn training_gradients_match_finite_differences() {
     // A conv-like shape and a dense one (spatial 1), both with several values per channel.
-    let shapes = [
-        BatchNormShape {
-            batch: 3,
-            channels: 2,
-            spatial: 5,
-        },
-        BatchNormShape {
-            batch: 4,
-            channels: 3,
-            spatial: 1,
-        },
-    ];
+    let shapes =
+        [BatchNormShape { batch: 3, channels: 2, spatial: 5 }, BatchNormShape { batch: 4, channels: 3, spatial: 1 }];
     for (i, shape) in shapes.iter().enumerate() {
         let [x, gamma, beta, r] = f64_case(shape, 40 + 10 * i as u64);
         let mut running_mean = vec![0.0; shape.channels];
@@ -369,11 +306,7 @@ fn training_gradients_match_finite_differences() {
 
 #[test]
 fn training_step_is_deterministic() {
-    let shape = BatchNormShape {
-        batch: 3,
-        channels: 5,
-        spatial: 31 * 33,
-    };
+    let shape = BatchNormShape { batch: 3, channels: 5, spatial: 31 * 33 };
     let case = Case::random(shape, 7);
     let config = BatchNormConfig::default();
     let first = gpu_train_step(&case, &config);
@@ -401,11 +334,7 @@ fn channel(shape: &BatchNormShape, v: &[f32], c: usize) -> Vec<f32> {
 #[test]
 fn constant_channels_stay_finite() {
     let config = BatchNormConfig::default();
-    let shape = BatchNormShape {
-        batch: 3,
-        channels: 3,
-        spatial: 7 * 9,
-    };
+    let shape = BatchNormShape { batch: 3, channels: 3, spatial: 7 * 9 };
     let mut case = Case::random(shape, 11);
     // Channel 1: a constant that f32 sums represent exactly, so the variance is exactly 0.
     // Channel 2: one that they do not, so the mean misses it by a few ulps of the running sum.
@@ -420,30 +349,14 @@ fn constant_channels_stay_finite() {
     let count = shape.batch * shape.spatial;
     let inv_sqrt_eps = 1.0 / config.epsilon.sqrt();
     // Exact constant: y is beta and inv_std is 1 / sqrt(epsilon).
-    assert_bits_equal(
-        "exact constant y",
-        &channel(&shape, &got.y, 1),
-        &vec![case.beta[1]; count],
-    );
+    assert_bits_equal("exact constant y", &channel(&shape, &got.y, 1), &vec![case.beta[1]; count]);
     let (inv_std_1, inv_std_2) = (got.saved.inv_std[1], got.saved.inv_std[2]);
-    close(
-        "exact constant inv_std",
-        &shape,
-        &[inv_std_1],
-        &[inv_sqrt_eps],
-        REDUCED,
-    );
+    close("exact constant inv_std", &shape, &[inv_std_1], &[inv_sqrt_eps], REDUCED);
     // Inexact constant: the mean of 189 copies of 123.4 may miss by up to ~189 * 2^-24 * 123.4
     // = 1.4e-3, which inv_std (at most 1 / sqrt(epsilon) = 31.6) and gamma (< 1.5) magnify to
     // about 0.07 at worst: y stays within that of beta, and inv_std at most 1 / sqrt(epsilon).
     let beta_2 = vec![case.beta[2]; count];
-    assert_close(
-        "inexact constant y",
-        &channel(&shape, &got.y, 2),
-        &beta_2,
-        0.07,
-        0.0,
-    );
+    assert_close("inexact constant y", &channel(&shape, &got.y, 2), &beta_2, 0.07, 0.0);
     assert!(inv_std_2 > 0.0 && inv_std_2 <= inv_sqrt_eps * (1.0 + 1e-6));
     // The random channel is unaffected by its neighbours.
     let want = cpu_train_step(&case, &config);
@@ -456,11 +369,7 @@ fn single_value_channels_stay_finite() {
     // Batch 1 after a dense layer: one value per channel, variance 0, xhat 0, so y = beta and
     // dx = 0 exactly.
     let config = BatchNormConfig::default();
-    let shape = BatchNormShape {
-        batch: 1,
-        channels: 5,
-        spatial: 1,
-    };
+    let shape = BatchNormShape { batch: 1, channels: 5, spatial: 1 };
     let case = Case::random(shape, 12);
     let got = gpu_train_step(&case, &config);
     assert_finite("training step", &got.all_values());
@@ -472,38 +381,21 @@ fn single_value_channels_stay_finite() {
 #[test]
 fn bad_shapes_are_errors() {
     let gpu = gpu();
-    let shape = BatchNormShape {
-        batch: 2,
-        channels: 3,
-        spatial: 4,
-    };
+    let shape = BatchNormShape { batch: 2, channels: 3, spatial: 4 };
     let config = BatchNormConfig::default();
     let t = Tensors::upload(&Case::random(shape, 13));
     let wrong_x = zeros(&gpu, "x", &[2, 3, 5]);
     let wrong_channels = zeros(&gpu, "gamma", &[4]);
 
     assert!(gpu_bn::forward_train(&gpu, &shape, &config, &wrong_x, &t.weights(), &t.y).is_err());
-    let bad_gamma = gpu_bn::Weights {
-        gamma: &wrong_channels,
-        ..t.weights()
-    };
+    let bad_gamma = gpu_bn::Weights { gamma: &wrong_channels, ..t.weights() };
     assert!(gpu_bn::forward_train(&gpu, &shape, &config, &t.x, &bad_gamma, &t.y).is_err());
-    let bad_running_var = gpu_bn::Weights {
-        running_var: &wrong_channels,
-        ..t.weights()
-    };
-    assert!(
-        gpu_bn::forward_inference(&gpu, &shape, &config, &t.x, &bad_running_var, &t.y).is_err()
-    );
-    assert!(
-        gpu_bn::forward_inference(&gpu, &shape, &config, &t.x, &t.weights(), &wrong_x).is_err()
-    );
+    let bad_running_var = gpu_bn::Weights { running_var: &wrong_channels, ..t.weights() };
+    assert!(gpu_bn::forward_inference(&gpu, &shape, &config, &t.x, &bad_running_var, &t.y).is_err());
+    assert!(gpu_bn::forward_inference(&gpu, &shape, &config, &t.x, &t.weights(), &wrong_x).is_err());
     let empty = BatchNormShape { batch: 0, ..shape };
     assert!(gpu_bn::forward_inference(&gpu, &empty, &config, &t.x, &t.weights(), &t.y).is_err());
-    let no_epsilon = BatchNormConfig {
-        epsilon: 0.0,
-        ..config
-    };
+    let no_epsilon = BatchNormConfig { epsilon: 0.0, ..config };
     assert!(gpu_bn::forward_train(&gpu, &shape, &no_epsilon, &t.x, &t.weights(), &t.y).is_err());
 
     let forward = gpu_bn::forward_train(&gpu, &shape, &config, &t.x, &t.weights(), &t.y).unwrap();
@@ -511,10 +403,7 @@ fn bad_shapes_are_errors() {
         gpu_bn::backward(&gpu, &shape, &t.x, &t.gamma, &forward.saved, dy, grads)
     };
     assert!(backward(&wrong_x, &t.grads()).is_err());
-    let bad_dgamma = gpu_bn::Grads {
-        dgamma: &wrong_channels,
-        ..t.grads()
-    };
+    let bad_dgamma = gpu_bn::Grads { dgamma: &wrong_channels, ..t.grads() };
     assert!(backward(&t.dy, &bad_dgamma).is_err());
     assert!(backward(&t.dy, &t.grads()).is_ok());
 
@@ -522,14 +411,7 @@ fn bad_shapes_are_errors() {
     let x = vec![0f32; shape.len() + 1];
     let per_channel = vec![0f32; shape.channels];
     let (mut running_mean, mut running_var) = (per_channel.clone(), per_channel.clone());
-    let cpu_train = cpu_bn::forward_train(
-        &shape,
-        &config,
-        &x,
-        &per_channel,
-        &per_channel,
-        &mut running_mean,
-        &mut running_var,
-    );
+    let cpu_train =
+        cpu_bn::forward_train(&shape, &config, &x, &per_channel, &per_channel, &mut running_mean, &mut running_var);
     assert!(cpu_train.is_err());
 }

@@ -64,21 +64,10 @@ fn forward_matches_cpu() {
                 upload(&gpu, "b", &[s.out_channels], &b),
             );
             let yg = zeros(&gpu, "y", &s.output_dims());
-            gpu.run(
-                &conv2d::conv2d_forward(&gpu, &s, &xg, &wg, &bg, &yg, relu)
-                    .unwrap()
-                    .iter()
-                    .collect::<Vec<_>>(),
-            )
-            .unwrap();
+            gpu.run(&conv2d::conv2d_forward(&gpu, &s, &xg, &wg, &bg, &yg, relu).unwrap().iter().collect::<Vec<_>>())
+                .unwrap();
             let want = cpu::conv2d::conv2d_forward(&s, &x, &w, &b, relu);
-            assert_close(
-                &format!("conv2d forward {s:?} relu={relu}"),
-                &download(&gpu, &yg),
-                &want,
-                ATOL,
-                RTOL,
-            );
+            assert_close(&format!("conv2d forward {s:?} relu={relu}"), &download(&gpu, &yg), &want, ATOL, RTOL);
         }
     }
 }
@@ -104,29 +93,11 @@ fn backward_matches_cpu() {
         dispatches.extend(conv2d::conv2d_backward_weight(&gpu, &s, &xg, &dyg, &dwg, &dbg).unwrap());
         gpu.run(&dispatches.iter().collect::<Vec<_>>()).unwrap();
         let (dx, dw, db) = cpu::conv2d::conv2d_backward(&s, &x, &w, &dy);
-        assert_close(
-            &format!("conv2d dx {s:?}"),
-            &download(&gpu, &dxg),
-            &dx,
-            ATOL,
-            RTOL,
-        );
+        assert_close(&format!("conv2d dx {s:?}"), &download(&gpu, &dxg), &dx, ATOL, RTOL);
         // dw and db sum over batch * out_h * out_w (up to 3*16*17 = 816) products in another
         // order (split chunks, then the chunks): relative error grows with the count.
-        assert_close(
-            &format!("conv2d dw {s:?}"),
-            &download(&gpu, &dwg),
-            &dw,
-            1e-4,
-            1e-4,
-        );
-        assert_close(
-            &format!("conv2d db {s:?}"),
-            &download(&gpu, &dbg),
-            &db,
-            1e-4,
-            1e-4,
-        );
+        assert_close(&format!("conv2d dw {s:?}"), &download(&gpu, &dwg), &dw, 1e-4, 1e-4);
+        assert_close(&format!("conv2d db {s:?}"), &download(&gpu, &dbg), &db, 1e-4, 1e-4);
     }
 }
 
@@ -142,33 +113,10 @@ fn gradients_match_finite_differences() {
         let b = random_f64(3, s.out_channels, -1.0, 1.0);
         let r = random_f64(4, s.output_dims().iter().product(), -1.0, 1.0);
         let (dx, dw, db) = cpu::conv2d::conv2d_backward(&s, &x, &w, &r);
-        let loss = |x: &[f64], w: &[f64], b: &[f64]| {
-            weighted_sum(&cpu::conv2d::conv2d_forward(&s, x, w, b, false), &r)
-        };
-        check_gradient(
-            &format!("conv2d dx {s:?}"),
-            &x,
-            &dx,
-            |x| loss(x, &w, &b),
-            1e-6,
-            1e-6,
-        );
-        check_gradient(
-            &format!("conv2d dw {s:?}"),
-            &w,
-            &dw,
-            |w| loss(&x, w, &b),
-            1e-6,
-            1e-6,
-        );
-        check_gradient(
-            &format!("conv2d db {s:?}"),
-            &b,
-            &db,
-            |b| loss(&x, &w, b),
-            1e-6,
-            1e-6,
-        );
+        let loss = |x: &[f64], w: &[f64], b: &[f64]| weighted_sum(&cpu::conv2d::conv2d_forward(&s, x, w, b, false), &r);
+        check_gradient(&format!("conv2d dx {s:?}"), &x, &dx, |x| loss(x, &w, &b), 1e-6, 1e-6);
+        check_gradient(&format!("conv2d dw {s:?}"), &w, &dw, |w| loss(&x, w, &b), 1e-6, 1e-6);
+        check_gradient(&format!("conv2d db {s:?}"), &b, &db, |b| loss(&x, &w, b), 1e-6, 1e-6);
     }
 }
 
@@ -176,30 +124,10 @@ fn gradients_match_finite_differences() {
 fn every_pass_is_deterministic() {
     let gpu = gpu();
     let s = shape(3, 5, 31, 33, 11, 3, 1, Padding::Same);
-    let x = upload(
-        &gpu,
-        "x",
-        &s.input_dims(),
-        &random(70, s.input_dims().iter().product(), -1.0, 1.0),
-    );
-    let w = upload(
-        &gpu,
-        "w",
-        &s.weight_dims(),
-        &random(71, s.weight_dims().iter().product(), -1.0, 1.0),
-    );
-    let b = upload(
-        &gpu,
-        "b",
-        &[s.out_channels],
-        &random(72, s.out_channels, -1.0, 1.0),
-    );
-    let dy = upload(
-        &gpu,
-        "dy",
-        &s.output_dims(),
-        &random(73, s.output_dims().iter().product(), -1.0, 1.0),
-    );
+    let x = upload(&gpu, "x", &s.input_dims(), &random(70, s.input_dims().iter().product(), -1.0, 1.0));
+    let w = upload(&gpu, "w", &s.weight_dims(), &random(71, s.weight_dims().iter().product(), -1.0, 1.0));
+    let b = upload(&gpu, "b", &[s.out_channels], &random(72, s.out_channels, -1.0, 1.0));
+    let dy = upload(&gpu, "dy", &s.output_dims(), &random(73, s.output_dims().iter().product(), -1.0, 1.0));
     let run = || {
         let (y, dx, dw, db) = (
             zeros(&gpu, "y", &s.output_dims()),
@@ -214,10 +142,7 @@ fn every_pass_is_deterministic() {
         [&y, &dx, &dw, &db].map(|t| download(&gpu, t))
     };
     let (first, second) = (run(), run());
-    for (name, (a, b)) in ["y", "dx", "dw", "db"]
-        .iter()
-        .zip(first.iter().zip(&second))
-    {
+    for (name, (a, b)) in ["y", "dx", "dw", "db"].iter().zip(first.iter().zip(&second)) {
         assert_bits_equal(&format!("conv2d {name}"), a, b);
     }
 }
@@ -230,15 +155,10 @@ fn bad_shapes_are_errors() {
     let w = zeros(&gpu, "w", &[4, 3, 3, 2]);
     let b = zeros(&gpu, "b", &[4]);
     let y = zeros(&gpu, "y", &s.output_dims());
-    let err = conv2d::conv2d_forward(&gpu, &s, &x, &w, &b, &y, false)
-        .unwrap_err()
-        .to_string();
+    let err = conv2d::conv2d_forward(&gpu, &s, &x, &w, &b, &y, false).unwrap_err().to_string();
     assert!(err.contains("conv2d weight"), "{err}");
     let too_big = shape(1, 3, 2, 2, 4, 3, 1, Padding::Valid);
     assert!(
-        conv2d::conv2d_forward(&gpu, &too_big, &x, &w, &b, &y, false)
-            .unwrap_err()
-            .to_string()
-            .contains("does not fit")
+        conv2d::conv2d_forward(&gpu, &too_big, &x, &w, &b, &y, false).unwrap_err().to_string().contains("does not fit")
     );
 }

@@ -10,18 +10,11 @@ use wgcnn::shape::DenseShape;
 
 /// Both kernel variants run on any adapter, so the tiled one is tested on lavapipe too.
 fn variants() -> [MatmulVariant; 2] {
-    [
-        MatmulVariant::for_profile(AdapterProfile::Software),
-        MatmulVariant::for_profile(AdapterProfile::Hardware),
-    ]
+    [MatmulVariant::for_profile(AdapterProfile::Software), MatmulVariant::for_profile(AdapterProfile::Hardware)]
 }
 
 fn dense_shape(batch: usize, inputs: usize, outputs: usize) -> DenseShape {
-    DenseShape {
-        batch,
-        inputs,
-        outputs,
-    }
+    DenseShape { batch, inputs, outputs }
 }
 
 /// Tolerance of a GPU sum of `k` products of values in [-1, 1] against the CPU's.
@@ -112,13 +105,7 @@ fn check_layer(gpu: &Gpu, layer: &Layer, variant: MatmulVariant) {
         RTOL,
     );
     // Plain additions in the same order on both sides: exact.
-    assert_close(
-        &what("db"),
-        &download(gpu, &db),
-        &cpu::dense::dense_backward_bias(&s, &layer.dy),
-        0.0,
-        0.0,
-    );
+    assert_close(&what("db"), &download(gpu, &db), &cpu::dense::dense_backward_bias(&s, &layer.dy), 0.0, 0.0);
 }
 
 #[test]
@@ -182,24 +169,15 @@ fn dense_entry_points_use_the_adapter_variant() {
 
 #[test]
 fn dense_gradients_match_finite_differences() {
-    for (relu, s, seed) in [
-        (false, dense_shape(3, 5, 4), 10),
-        (true, dense_shape(2, 7, 3), 20),
-    ] {
+    for (relu, s, seed) in [(false, dense_shape(3, 5, 4), 10), (true, dense_shape(2, 7, 3), 20)] {
         let x = random_f64(seed, s.batch * s.inputs, -1.0, 1.0);
         let w = random_f64(seed + 1, s.inputs * s.outputs, -1.0, 1.0);
         let b = random_f64(seed + 2, s.outputs, -1.0, 1.0);
         let r = random_f64(seed + 3, s.batch * s.outputs, -1.0, 1.0);
-        let loss = |x: &[f64], w: &[f64], b: &[f64]| {
-            weighted_sum(&cpu::dense::dense_forward(&s, x, w, b, relu), &r)
-        };
+        let loss = |x: &[f64], w: &[f64], b: &[f64]| weighted_sum(&cpu::dense::dense_forward(&s, x, w, b, relu), &r);
         // d loss / d y = r; through the fused ReLU it is r where the output is positive.
         let y = cpu::dense::dense_forward(&s, &x, &w, &b, relu);
-        let dy = if relu {
-            cpu::activation::relu_backward(&y, &r)
-        } else {
-            r.clone()
-        };
+        let dy = if relu { cpu::activation::relu_backward(&y, &r) } else { r.clone() };
         // Keep clear of the ReLU kink, where the derivative is undefined; have both sides of it.
         let pre = cpu::dense::dense_forward(&s, &x, &w, &b, false);
         assert!(pre.iter().all(|v| v.abs() > 1e-3), "pick another seed");
@@ -223,14 +201,7 @@ fn dense_gradients_match_finite_differences() {
             1e-6,
             1e-6,
         );
-        check_gradient(
-            &what("db"),
-            &b,
-            &cpu::dense::dense_backward_bias(&s, &dy),
-            |b| loss(&x, &w, b),
-            1e-6,
-            1e-6,
-        );
+        check_gradient(&what("db"), &b, &cpu::dense::dense_backward_bias(&s, &dy), |b| loss(&x, &w, b), 1e-6, 1e-6);
     }
 }
 
@@ -262,10 +233,7 @@ fn dense_passes_are_deterministic() {
             [&y, &dx, &dw, &db].map(|t| download(&gpu, t))
         };
         let (first, second) = (run(), run());
-        for (name, (a, b)) in ["y", "dx", "dw", "db"]
-            .iter()
-            .zip(first.iter().zip(&second))
-        {
+        for (name, (a, b)) in ["y", "dx", "dw", "db"].iter().zip(first.iter().zip(&second)) {
             assert_bits_equal(&format!("{name} {variant:?}"), a, b);
         }
     }
@@ -305,11 +273,7 @@ fn mismatched_shapes_are_errors() {
         m: 3,
         n: 4,
         k: 5,
-        a: Operand {
-            tensor: &x,
-            row_stride: a_row_stride,
-            col_stride: 1,
-        },
+        a: Operand { tensor: &x, row_stride: a_row_stride, col_stride: 1 },
         b: Operand::row_major(&w, 4),
         bias: None,
         relu: false,

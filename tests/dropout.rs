@@ -37,34 +37,15 @@ fn agreement(a: &[bool], b: &[bool]) -> f64 {
 fn dropout_matches_cpu_bit_for_bit() {
     let gpu = gpu();
     // Ragged lengths: below one workgroup, not a multiple of it, and over one grid row.
-    for (i, &len) in [1usize, 7, 3 * 5 * 7 * 9, 256 * 65535 + 3]
-        .iter()
-        .enumerate()
-    {
+    for (i, &len) in [1usize, 7, 3 * 5 * 7 * 9, 256 * 65535 + 3].iter().enumerate() {
         let c = config(0.3, 0x1234_5678_9abc_def0 + i as u64, i as u32);
         let x = random(len as u64, len, -2.0, 2.0);
         let dy = random(len as u64 + 1, len, -2.0, 2.0);
         let (y, dx) = run_gpu(&gpu, &c, &x, &dy);
         // Exact: the same integer mask, and one f32 multiply by the same f32 scale.
-        assert_close(
-            "dropout forward",
-            &y,
-            &cpu_dropout::dropout_forward(&c, &x).unwrap(),
-            0.0,
-            0.0,
-        );
-        assert_close(
-            "dropout backward",
-            &dx,
-            &cpu_dropout::dropout_backward(&c, &dy).unwrap(),
-            0.0,
-            0.0,
-        );
-        assert_eq!(
-            gpu_mask(&gpu, &c, len),
-            cpu_dropout::dropout_mask(&c, len).unwrap(),
-            "mask of {len}"
-        );
+        assert_close("dropout forward", &y, &cpu_dropout::dropout_forward(&c, &x).unwrap(), 0.0, 0.0);
+        assert_close("dropout backward", &dx, &cpu_dropout::dropout_backward(&c, &dy).unwrap(), 0.0, 0.0);
+        assert_eq!(gpu_mask(&gpu, &c, len), cpu_dropout::dropout_mask(&c, len).unwrap(), "mask of {len}");
     }
 }
 
@@ -78,11 +59,7 @@ fn dropout_mask_depends_on_seed_and_step_only() {
     // A prefix of a longer tensor has the same mask: the element's index is its only position.
     assert_eq!(mask[..1000], gpu_mask(&gpu, &c, 1000)[..]);
     // Independent masks at rate 0.5 agree on half the elements.
-    for other in [
-        config(0.5, 43, 7),
-        config(0.5, 42 + (1 << 32), 7),
-        config(0.5, 42, 8),
-    ] {
+    for other in [config(0.5, 43, 7), config(0.5, 42 + (1 << 32), 7), config(0.5, 42, 8)] {
         let a = agreement(&mask, &gpu_mask(&gpu, &other, len));
         assert!((a - 0.5).abs() < 0.01, "{other:?} agrees with {c:?} on {a}");
     }
@@ -96,17 +73,10 @@ fn dropout_keeps_one_minus_rate_of_the_elements() {
     let gpu = gpu();
     let len = 1_000_000;
     for rate in [0.5f32, 0.2] {
-        let kept = gpu_mask(&gpu, &config(rate, 2024, 0), len)
-            .iter()
-            .filter(|&&k| k)
-            .count() as f64
-            / len as f64;
+        let kept = gpu_mask(&gpu, &config(rate, 2024, 0), len).iter().filter(|&&k| k).count() as f64 / len as f64;
         let want = 1.0 - rate as f64;
         // Within 0.5% of 1 - rate: 5 (rate 0.5) and 10 (rate 0.2) standard deviations.
-        assert!(
-            (kept - want).abs() <= 0.005 * want,
-            "rate {rate}: kept {kept}"
-        );
+        assert!((kept - want).abs() <= 0.005 * want, "rate {rate}: kept {kept}");
     }
 }
 
@@ -119,11 +89,7 @@ fn dropout_at_rate_zero_is_the_identity() {
     let (y, dx) = run_gpu(&gpu, &c, &x, &dy);
     assert_bits_equal("gpu forward", &y, &x);
     assert_bits_equal("gpu backward", &dx, &dy);
-    assert_bits_equal(
-        "cpu forward",
-        &cpu_dropout::dropout_forward(&c, &x).unwrap(),
-        &x,
-    );
+    assert_bits_equal("cpu forward", &cpu_dropout::dropout_forward(&c, &x).unwrap(), &x);
 }
 
 #[test]
@@ -147,11 +113,7 @@ fn dropout_is_deterministic() {
     let gpu = gpu();
     let x = random(5, 5000, -1.0, 1.0);
     let c = config(0.25, 5, 5);
-    assert_bits_equal(
-        "forward",
-        &run_gpu(&gpu, &c, &x, &x).0,
-        &run_gpu(&gpu, &c, &x, &x).0,
-    );
+    assert_bits_equal("forward", &run_gpu(&gpu, &c, &x, &x).0, &run_gpu(&gpu, &c, &x, &x).0);
 }
 
 #[test]
@@ -160,14 +122,8 @@ fn dropout_rejects_bad_rates_and_lengths() {
     let x = zeros(&gpu, "x", &[10]);
     for rate in [1.0, 1.5, -0.1, f32::NAN] {
         let c = config(rate, 0, 0);
-        assert!(
-            dropout::dropout_forward(&gpu, &c, &x, &x).is_err(),
-            "rate {rate}"
-        );
-        assert!(
-            cpu_dropout::dropout_forward(&c, &[0.0f32; 3]).is_err(),
-            "rate {rate}"
-        );
+        assert!(dropout::dropout_forward(&gpu, &c, &x, &x).is_err(), "rate {rate}");
+        assert!(cpu_dropout::dropout_forward(&c, &[0.0f32; 3]).is_err(), "rate {rate}");
     }
     let short = zeros(&gpu, "y", &[9]);
     let c = config(0.5, 0, 0);

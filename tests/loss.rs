@@ -8,10 +8,7 @@ use wgcnn::gpu::{Gpu, GpuTensor, ops::loss};
 
 /// Class indices below `count` from `seed`.
 fn random_labels(seed: u64, batch: usize, count: usize) -> Vec<u32> {
-    random(seed, batch, 0.0, count as f32)
-        .iter()
-        .map(|&v| (v as u32).min(count as u32 - 1))
-        .collect()
+    random(seed, batch, 0.0, count as f32).iter().map(|&v| (v as u32).min(count as u32 - 1)).collect()
 }
 
 /// Runs the GPU loss; returns (dlogits, stats).
@@ -37,8 +34,7 @@ fn gpu_probabilities(gpu: &Gpu, shape: LossShape, logits: &[f32]) -> Vec<f32> {
     let dims = [shape.batch, shape.classes];
     let logits = upload(gpu, "logits", &dims, logits);
     let probs = zeros(gpu, "probs", &dims);
-    gpu.run(&[&loss::probabilities(gpu, &logits, &probs).unwrap()])
-        .unwrap();
+    gpu.run(&[&loss::probabilities(gpu, &logits, &probs).unwrap()]).unwrap();
     download(gpu, &probs)
 }
 
@@ -47,35 +43,13 @@ fn gpu_probabilities(gpu: &Gpu, shape: LossShape, logits: &[f32]) -> Vec<f32> {
 /// Loss: rtol 1e-5, for a sum of up to 65 terms added in another order (tree vs loop). The correct
 /// count, batch and ignored rows are exact.
 #[track_caller]
-fn assert_gpu_matches_cpu(
-    what: &str,
-    shape: LossShape,
-    logits: &[f32],
-    labels: &[u32],
-    weights: &[f32],
-) {
+fn assert_gpu_matches_cpu(what: &str, shape: LossShape, logits: &[f32], labels: &[u32], weights: &[f32]) {
     let (dlogits, stats) = gpu_cross_entropy(&gpu(), shape, logits, labels, weights);
     let want = cpu_loss::cross_entropy(shape, logits, labels, weights).unwrap();
-    assert_close(
-        &format!("{what} dlogits"),
-        &dlogits,
-        &want.dlogits,
-        1e-6,
-        1e-4,
-    );
+    assert_close(&format!("{what} dlogits"), &dlogits, &want.dlogits, 1e-6, 1e-4);
     let want_stats = want.stats();
-    assert_close(
-        &format!("{what} loss"),
-        &stats[..1],
-        &want_stats[..1],
-        1e-6,
-        1e-5,
-    );
-    assert_eq!(
-        stats[1..],
-        want_stats[1..],
-        "{what}: [correct, batch, ignored]"
-    );
+    assert_close(&format!("{what} loss"), &stats[..1], &want_stats[..1], 1e-6, 1e-5);
+    assert_eq!(stats[1..], want_stats[1..], "{what}: [correct, batch, ignored]");
 }
 
 #[test]
@@ -124,11 +98,7 @@ fn cross_entropy_gradients_match_finite_differences() {
             &format!("cross-entropy dlogits, {classes} classes"),
             &logits,
             &out.dlogits,
-            |z| {
-                cpu_loss::cross_entropy(shape, z, &labels, weights)
-                    .unwrap()
-                    .loss
-            },
+            |z| cpu_loss::cross_entropy(shape, z, &labels, weights).unwrap().loss,
             1e-6,
             1e-7,
         );
@@ -142,10 +112,8 @@ fn extreme_logits_give_finite_loss_and_gradients() {
         for &classes in &[1usize, 2, 3] {
             let shape = LossShape { batch: 4, classes };
             // Logits of random sign at +-big: confidently right and confidently wrong examples.
-            let logits: Vec<f32> = random(classes as u64, 4 * classes, -1.0, 1.0)
-                .iter()
-                .map(|r| big * r.signum())
-                .collect();
+            let logits: Vec<f32> =
+                random(classes as u64, 4 * classes, -1.0, 1.0).iter().map(|r| big * r.signum()).collect();
             let labels = [0, 1, 0, 1];
             let weights = vec![1.0; shape.label_count()];
             let (dlogits, stats) = gpu_cross_entropy(&gpu, shape, &logits, &labels, &weights);
@@ -156,62 +124,27 @@ fn extreme_logits_give_finite_loss_and_gradients() {
                 all_finite(&dlogits) && all_finite(&stats) && all_finite(&probs),
                 "{shape:?} +-{big}: GPU gave {dlogits:?} {stats:?} {probs:?}"
             );
-            assert!(
-                all_finite(&cpu.dlogits) && cpu.loss.is_finite(),
-                "{shape:?} +-{big}: CPU gave {cpu:?}"
-            );
-            assert_gpu_matches_cpu(
-                &format!("{shape:?} +-{big}"),
-                shape,
-                &logits,
-                &labels,
-                &weights,
-            );
+            assert!(all_finite(&cpu.dlogits) && cpu.loss.is_finite(), "{shape:?} +-{big}: CPU gave {cpu:?}");
+            assert_gpu_matches_cpu(&format!("{shape:?} +-{big}"), shape, &logits, &labels, &weights);
         }
     }
     // A confidently wrong example costs about |z|, not infinity; a confidently right one about 0.
-    let binary = LossShape {
-        batch: 1,
-        classes: 1,
-    };
-    for (z, label, want) in [
-        (100.0, 0, 100.0),
-        (-100.0, 1, 100.0),
-        (1e4, 0, 1e4),
-        (100.0, 1, 0.0),
-    ] {
+    let binary = LossShape { batch: 1, classes: 1 };
+    for (z, label, want) in [(100.0, 0, 100.0), (-100.0, 1, 100.0), (1e4, 0, 1e4), (100.0, 1, 0.0)] {
         let (_, stats) = gpu_cross_entropy(&gpu, binary, &[z], &[label], &[1.0, 1.0]);
         let cpu = cpu_loss::cross_entropy(binary, &[z], &[label], &[1.0, 1.0]).unwrap();
-        assert_close(
-            &format!("BCE z={z} t={label}"),
-            &[stats[0], cpu.loss],
-            &[want, want],
-            1e-6,
-            1e-6,
-        );
+        assert_close(&format!("BCE z={z} t={label}"), &[stats[0], cpu.loss], &[want, want], 1e-6, 1e-6);
     }
-    let softmax = LossShape {
-        batch: 1,
-        classes: 3,
-    };
+    let softmax = LossShape { batch: 1, classes: 3 };
     let (_, stats) = gpu_cross_entropy(&gpu, softmax, &[1e4, -1e4, 0.0], &[1], &[1.0; 3]);
-    assert_close(
-        "CCE z=[1e4, -1e4, 0] label 1",
-        &stats[..1],
-        &[2e4],
-        0.0,
-        1e-6,
-    );
+    assert_close("CCE z=[1e4, -1e4, 0] label 1", &stats[..1], &[2e4], 0.0, 1e-6);
 }
 
 #[test]
 fn small_binary_loss_keeps_its_precision() {
     // exp(-|z|) << 1 must not be lost in 1 + exp(-|z|): log1p(exp(-20)) is 2.06e-9, not 0.
     let gpu = gpu();
-    let binary = LossShape {
-        batch: 1,
-        classes: 1,
-    };
+    let binary = LossShape { batch: 1, classes: 1 };
     for z in [20.0f32, 9.0, 3.0, 0.5, 0.0] {
         let (_, stats) = gpu_cross_entropy(&gpu, binary, &[z], &[1], &[1.0, 1.0]);
         let want = (-z as f64).exp().ln_1p() as f32;
@@ -222,23 +155,15 @@ fn small_binary_loss_keeps_its_precision() {
 #[test]
 fn correct_count_is_exact_with_ties_and_zero_logits() {
     // Binary: z = 0 predicts class 0. Softmax: the first of tied maxima is the prediction.
-    let binary = LossShape {
-        batch: 5,
-        classes: 1,
-    };
+    let binary = LossShape { batch: 5, classes: 1 };
     let logits = [0.0, 0.0, 2.0, -2.0, 1e-30];
     let labels = [0, 1, 1, 1, 1];
     assert_gpu_matches_cpu("binary ties", binary, &logits, &labels, &[1.0, 1.0]);
     let (_, stats) = gpu_cross_entropy(&gpu(), binary, &logits, &labels, &[1.0, 1.0]);
     assert_eq!(stats[1], 3.0, "binary correct count");
 
-    let softmax = LossShape {
-        batch: 4,
-        classes: 3,
-    };
-    let logits = [
-        1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 2.0, 2.0, -1.0, -1.0, -1.0,
-    ];
+    let softmax = LossShape { batch: 4, classes: 3 };
+    let logits = [1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 2.0, 2.0, -1.0, -1.0, -1.0];
     let labels = [0, 1, 1, 0];
     assert_gpu_matches_cpu("softmax ties", softmax, &logits, &labels, &[1.0; 3]);
     let (_, stats) = gpu_cross_entropy(&gpu(), softmax, &logits, &labels, &[1.0; 3]);
@@ -247,10 +172,7 @@ fn correct_count_is_exact_with_ties_and_zero_logits() {
 
 #[test]
 fn cross_entropy_is_deterministic() {
-    let shape = LossShape {
-        batch: 65,
-        classes: 5,
-    };
+    let shape = LossShape { batch: 65, classes: 5 };
     let logits = random(7, 65 * 5, -4.0, 4.0);
     let labels = random_labels(8, 65, 5);
     let weights = random(9, 5, 0.5, 2.0);
@@ -307,10 +229,7 @@ fn bad_shapes_are_errors() {
     }
     assert!(loss::probabilities(&gpu, &logits, &t(&[5, 3])).is_err());
 
-    let shape = LossShape {
-        batch: 3,
-        classes: 5,
-    };
+    let shape = LossShape { batch: 3, classes: 5 };
     assert!(cpu_loss::cross_entropy(shape, &[0.0f32; 14], &[0; 3], &[1.0; 5]).is_err());
     assert!(cpu_loss::cross_entropy(shape, &[0.0f32; 15], &[0; 2], &[1.0; 5]).is_err());
     assert!(cpu_loss::cross_entropy(shape, &[0.0f32; 15], &[0; 3], &[1.0; 4]).is_err());

@@ -9,22 +9,8 @@ use wgcnn::gpu::ops::max_pool2d;
 use wgcnn::gpu::{Gpu, GpuTensor};
 use wgcnn::shape::Pool2dShape;
 
-fn shape(
-    batch: usize,
-    channels: usize,
-    in_h: usize,
-    in_w: usize,
-    pool: usize,
-    stride: usize,
-) -> Pool2dShape {
-    Pool2dShape {
-        batch,
-        channels,
-        in_h,
-        in_w,
-        pool,
-        stride,
-    }
+fn shape(batch: usize, channels: usize, in_h: usize, in_w: usize, pool: usize, stride: usize) -> Pool2dShape {
+    Pool2dShape { batch, channels, in_h, in_w, pool, stride }
 }
 
 /// What the GPU computed for one shape: y, argmax and dx.
@@ -44,11 +30,7 @@ fn run_gpu(gpu: &Gpu, s: &Pool2dShape, x: &[f32], dy: &[f32]) -> GpuPool {
     let fwd = max_pool2d::max_pool2d_forward(gpu, s, &x, &y, &argmax).unwrap();
     let bwd = max_pool2d::max_pool2d_backward(gpu, s, &argmax, &dy, &dx).unwrap();
     gpu.run(&[&fwd, &bwd]).unwrap();
-    GpuPool {
-        y: download(gpu, &y),
-        argmax: argmax.read(gpu).unwrap(),
-        dx: download(gpu, &dx),
-    }
+    GpuPool { y: download(gpu, &y), argmax: argmax.read(gpu).unwrap(), dx: download(gpu, &dx) }
 }
 
 /// Compares the GPU with the CPU reference on `x`, exactly: max and the argmax do no arithmetic,
@@ -98,11 +80,7 @@ fn distinct_f64(seed: u64, n: usize) -> Vec<f64> {
 
 #[test]
 fn max_pool2d_gradient_matches_finite_differences() {
-    for s in [
-        shape(2, 3, 7, 9, 2, 2),
-        shape(1, 2, 7, 9, 3, 2),
-        shape(2, 1, 8, 9, 2, 3),
-    ] {
+    for s in [shape(2, 3, 7, 9, 2, 2), shape(1, 2, 7, 9, 3, 2), shape(2, 1, 8, 9, 2, 3)] {
         let x = distinct_f64(7, s.input_dims().iter().product());
         let r = random_f64(8, s.output_dims().iter().product(), -1.0, 1.0);
         let (_, argmax) = cpu_pool::max_pool2d_forward(&s, &x).unwrap();
@@ -198,8 +176,7 @@ fn max_pool2d_rejects_bad_shapes() {
     assert!(cpu_pool::max_pool2d_forward(&shape(1, 1, 4, 4, 2, 0), &[0.0f32; 16]).is_err());
     // Tensors that do not match the shape.
     let s = shape(1, 2, 6, 6, 2, 2);
-    let (x, y, dx): (GpuTensor, GpuTensor, GpuTensor) =
-        (t(&s.input_dims()), t(&s.output_dims()), t(&s.input_dims()));
+    let (x, y, dx): (GpuTensor, GpuTensor, GpuTensor) = (t(&s.input_dims()), t(&s.output_dims()), t(&s.input_dims()));
     let wrong = t(&[1, 2, 3, 4]);
     assert!(max_pool2d::max_pool2d_forward(&gpu, &s, &wrong, &y, &y).is_err());
     assert!(max_pool2d::max_pool2d_forward(&gpu, &s, &x, &y, &wrong).is_err());

@@ -31,12 +31,7 @@ fn info(choice: &DeviceChoice) -> anyhow::Result<()> {
     println!("adapters found: {}", adapters.len());
     for a in &adapters {
         let i = a.get_info();
-        println!(
-            "  {}  driver: {} {}",
-            describe_adapter(&i),
-            i.driver,
-            i.driver_info
-        );
+        println!("  {}  driver: {} {}", describe_adapter(&i), i.driver, i.driver_info);
     }
     if *choice == DeviceChoice::Cpu {
         println!("chosen: the CPU reference backend");
@@ -44,27 +39,11 @@ fn info(choice: &DeviceChoice) -> anyhow::Result<()> {
     }
     let gpu = Gpu::new(choice)?;
     let l = &gpu.limits;
-    println!(
-        "chosen: {}  (kernel variants: {:?})",
-        gpu.describe(),
-        gpu.profile
-    );
-    println!(
-        "  max storage binding: {} MiB",
-        l.max_storage_buffer_binding_size / (1 << 20)
-    );
-    println!(
-        "  max buffer:          {} MiB",
-        l.max_buffer_size / (1 << 20)
-    );
-    println!(
-        "  max workgroup:       {} invocations",
-        l.max_compute_invocations_per_workgroup
-    );
-    println!(
-        "  max workgroups/dim:  {}",
-        l.max_compute_workgroups_per_dimension
-    );
+    println!("chosen: {}  (kernel variants: {:?})", gpu.describe(), gpu.profile);
+    println!("  max storage binding: {} MiB", l.max_storage_buffer_binding_size / (1 << 20));
+    println!("  max buffer:          {} MiB", l.max_buffer_size / (1 << 20));
+    println!("  max workgroup:       {} invocations", l.max_compute_invocations_per_workgroup);
+    println!("  max workgroups/dim:  {}", l.max_compute_workgroups_per_dimension);
     Ok(())
 }
 

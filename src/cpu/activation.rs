@@ -9,8 +9,5 @@ pub fn relu_forward<T: Real>(x: &[T]) -> Vec<T> {
 
 /// `dx = dy` where the forward output `y` is positive, else 0.
 pub fn relu_backward<T: Real>(y: &[T], dy: &[T]) -> Vec<T> {
-    y.iter()
-        .zip(dy)
-        .map(|(&y, &g)| if y > T::zero() { g } else { T::zero() })
-        .collect()
+    y.iter().zip(dy).map(|(&y, &g)| if y > T::zero() { g } else { T::zero() }).collect()
 }

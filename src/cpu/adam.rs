@@ -8,9 +8,7 @@ use crate::shape::AdamConfig;
 /// `lr * sqrt(1 - beta2^step) / (1 - beta1^step)`.
 pub fn adam_alpha(cfg: &AdamConfig, step: u64) -> Result<f64> {
     if step == 0 {
-        return Err(Error::Invalid(
-            "adam: steps count from 1 (step 0 divides by 1 - beta1^0 = 0)".into(),
-        ));
+        return Err(Error::Invalid("adam: steps count from 1 (step 0 divides by 1 - beta1^0 = 0)".into()));
     }
     // powf: exact for the small integer steps where it matters, and no i32 overflow past 2^31.
     let t = step as f64;
@@ -51,18 +49,12 @@ pub fn adam_step<T: Real>(
     m: &mut [T],
     v: &mut [T],
 ) -> Result<()> {
-    check_lengths(
-        param.len(),
-        &[("grad", grad.len()), ("m", m.len()), ("v", v.len())],
-    )?;
+    check_lengths(param.len(), &[("grad", grad.len()), ("m", m.len()), ("v", v.len())])?;
     let alpha: T = real(adam_alpha(cfg, step)?);
     let one_minus_beta1: T = real(1.0 - cfg.beta1 as f64);
     let one_minus_beta2: T = real(1.0 - cfg.beta2 as f64);
-    let (lr, weight_decay, epsilon): (T, T, T) = (
-        real(cfg.lr as f64),
-        real(cfg.weight_decay as f64),
-        real(cfg.epsilon as f64),
-    );
+    let (lr, weight_decay, epsilon): (T, T, T) =
+        (real(cfg.lr as f64), real(cfg.weight_decay as f64), real(cfg.epsilon as f64));
     for i in 0..param.len() {
         let g = grad[i];
         let mut p = param[i];

@@ -28,29 +28,17 @@ pub struct Grads<T> {
 /// Fails unless every size of `shape` is positive, its element count fits the kernels' 32-bit
 /// indices, each of the `full` tensors (name, length) holds `shape.len()` elements and each of the
 /// `per_channel` ones `shape.channels`.
-pub fn check_shape(
-    shape: &BatchNormShape,
-    full: &[(&str, usize)],
-    per_channel: &[(&str, usize)],
-) -> Result<()> {
+pub fn check_shape(shape: &BatchNormShape, full: &[(&str, usize)], per_channel: &[(&str, usize)]) -> Result<()> {
     if shape.batch == 0 || shape.channels == 0 || shape.spatial == 0 {
-        return Err(Error::Invalid(format!(
-            "batch_norm: every size must be positive, got {shape:?}"
-        )));
+        return Err(Error::Invalid(format!("batch_norm: every size must be positive, got {shape:?}")));
     }
     if u32::try_from(shape.len()).is_err() {
-        return Err(Error::Invalid(format!(
-            "batch_norm: {shape:?} has more elements than 32-bit indices reach"
-        )));
+        return Err(Error::Invalid(format!("batch_norm: {shape:?} has more elements than 32-bit indices reach")));
     }
     let expected = full
         .iter()
         .map(|&(what, len)| (what, len, shape.len()))
-        .chain(
-            per_channel
-                .iter()
-                .map(|&(what, len)| (what, len, shape.channels)),
-        );
+        .chain(per_channel.iter().map(|&(what, len)| (what, len, shape.channels)));
     for (what, len, expected) in expected {
         if len != expected {
             return Err(Error::shape(
@@ -87,24 +75,13 @@ pub fn check_forward(
     check_shape(
         shape,
         full,
-        &[
-            ("gamma", gamma),
-            ("beta", beta),
-            ("running_mean", running_mean),
-            ("running_var", running_var),
-        ],
+        &[("gamma", gamma), ("beta", beta), ("running_mean", running_mean), ("running_var", running_var)],
     )
 }
 
 /// The `batch * spatial` values of channel `c`, batch-major.
-fn channel_values<'a, T: Real>(
-    shape: &BatchNormShape,
-    x: &'a [T],
-    c: usize,
-) -> impl Iterator<Item = T> + 'a {
-    let BatchNormShape {
-        channels, spatial, ..
-    } = *shape;
+fn channel_values<'a, T: Real>(shape: &BatchNormShape, x: &'a [T], c: usize) -> impl Iterator<Item = T> + 'a {
+    let BatchNormShape { channels, spatial, .. } = *shape;
     (0..shape.batch).flat_map(move |n| {
         let start = (n * channels + c) * spatial;
         x[start..start + spatial].iter().copied()
@@ -124,30 +101,15 @@ pub fn forward_train<T: Real>(
     running_mean: &mut [T],
     running_var: &mut [T],
 ) -> Result<(Vec<T>, SavedStats<T>)> {
-    check_forward(
-        shape,
-        config,
-        &[("x", x.len())],
-        [
-            gamma.len(),
-            beta.len(),
-            running_mean.len(),
-            running_var.len(),
-        ],
-    )?;
+    check_forward(shape, config, &[("x", x.len())], [gamma.len(), beta.len(), running_mean.len(), running_var.len()])?;
     let count = real::<T>((shape.batch * shape.spatial) as f64);
     let epsilon = real::<T>(config.epsilon.into());
     let momentum = real::<T>(config.momentum.into());
-    let mut saved = SavedStats {
-        mean: Vec::with_capacity(shape.channels),
-        inv_std: Vec::with_capacity(shape.channels),
-    };
+    let mut saved =
+        SavedStats { mean: Vec::with_capacity(shape.channels), inv_std: Vec::with_capacity(shape.channels) };
     for c in 0..shape.channels {
         let mean = channel_values(shape, x, c).sum::<T>() / count;
-        let variance = channel_values(shape, x, c)
-            .map(|v| (v - mean) * (v - mean))
-            .sum::<T>()
-            / count;
+        let variance = channel_values(shape, x, c).map(|v| (v - mean) * (v - mean)).sum::<T>() / count;
         saved.mean.push(mean);
         saved.inv_std.push(T::one() / (variance + epsilon).sqrt());
         running_mean[c] = momentum * running_mean[c] + (T::one() - momentum) * mean;
@@ -167,34 +129,14 @@ pub fn forward_inference<T: Real>(
     running_mean: &[T],
     running_var: &[T],
 ) -> Result<Vec<T>> {
-    check_forward(
-        shape,
-        config,
-        &[("x", x.len())],
-        [
-            gamma.len(),
-            beta.len(),
-            running_mean.len(),
-            running_var.len(),
-        ],
-    )?;
+    check_forward(shape, config, &[("x", x.len())], [gamma.len(), beta.len(), running_mean.len(), running_var.len()])?;
     let epsilon = real::<T>(config.epsilon.into());
-    let inv_std: Vec<T> = running_var
-        .iter()
-        .map(|&v| T::one() / (v + epsilon).sqrt())
-        .collect();
+    let inv_std: Vec<T> = running_var.iter().map(|&v| T::one() / (v + epsilon).sqrt()).collect();
     Ok(normalize(shape, x, gamma, beta, running_mean, &inv_std))
 }
 
 /// `y = gamma * (x - mean) * inv_std + beta`, channel by channel.
-fn normalize<T: Real>(
-    shape: &BatchNormShape,
-    x: &[T],
-    gamma: &[T],
-    beta: &[T],
-    mean: &[T],
-    inv_std: &[T],
-) -> Vec<T> {
+fn normalize<T: Real>(shape: &BatchNormShape, x: &[T], gamma: &[T], beta: &[T], mean: &[T], inv_std: &[T]) -> Vec<T> {
     x.iter()
         .enumerate()
         .map(|(i, &v)| {
@@ -218,11 +160,7 @@ pub fn backward<T: Real>(
     check_shape(
         shape,
         &[("x", x.len()), ("dy", dy.len())],
-        &[
-            ("gamma", gamma.len()),
-            ("saved mean", saved.mean.len()),
-            ("saved inv_std", saved.inv_std.len()),
-        ],
+        &[("gamma", gamma.len()), ("saved mean", saved.mean.len()), ("saved inv_std", saved.inv_std.len())],
     )?;
     let SavedStats { mean, inv_std } = saved;
     let xhat = |i: usize, c: usize| (x[i] - mean[c]) * inv_std[c];

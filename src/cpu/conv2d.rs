@@ -4,15 +4,7 @@ use super::Real;
 use crate::shape::Conv2dShape;
 
 /// Index of `x[n][c][h][w]` in a row-major [_, channels, height, width] tensor.
-fn at(
-    n: usize,
-    c: usize,
-    h: usize,
-    w: usize,
-    channels: usize,
-    height: usize,
-    width: usize,
-) -> usize {
+fn at(n: usize, c: usize, h: usize, w: usize, channels: usize, height: usize, width: usize) -> usize {
     ((n * channels + c) * height + h) * width + w
 }
 
@@ -37,8 +29,7 @@ pub fn conv2d_forward<T: Real>(s: &Conv2dShape, x: &[T], w: &[T], b: &[T], relu:
                                 continue;
                             };
                             for kx in 0..s.kernel_w {
-                                let Some(ix) = source(ox, kx, s.stride, s.pad_left(), s.in_w)
-                                else {
+                                let Some(ix) = source(ox, kx, s.stride, s.pad_left(), s.in_w) else {
                                     continue;
                                 };
                                 sum = sum
@@ -47,8 +38,7 @@ pub fn conv2d_forward<T: Real>(s: &Conv2dShape, x: &[T], w: &[T], b: &[T], relu:
                             }
                         }
                     }
-                    y[at(n, co, oy, ox, s.out_channels, oh, ow)] =
-                        if relu { sum.max(T::zero()) } else { sum };
+                    y[at(n, co, oy, ox, s.out_channels, oh, ow)] = if relu { sum.max(T::zero()) } else { sum };
                 }
             }
         }
@@ -58,12 +48,7 @@ pub fn conv2d_forward<T: Real>(s: &Conv2dShape, x: &[T], w: &[T], b: &[T], relu:
 
 /// Gradients of `sum(y * dy)` w.r.t. x, w and b, where `dy` is the gradient at the convolution's
 /// output (before any ReLU: apply the ReLU backward first). Returns (dx, dw, db).
-pub fn conv2d_backward<T: Real>(
-    s: &Conv2dShape,
-    x: &[T],
-    w: &[T],
-    dy: &[T],
-) -> (Vec<T>, Vec<T>, Vec<T>) {
+pub fn conv2d_backward<T: Real>(s: &Conv2dShape, x: &[T], w: &[T], dy: &[T]) -> (Vec<T>, Vec<T>, Vec<T>) {
     let (oh, ow) = (s.out_h(), s.out_w());
     let mut dx = vec![T::zero(); x.len()];
     let mut dw = vec![T::zero(); w.len()];
@@ -80,8 +65,7 @@ pub fn conv2d_backward<T: Real>(
                                 continue;
                             };
                             for kx in 0..s.kernel_w {
-                                let Some(ix) = source(ox, kx, s.stride, s.pad_left(), s.in_w)
-                                else {
+                                let Some(ix) = source(ox, kx, s.stride, s.pad_left(), s.in_w) else {
                                     continue;
                                 };
                                 let wi = at(co, ci, ky, kx, s.in_channels, s.kernel_h, s.kernel_w);

@@ -13,11 +13,7 @@ fn check_len<T>(what: &str, v: &[T], len: usize) {
 
 /// `y = x @ w + b`, then `max(y, 0)` if `relu`.
 pub fn dense_forward<T: Real>(shape: &DenseShape, x: &[T], w: &[T], b: &[T], relu: bool) -> Vec<T> {
-    let DenseShape {
-        batch,
-        inputs,
-        outputs,
-    } = *shape;
+    let DenseShape { batch, inputs, outputs } = *shape;
     check_len("x", x, batch * inputs);
     check_len("w", w, inputs * outputs);
     check_len("b", b, outputs);
@@ -42,11 +38,7 @@ pub fn dense_forward<T: Real>(shape: &DenseShape, x: &[T], w: &[T], b: &[T], rel
 
 /// `dx = dy @ w^T`: `dx[n][i] = sum_o dy[n][o] * w[i][o]`.
 pub fn dense_backward_input<T: Real>(shape: &DenseShape, dy: &[T], w: &[T]) -> Vec<T> {
-    let DenseShape {
-        batch,
-        inputs,
-        outputs,
-    } = *shape;
+    let DenseShape { batch, inputs, outputs } = *shape;
     check_len("dy", dy, batch * outputs);
     check_len("w", w, inputs * outputs);
     let mut dx = vec![T::zero(); batch * inputs];
@@ -64,11 +56,7 @@ pub fn dense_backward_input<T: Real>(shape: &DenseShape, dy: &[T], w: &[T]) -> V
 
 /// `dw = x^T @ dy`: `dw[i][o] = sum_n x[n][i] * dy[n][o]`.
 pub fn dense_backward_weight<T: Real>(shape: &DenseShape, x: &[T], dy: &[T]) -> Vec<T> {
-    let DenseShape {
-        batch,
-        inputs,
-        outputs,
-    } = *shape;
+    let DenseShape { batch, inputs, outputs } = *shape;
     check_len("x", x, batch * inputs);
     check_len("dy", dy, batch * outputs);
     let mut dw = vec![T::zero(); inputs * outputs];

@@ -25,16 +25,10 @@ impl DropoutConfig {
     /// returns `len` as that u32.
     pub fn validate(&self, len: usize) -> Result<u32> {
         if !(0.0..1.0).contains(&self.rate) {
-            return Err(Error::Invalid(format!(
-                "dropout: the rate must be in [0, 1), got {}",
-                self.rate
-            )));
+            return Err(Error::Invalid(format!("dropout: the rate must be in [0, 1), got {}", self.rate)));
         }
-        u32::try_from(len).map_err(|_| {
-            Error::Invalid(format!(
-                "dropout: {len} elements, over the 2^32 the mask indexes"
-            ))
-        })
+        u32::try_from(len)
+            .map_err(|_| Error::Invalid(format!("dropout: {len} elements, over the 2^32 the mask indexes")))
     }
 
     /// Elements whose hash is below this are dropped: `round(rate * 2^32)`, so the test is done in
@@ -59,8 +53,8 @@ impl DropoutConfig {
 /// (Jarzynski and Olano, "Hash Functions for GPU Rendering", JCGT 2020) of
 /// (index, step, seed low word, seed high word). `shaders/dropout.wgsl` computes the same.
 pub fn dropout_hash(seed: u64, step: u32, index: u32) -> u32 {
-    let mut v = [index, step, seed as u32, (seed >> 32) as u32]
-        .map(|c| c.wrapping_mul(1664525).wrapping_add(1013904223));
+    let mut v =
+        [index, step, seed as u32, (seed >> 32) as u32].map(|c| c.wrapping_mul(1664525).wrapping_add(1013904223));
     let mix = |v: &mut [u32; 4]| {
         v[0] = v[0].wrapping_add(v[1].wrapping_mul(v[3]));
         v[1] = v[1].wrapping_add(v[2].wrapping_mul(v[0]));
@@ -93,8 +87,5 @@ pub fn dropout_backward<T: Real>(config: &DropoutConfig, dy: &[T]) -> Result<Vec
 fn apply_mask<T: Real>(config: &DropoutConfig, v: &[T]) -> Result<Vec<T>> {
     let mask = dropout_mask(config, v.len())?;
     let scale: T = real(f64::from(config.scale()));
-    Ok(v.iter()
-        .zip(mask)
-        .map(|(&v, keep)| if keep { v * scale } else { T::zero() })
-        .collect())
+    Ok(v.iter().zip(mask).map(|(&v, keep)| if keep { v * scale } else { T::zero() }).collect())
 }

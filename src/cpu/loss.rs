@@ -28,25 +28,16 @@ impl LossShape {
     /// Checks that the sizes are positive and fit the kernels' u32 indices, and the logits' length.
     pub fn validate(&self, logits: usize) -> Result<()> {
         if self.batch == 0 || self.classes == 0 {
-            return Err(Error::Invalid(format!(
-                "loss: batch and classes must be positive, got {self:?}"
-            )));
+            return Err(Error::Invalid(format!("loss: batch and classes must be positive, got {self:?}")));
         }
         if self.batch.saturating_mul(self.classes) > u32::MAX as usize {
-            return Err(Error::Invalid(format!(
-                "loss: {self:?} has more than 2^32 logits"
-            )));
+            return Err(Error::Invalid(format!("loss: {self:?} has more than 2^32 logits")));
         }
         check_len(self, "logits", self.batch * self.classes, logits)
     }
 
     /// [`validate`](Self::validate), and the lengths of the labels and class weights.
-    pub fn validate_with_labels(
-        &self,
-        logits: usize,
-        labels: usize,
-        class_weights: usize,
-    ) -> Result<()> {
+    pub fn validate_with_labels(&self, logits: usize, labels: usize, class_weights: usize) -> Result<()> {
         self.validate(logits)?;
         check_len(self, "labels", self.batch, labels)?;
         check_len(self, "class weights", self.label_count(), class_weights)
@@ -80,23 +71,14 @@ impl<T: Real> LossOutput<T> {
     /// The GPU kernel's `stats` tensor: [loss, correct, batch, ignored rows]. The reference
     /// rejects bad labels instead of ignoring them, so the last entry is 0.
     pub fn stats(&self) -> [T; 4] {
-        [
-            self.loss,
-            real(self.correct as f64),
-            real(self.batch as f64),
-            T::zero(),
-        ]
+        [self.loss, real(self.correct as f64), real(self.batch as f64), T::zero()]
     }
 }
 
 /// `1 / (1 + exp(-z))`, computed from `exp(-|z|)` so that nothing overflows.
 pub fn sigmoid<T: Real>(z: T) -> T {
     let e = (-z.abs()).exp();
-    if z >= T::zero() {
-        T::one() / (T::one() + e)
-    } else {
-        e / (T::one() + e)
-    }
+    if z >= T::zero() { T::one() / (T::one() + e) } else { e / (T::one() + e) }
 }
 
 /// The largest logit of a row and `sum_j exp(z_j - max)` (at least 1).
@@ -158,12 +140,7 @@ pub fn cross_entropy<T: Real>(
         };
         loss_sum = loss_sum + weight * loss;
     }
-    Ok(LossOutput {
-        loss: loss_sum / batch,
-        dlogits,
-        correct,
-        batch: shape.batch,
-    })
+    Ok(LossOutput { loss: loss_sum / batch, dlogits, correct, batch: shape.batch })
 }
 
 /// Class probabilities for inference: `sigmoid(z)` when `classes == 1`, else the softmax of each

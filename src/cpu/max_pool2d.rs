@@ -48,21 +48,14 @@ pub fn max_pool2d_forward<T: Real>(shape: &Pool2dShape, x: &[T]) -> Result<(Vec<
 
 /// `dx[i] = sum of dy over the outputs whose argmax is i`, added in output order (the order the
 /// GPU gather adds them in, so f32 results agree bit for bit).
-pub fn max_pool2d_backward<T: Real>(
-    shape: &Pool2dShape,
-    argmax: &[u32],
-    dy: &[T],
-) -> Result<Vec<T>> {
+pub fn max_pool2d_backward<T: Real>(shape: &Pool2dShape, argmax: &[u32], dy: &[T]) -> Result<Vec<T>> {
     shape.validate()?;
     check_len("max_pool2d argmax", &shape.output_dims(), argmax.len())?;
     check_len("max_pool2d dy", &shape.output_dims(), dy.len())?;
     let mut dx = vec![T::zero(); shape.input_dims().iter().product()];
     for (&at, &g) in argmax.iter().zip(dy) {
         let slot = dx.get_mut(at as usize).ok_or_else(|| {
-            Error::Invalid(format!(
-                "max_pool2d argmax {at} is outside the input of shape {:?}",
-                shape.input_dims()
-            ))
+            Error::Invalid(format!("max_pool2d argmax {at} is outside the input of shape {:?}", shape.input_dims()))
         })?;
         *slot = *slot + g;
     }

@@ -12,14 +12,7 @@ pub mod max_pool2d;
 
 /// The float types the reference runs in.
 pub trait Real:
-    num_traits::Float
-    + num_traits::FromPrimitive
-    + std::iter::Sum
-    + Default
-    + std::fmt::Debug
-    + Send
-    + Sync
-    + 'static
+    num_traits::Float + num_traits::FromPrimitive + std::iter::Sum + Default + std::fmt::Debug + Send + Sync + 'static
 {
 }
 impl Real for f32 {}

@@ -31,10 +31,7 @@ impl std::str::FromStr for DeviceChoice {
             "gpu" => DeviceChoice::Gpu,
             "software" | "sw" | "lavapipe" => DeviceChoice::Software,
             "cpu" => DeviceChoice::Cpu,
-            _ if s
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || " -_().".contains(c)) =>
-            {
+            _ if s.chars().all(|c| c.is_ascii_alphanumeric() || " -_().".contains(c)) => {
                 DeviceChoice::Name(s.to_string())
             }
             _ => return Err(Error::BadDeviceChoice(s.to_string())),
@@ -123,11 +120,7 @@ impl Gpu {
             if adapters.is_empty() {
                 "none".to_string()
             } else {
-                adapters
-                    .iter()
-                    .map(|a| describe_adapter(&a.get_info()))
-                    .collect::<Vec<_>>()
-                    .join("; ")
+                adapters.iter().map(|a| describe_adapter(&a.get_info())).collect::<Vec<_>>().join("; ")
             }
         };
         let is_software = |a: &wgpu::Adapter| a.get_info().device_type == wgpu::DeviceType::Cpu;
@@ -140,25 +133,18 @@ impl Gpu {
             DeviceChoice::Software => adapters.iter().find(|a| is_software(a)),
             DeviceChoice::Name(name) => {
                 let name = name.to_lowercase();
-                adapters
-                    .iter()
-                    .find(|a| a.get_info().name.to_lowercase().contains(&name))
+                adapters.iter().find(|a| a.get_info().name.to_lowercase().contains(&name))
             }
         };
         let Some(adapter) = adapter else {
             if adapters.is_empty() {
-                return Err(Error::NoAdapter {
-                    detail: String::new(),
-                });
+                return Err(Error::NoAdapter { detail: String::new() });
             }
             let wanted = match choice {
                 DeviceChoice::Name(n) => n.clone(),
                 other => format!("{other:?}").to_lowercase(),
             };
-            return Err(Error::AdapterNotFound {
-                wanted,
-                found: found(),
-            });
+            return Err(Error::AdapterNotFound { wanted, found: found() });
         };
         Self::open(adapter)
     }
@@ -175,31 +161,15 @@ impl Gpu {
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         }))
-        .map_err(|e| Error::RequestDevice {
-            adapter: describe_adapter(&info),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| Error::RequestDevice { adapter: describe_adapter(&info), reason: e.to_string() })?;
         let uncaptured = Arc::new(Mutex::new(Vec::new()));
         let sink = uncaptured.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-            sink.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(e.to_string());
+            sink.lock().unwrap_or_else(|p| p.into_inner()).push(e.to_string());
         }));
-        let profile = if info.device_type == wgpu::DeviceType::Cpu {
-            AdapterProfile::Software
-        } else {
-            AdapterProfile::Hardware
-        };
-        Ok(Arc::new(Gpu {
-            device,
-            queue,
-            info,
-            limits,
-            profile,
-            uncaptured,
-            kernels: Default::default(),
-        }))
+        let profile =
+            if info.device_type == wgpu::DeviceType::Cpu { AdapterProfile::Software } else { AdapterProfile::Hardware };
+        Ok(Arc::new(Gpu { device, queue, info, limits, profile, uncaptured, kernels: Default::default() }))
     }
 
     /// "name (backend, device type)".
@@ -221,11 +191,7 @@ impl Gpu {
         let first = errors.remove(0);
         let more = errors.len();
         errors.clear();
-        Err(Error::Gpu(if more > 0 {
-            format!("{first} (and {more} more)")
-        } else {
-            first
-        }))
+        Err(Error::Gpu(if more > 0 { format!("{first} (and {more} more)") } else { first }))
     }
 
     /// Blocks until all submitted work is done.

@@ -78,39 +78,20 @@ pub fn grid(count: u32) -> [u32; 3] {
 
 impl Gpu {
     /// The pipeline for `spec` with the given override constants, compiled on first use.
-    pub fn kernel(
-        &self,
-        spec: &KernelSpec,
-        constants: &[(&'static str, f64)],
-    ) -> Result<Arc<Kernel>> {
-        let key: KernelKey = (
-            spec.shader.name,
-            spec.entry,
-            constants.iter().map(|&(k, v)| (k, v.to_bits())).collect(),
-        );
-        if let Some(kernel) = self
-            .kernels
-            .kernels
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-        {
+    pub fn kernel(&self, spec: &KernelSpec, constants: &[(&'static str, f64)]) -> Result<Arc<Kernel>> {
+        let key: KernelKey = (spec.shader.name, spec.entry, constants.iter().map(|&(k, v)| (k, v.to_bits())).collect());
+        if let Some(kernel) = self.kernels.kernels.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return Ok(kernel.clone());
         }
         let module = {
-            let mut modules = self
-                .kernels
-                .modules
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut modules = self.kernels.modules.lock().unwrap_or_else(|p| p.into_inner());
             modules
                 .entry(spec.shader.name)
                 .or_insert_with(|| {
-                    self.device
-                        .create_shader_module(wgpu::ShaderModuleDescriptor {
-                            label: Some(spec.shader.name),
-                            source: wgpu::ShaderSource::Wgsl(spec.shader.source.into()),
-                        })
+                    self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(spec.shader.name),
+                        source: wgpu::ShaderSource::Wgsl(spec.shader.source.into()),
+                    })
                 })
                 .clone()
         };
@@ -129,12 +110,7 @@ impl Gpu {
                 binding,
                 visibility: wgpu::ShaderStages::COMPUTE,
                 ty: wgpu::BindingType::Buffer {
-                    ty: match access {
-                        Access::Uniform => wgpu::BufferBindingType::Uniform,
-                        _ => wgpu::BufferBindingType::Storage {
-                            read_only: access == Access::Read,
-                        },
-                    },
+                    ty: wgpu::BufferBindingType::Storage { read_only: access == Access::Read },
                     has_dynamic_offset: false,
                     min_binding_size: None,
                 },
@@ -144,44 +120,27 @@ impl Gpu {
         let label = format!("{}::{}", spec.shader.name, spec.entry);
         let layout = self
             .device
-            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                label: Some(&label),
-                entries: &entries,
-            });
-        let pipeline_layout = self
-            .device
-            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some(&label),
-                bind_group_layouts: &[Some(&layout)],
-                immediate_size: 0,
-            });
-        let pipeline = self
-            .device
-            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(&label),
-                layout: Some(&pipeline_layout),
-                module: &module,
-                entry_point: Some(spec.entry),
-                compilation_options: wgpu::PipelineCompilationOptions {
-                    constants,
-                    zero_initialize_workgroup_memory: false,
-                },
-                cache: None,
-            });
-        // A shader that does not compile is a bug of ours: report it with the kernel's name.
-        self.check_errors()
-            .map_err(|e| crate::Error::Gpu(format!("building kernel {label}: {e}")))?;
-        let kernel = Arc::new(Kernel {
-            label,
-            pipeline,
-            layout,
-            slots: spec.bindings.iter().map(|b| b.0).collect(),
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(&label), entries: &entries });
+        let pipeline_layout = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(&label),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
         });
-        self.kernels
-            .kernels
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, kernel.clone());
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(&label),
+            layout: Some(&pipeline_layout),
+            module: &module,
+            entry_point: Some(spec.entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants,
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        // A shader that does not compile is a bug of ours: report it with the kernel's name.
+        self.check_errors().map_err(|e| crate::Error::Gpu(format!("building kernel {label}: {e}")))?;
+        let kernel = Arc::new(Kernel { label, pipeline, layout, slots: spec.bindings.iter().map(|b| b.0).collect() });
+        self.kernels.kernels.lock().unwrap_or_else(|p| p.into_inner()).insert(key, kernel.clone());
         Ok(kernel)
     }
 
@@ -201,43 +160,27 @@ impl Gpu {
                 tensors.len()
             )));
         }
-        let uniform = self
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(&kernel.label),
-                contents: bytemuck::bytes_of(params),
-                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            });
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: uniform.as_entire_binding(),
-        }];
+        let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(&kernel.label),
+            contents: bytemuck::bytes_of(params),
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        });
+        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
         for (&binding, t) in kernel.slots.iter().zip(tensors) {
-            entries.push(wgpu::BindGroupEntry {
-                binding,
-                resource: t.binding(),
-            });
+            entries.push(wgpu::BindGroupEntry { binding, resource: t.binding() });
         }
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(&kernel.label),
             layout: &kernel.layout,
             entries: &entries,
         });
-        Ok(Dispatch {
-            kernel: kernel.clone(),
-            bind_group,
-            uniform,
-            workgroups,
-        })
+        Ok(Dispatch { kernel: kernel.clone(), bind_group, uniform, workgroups })
     }
 
     /// Records `dispatches` in order into one compute pass, submits once and waits.
     pub fn run(&self, dispatches: &[&Dispatch]) -> Result<()> {
-        let mut encoder = self
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("wgcnn run"),
-            });
+        let mut encoder =
+            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgcnn run") });
         record(&mut encoder, dispatches.iter().copied());
         self.queue.submit([encoder.finish()]);
         self.wait()
@@ -245,14 +188,9 @@ impl Gpu {
 }
 
 /// Records the dispatches in order into one compute pass of `encoder`.
-pub fn record<'a>(
-    encoder: &mut wgpu::CommandEncoder,
-    dispatches: impl IntoIterator<Item = &'a Dispatch>,
-) {
-    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-        label: Some("wgcnn"),
-        timestamp_writes: None,
-    });
+pub fn record<'a>(encoder: &mut wgpu::CommandEncoder, dispatches: impl IntoIterator<Item = &'a Dispatch>) {
+    let mut pass =
+        encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("wgcnn"), timestamp_writes: None });
     for d in dispatches {
         d.record(&mut pass);
     }

@@ -26,31 +26,16 @@ impl GpuTensor {
         let buffer = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(what),
             size: bytes.max(4),
-            usage: wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_SRC
-                | wgpu::BufferUsages::COPY_DST,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        Ok(Self {
-            buffer,
-            offset: 0,
-            shape: shape.to_vec(),
-        })
+        Ok(Self { buffer, offset: 0, shape: shape.to_vec() })
     }
 
     /// A tensor holding `data` (f32 or u32).
-    pub fn from_slice<T: bytemuck::Pod>(
-        gpu: &Gpu,
-        what: &str,
-        shape: &[usize],
-        data: &[T],
-    ) -> Result<Self> {
+    pub fn from_slice<T: bytemuck::Pod>(gpu: &Gpu, what: &str, shape: &[usize], data: &[T]) -> Result<Self> {
         if numel(shape) != data.len() {
-            return Err(Error::shape(
-                what,
-                shape,
-                format!("{} elements", data.len()),
-            ));
+            return Err(Error::shape(what, shape, format!("{} elements", data.len())));
         }
         let t = Self::zeros(gpu, what, shape)?;
         t.write(gpu, data)?;
@@ -60,11 +45,7 @@ impl GpuTensor {
     /// A view of `shape` at byte `offset` of `buffer`. The offset must honour the adapter's
     /// storage-offset alignment.
     pub fn view(buffer: &wgpu::Buffer, offset: u64, shape: &[usize]) -> Self {
-        Self {
-            buffer: buffer.clone(),
-            offset,
-            shape: shape.to_vec(),
-        }
+        Self { buffer: buffer.clone(), offset, shape: shape.to_vec() }
     }
 
     fn check_size(gpu: &Gpu, what: &str, shape: &[usize]) -> Result<u64> {
@@ -74,20 +55,11 @@ impl GpuTensor {
             let hint = match shape.first() {
                 Some(&batch) if batch > 1 => {
                     let per_item = bytes / batch as u64;
-                    format!(
-                        "; a batch of at most {} would fit",
-                        (limit / per_item.max(1)).max(1)
-                    )
+                    format!("; a batch of at most {} would fit", (limit / per_item.max(1)).max(1))
                 }
                 _ => String::new(),
             };
-            return Err(Error::TensorTooLarge {
-                what: what.to_string(),
-                shape: shape.to_vec(),
-                bytes,
-                limit,
-                hint,
-            });
+            return Err(Error::TensorTooLarge { what: what.to_string(), shape: shape.to_vec(), bytes, limit, hint });
         }
         Ok(bytes)
     }
@@ -116,10 +88,7 @@ impl GpuTensor {
         if numel(shape) != self.len() {
             return Err(Error::shape("reshape", &self.shape, shape));
         }
-        Ok(Self {
-            shape: shape.to_vec(),
-            ..self.clone()
-        })
+        Ok(Self { shape: shape.to_vec(), ..self.clone() })
     }
 
     pub(crate) fn binding(&self) -> wgpu::BindingResource<'_> {
@@ -133,14 +102,9 @@ impl GpuTensor {
     /// Overwrites the contents with `data` (queued; visible to the next submit).
     pub fn write<T: bytemuck::Pod>(&self, gpu: &Gpu, data: &[T]) -> Result<()> {
         if std::mem::size_of_val(data) as u64 != self.bytes() {
-            return Err(Error::shape(
-                "tensor upload",
-                &self.shape,
-                format!("{} elements", data.len()),
-            ));
+            return Err(Error::shape("tensor upload", &self.shape, format!("{} elements", data.len())));
         }
-        gpu.queue
-            .write_buffer(&self.buffer, self.offset, bytemuck::cast_slice(data));
+        gpu.queue.write_buffer(&self.buffer, self.offset, bytemuck::cast_slice(data));
         Ok(())
     }
 
@@ -161,22 +125,16 @@ impl GpuTensor {
         gpu.queue.submit([encoder.finish()]);
         let outcome: Arc<Mutex<Option<Result<(), wgpu::BufferAsyncError>>>> = Arc::default();
         let sink = outcome.clone();
-        staging.map_async(wgpu::MapMode::Read, .., move |r| {
-            *sink.lock().unwrap_or_else(|p| p.into_inner()) = Some(r)
-        });
+        staging.map_async(wgpu::MapMode::Read, .., move |r| *sink.lock().unwrap_or_else(|p| p.into_inner()) = Some(r));
         gpu.wait()?;
         match outcome.lock().unwrap_or_else(|p| p.into_inner()).take() {
             Some(Ok(())) => {}
             Some(Err(e)) => return Err(Error::Readback(e.to_string())),
             None => {
-                return Err(Error::Readback(
-                    "the device finished without mapping the buffer".into(),
-                ));
+                return Err(Error::Readback("the device finished without mapping the buffer".into()));
             }
         }
-        let view = staging
-            .get_mapped_range(..)
-            .map_err(|e| Error::Readback(e.to_string()))?;
+        let view = staging.get_mapped_range(..).map_err(|e| Error::Readback(e.to_string()))?;
         let out = bytemuck::pod_collect_to_vec(&view);
         drop(view);
         staging.unmap();

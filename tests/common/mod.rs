@@ -13,8 +13,7 @@ pub fn gpu() -> Arc<Gpu> {
     static GPU: OnceLock<Arc<Gpu>> = OnceLock::new();
     GPU.get_or_init(|| {
         let choice = DeviceChoice::resolve(None).expect("WGCNN_DEVICE");
-        let gpu =
-            Gpu::new(&choice).unwrap_or_else(|e| panic!("the GPU tests need an adapter: {e}"));
+        let gpu = Gpu::new(&choice).unwrap_or_else(|e| panic!("the GPU tests need an adapter: {e}"));
         eprintln!("testing on {}", gpu.describe());
         gpu
     })
@@ -43,13 +42,7 @@ pub fn download(gpu: &Gpu, t: &GpuTensor) -> Vec<f32> {
 /// mismatches with their indices and the largest error.
 #[track_caller]
 pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
-    assert_eq!(
-        got.len(),
-        want.len(),
-        "{what}: length {} vs expected {}",
-        got.len(),
-        want.len()
-    );
+    assert_eq!(got.len(), want.len(), "{what}: length {} vs expected {}", got.len(), want.len());
     let mut bad = Vec::new();
     let mut worst = (0usize, 0f32);
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
@@ -62,11 +55,8 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32)
         }
     }
     if !bad.is_empty() {
-        let lines: Vec<String> = bad
-            .iter()
-            .take(8)
-            .map(|&i| format!("  [{i}] got {} want {}", got[i], want[i]))
-            .collect();
+        let lines: Vec<String> =
+            bad.iter().take(8).map(|&i| format!("  [{i}] got {} want {}", got[i], want[i])).collect();
         panic!(
             "{what}: {} of {} elements differ beyond atol {atol} + rtol {rtol}; worst at [{}] err {}\n{}",
             bad.len(),
@@ -81,14 +71,8 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32)
 /// Asserts two runs gave the same bits.
 #[track_caller]
 pub fn assert_bits_equal(what: &str, a: &[f32], b: &[f32]) {
-    let first = a
-        .iter()
-        .zip(b)
-        .position(|(x, y)| x.to_bits() != y.to_bits());
-    assert!(
-        a.len() == b.len() && first.is_none(),
-        "{what}: runs differ at {first:?}"
-    );
+    let first = a.iter().zip(b).position(|(x, y)| x.to_bits() != y.to_bits());
+    assert!(a.len() == b.len() && first.is_none(), "{what}: runs differ at {first:?}");
 }
 
 /// `n` uniform f64 values in [lo, hi) from `seed`.
@@ -102,14 +86,7 @@ pub fn random_f64(seed: u64, n: usize, lo: f64, hi: f64) -> Vec<f64> {
 /// within `|num - analytic| <= tol * max(1, |num|)`. Prints the first mismatches on failure.
 /// Pick `x` away from kinks (ReLU at 0, max-pool ties), where the derivative is not defined.
 #[track_caller]
-pub fn check_gradient(
-    what: &str,
-    x: &[f64],
-    analytic: &[f64],
-    f: impl Fn(&[f64]) -> f64,
-    eps: f64,
-    tol: f64,
-) {
+pub fn check_gradient(what: &str, x: &[f64], analytic: &[f64], f: impl Fn(&[f64]) -> f64, eps: f64, tol: f64) {
     assert_eq!(x.len(), analytic.len(), "{what}: gradient length");
     let mut probe = x.to_vec();
     let mut bad = Vec::new();
@@ -121,10 +98,7 @@ pub fn check_gradient(
         probe[i] = x[i];
         let numeric = (up - down) / (2.0 * eps);
         if !((numeric - analytic[i]).abs() <= tol * numeric.abs().max(1.0)) {
-            bad.push(format!(
-                "  [{i}] numeric {numeric:.9} analytic {:.9}",
-                analytic[i]
-            ));
+            bad.push(format!("  [{i}] numeric {numeric:.9} analytic {:.9}", analytic[i]));
         }
     }
     assert!(

@@ -36,8 +36,7 @@ pub struct AdamParams {
 impl AdamParams {
     /// The parameters of step `step` (counting from 1) over `len` elements.
     pub fn new(cfg: &AdamConfig, step: u64, len: usize) -> Result<Self> {
-        let len = u32::try_from(len)
-            .map_err(|_| Error::Invalid(format!("adam: {len} elements exceed 2^32")))?;
+        let len = u32::try_from(len).map_err(|_| Error::Invalid(format!("adam: {len} elements exceed 2^32")))?;
         Ok(Self {
             len,
             alpha: adam_alpha(cfg, step)? as f32,
@@ -53,9 +52,7 @@ impl AdamParams {
 
 /// Whether two tensors share bytes of one buffer.
 fn overlap(a: &GpuTensor, b: &GpuTensor) -> bool {
-    a.buffer() == b.buffer()
-        && a.offset() < b.offset() + b.bytes()
-        && b.offset() < a.offset() + a.bytes()
+    a.buffer() == b.buffer() && a.offset() < b.offset() + b.bytes() && b.offset() < a.offset() + a.bytes()
 }
 
 /// Step `step` (from 1) of Adam on `param` with gradient `grad` and moments `m`, `v`, all of one
@@ -71,10 +68,7 @@ pub fn adam_step(
     m: &GpuTensor,
     v: &GpuTensor,
 ) -> Result<Dispatch> {
-    check_lengths(
-        param.len(),
-        &[("grad", grad.len()), ("m", m.len()), ("v", v.len())],
-    )?;
+    check_lengths(param.len(), &[("grad", grad.len()), ("m", m.len()), ("v", v.len())])?;
     let writable = [("param", param), ("m", m), ("v", v)];
     for (i, &(name, t)) in writable.iter().enumerate() {
         if t.buffer() == grad.buffer() {
@@ -91,10 +85,5 @@ pub fn adam_step(
     }
     let params = AdamParams::new(cfg, step, param.len())?;
     let kernel = gpu.kernel(&ADAM_STEP, &[("WG", WG as f64)])?;
-    gpu.dispatch(
-        &kernel,
-        &params,
-        &[param, grad, m, v],
-        elementwise_grid(param.len(), WG),
-    )
+    gpu.dispatch(&kernel, &params, &[param, grad, m, v], elementwise_grid(param.len(), WG))
 }

@@ -26,63 +26,27 @@ const WG: u32 = 256;
 static BATCH_STATS: KernelSpec = KernelSpec {
     shader: &SHADER,
     entry: "bn_batch_stats",
-    bindings: &[
-        (1, Read),
-        (4, ReadWrite),
-        (5, ReadWrite),
-        (6, ReadWrite),
-        (7, ReadWrite),
-    ],
+    bindings: &[(1, Read), (4, ReadWrite), (5, ReadWrite), (6, ReadWrite), (7, ReadWrite)],
 };
 static APPLY_BATCH_STATS: KernelSpec = KernelSpec {
     shader: &SHADER,
     entry: "bn_apply_batch_stats",
-    bindings: &[
-        (1, Read),
-        (2, Read),
-        (3, Read),
-        (9, Read),
-        (10, Read),
-        (8, ReadWrite),
-    ],
+    bindings: &[(1, Read), (2, Read), (3, Read), (9, Read), (10, Read), (8, ReadWrite)],
 };
 static INFERENCE: KernelSpec = KernelSpec {
     shader: &SHADER,
     entry: "bn_inference",
-    bindings: &[
-        (1, Read),
-        (2, Read),
-        (3, Read),
-        (11, Read),
-        (12, Read),
-        (8, ReadWrite),
-    ],
+    bindings: &[(1, Read), (2, Read), (3, Read), (11, Read), (12, Read), (8, ReadWrite)],
 };
 static PARAM_GRADS: KernelSpec = KernelSpec {
     shader: &SHADER,
     entry: "bn_param_grads",
-    bindings: &[
-        (1, Read),
-        (9, Read),
-        (10, Read),
-        (13, Read),
-        (14, ReadWrite),
-        (15, ReadWrite),
-    ],
+    bindings: &[(1, Read), (9, Read), (10, Read), (13, Read), (14, ReadWrite), (15, ReadWrite)],
 };
 static INPUT_GRAD: KernelSpec = KernelSpec {
     shader: &SHADER,
     entry: "bn_input_grad",
-    bindings: &[
-        (1, Read),
-        (2, Read),
-        (9, Read),
-        (10, Read),
-        (13, Read),
-        (16, Read),
-        (17, Read),
-        (18, ReadWrite),
-    ],
+    bindings: &[(1, Read), (2, Read), (9, Read), (10, Read), (13, Read), (16, Read), (17, Read), (18, ReadWrite)],
 };
 
 /// Uniform block of every batch-norm kernel (32 bytes).
@@ -155,12 +119,7 @@ fn check_forward(
         shape,
         config,
         &[("x", x.len()), ("y", y.len())],
-        [
-            weights.gamma.len(),
-            weights.beta.len(),
-            weights.running_mean.len(),
-            weights.running_var.len(),
-        ],
+        [weights.gamma.len(), weights.beta.len(), weights.running_mean.len(), weights.running_var.len()],
     )
 }
 
@@ -186,32 +145,16 @@ pub fn forward_train(
     let stats = gpu.dispatch(
         &gpu.kernel(&BATCH_STATS, &constants)?,
         &params,
-        &[
-            x,
-            weights.running_mean,
-            weights.running_var,
-            &saved.mean,
-            &saved.inv_std,
-        ],
+        &[x, weights.running_mean, weights.running_var, &saved.mean, &saved.inv_std],
         grid(shape.channels as u32),
     )?;
     let apply = gpu.dispatch(
         &gpu.kernel(&APPLY_BATCH_STATS, &constants)?,
         &params,
-        &[
-            x,
-            weights.gamma,
-            weights.beta,
-            &saved.mean,
-            &saved.inv_std,
-            y,
-        ],
+        &[x, weights.gamma, weights.beta, &saved.mean, &saved.inv_std, y],
         elementwise_grid(shape.len(), WG),
     )?;
-    Ok(TrainForward {
-        dispatches: vec![stats, apply],
-        saved,
-    })
+    Ok(TrainForward { dispatches: vec![stats, apply], saved })
 }
 
 /// Inference-mode forward, one dispatch:
@@ -228,14 +171,7 @@ pub fn forward_inference(
     gpu.dispatch(
         &gpu.kernel(&INFERENCE, &[("WG", WG as f64)])?,
         &Params::new(shape, config),
-        &[
-            x,
-            weights.gamma,
-            weights.beta,
-            weights.running_mean,
-            weights.running_var,
-            y,
-        ],
+        &[x, weights.gamma, weights.beta, weights.running_mean, weights.running_var, y],
         elementwise_grid(shape.len(), WG),
     )
 }
@@ -270,29 +206,13 @@ pub fn backward(
     let param_grads = gpu.dispatch(
         &gpu.kernel(&PARAM_GRADS, &constants)?,
         &params,
-        &[
-            x,
-            &saved.mean,
-            &saved.inv_std,
-            dy,
-            grads.dgamma,
-            grads.dbeta,
-        ],
+        &[x, &saved.mean, &saved.inv_std, dy, grads.dgamma, grads.dbeta],
         grid(shape.channels as u32),
     )?;
     let input_grad = gpu.dispatch(
         &gpu.kernel(&INPUT_GRAD, &constants)?,
         &params,
-        &[
-            x,
-            gamma,
-            &saved.mean,
-            &saved.inv_std,
-            dy,
-            grads.dgamma,
-            grads.dbeta,
-            grads.dx,
-        ],
+        &[x, gamma, &saved.mean, &saved.inv_std, dy, grads.dgamma, grads.dbeta, grads.dx],
         elementwise_grid(shape.len(), WG),
     )?;
     Ok(vec![param_grads, input_grad])

@@ -8,31 +8,19 @@ use crate::shape::{Conv2dShape, Padding};
 use crate::{Error, Result};
 
 static SHADER: Shader = shader!("conv2d.wgsl");
-static PACK_WEIGHTS: KernelSpec = KernelSpec {
-    shader: &SHADER,
-    entry: "conv2d_pack_weights",
-    bindings: &[(2, Read), (12, ReadWrite)],
-};
+static PACK_WEIGHTS: KernelSpec =
+    KernelSpec { shader: &SHADER, entry: "conv2d_pack_weights", bindings: &[(2, Read), (12, ReadWrite)] };
 static FORWARD: KernelSpec = KernelSpec {
     shader: &SHADER,
     entry: "conv2d_forward",
     bindings: &[(1, Read), (11, Read), (3, Read), (4, ReadWrite)],
 };
-static PACK_WEIGHTS_BY_INPUT: KernelSpec = KernelSpec {
-    shader: &SHADER,
-    entry: "conv2d_pack_weights_by_input",
-    bindings: &[(2, Read), (12, ReadWrite)],
-};
-static BACKWARD_INPUT: KernelSpec = KernelSpec {
-    shader: &SHADER,
-    entry: "conv2d_backward_input",
-    bindings: &[(11, Read), (5, Read), (6, ReadWrite)],
-};
-static BACKWARD_WEIGHT: KernelSpec = KernelSpec {
-    shader: &SHADER,
-    entry: "conv2d_backward_weight",
-    bindings: &[(1, Read), (5, Read), (7, ReadWrite)],
-};
+static PACK_WEIGHTS_BY_INPUT: KernelSpec =
+    KernelSpec { shader: &SHADER, entry: "conv2d_pack_weights_by_input", bindings: &[(2, Read), (12, ReadWrite)] };
+static BACKWARD_INPUT: KernelSpec =
+    KernelSpec { shader: &SHADER, entry: "conv2d_backward_input", bindings: &[(11, Read), (5, Read), (6, ReadWrite)] };
+static BACKWARD_WEIGHT: KernelSpec =
+    KernelSpec { shader: &SHADER, entry: "conv2d_backward_weight", bindings: &[(1, Read), (5, Read), (7, ReadWrite)] };
 static REDUCE_WEIGHT: KernelSpec = KernelSpec {
     shader: &SHADER,
     entry: "conv2d_reduce_weight",
@@ -53,14 +41,8 @@ pub struct ConvTiling {
 /// latency, hence more splits of the weight-gradient reduction.
 pub fn tiling(profile: AdapterProfile) -> ConvTiling {
     match profile {
-        AdapterProfile::Software => ConvTiling {
-            workgroup: 64,
-            target_workgroups: 64,
-        },
-        AdapterProfile::Hardware => ConvTiling {
-            workgroup: 64,
-            target_workgroups: 2048,
-        },
+        AdapterProfile::Software => ConvTiling { workgroup: 64, target_workgroups: 64 },
+        AdapterProfile::Hardware => ConvTiling { workgroup: 64, target_workgroups: 2048 },
     }
 }
 
@@ -133,32 +115,16 @@ pub fn conv2d_forward(
     let ckk = shape.in_channels * shape.kernel_h * shape.kernel_w;
     let out_c4 = shape.out_channels.div_ceil(4);
     let packed = GpuTensor::zeros(gpu, "conv2d packed weights", &[ckk, out_c4 * 4])?;
-    let params = Params {
-        relu: relu as u32,
-        ..Params::new(shape)
-    };
+    let params = Params { relu: relu as u32, ..Params::new(shape) };
     let pack = gpu.kernel(&PACK_WEIGHTS, &[("WG", 256.0)])?;
     let padded = shape.pad_top() > 0 || shape.pad_left() > 0 || shape.padding == Padding::Same;
-    let forward = gpu.kernel(
-        &FORWARD,
-        &[("WG", t.workgroup as f64), ("PADDED", padded as u8 as f64)],
-    )?;
+    let forward = gpu.kernel(&FORWARD, &[("WG", t.workgroup as f64), ("PADDED", padded as u8 as f64)])?;
     // One invocation per 4 output pixels of a row and 4 output channels.
     let columns = (shape.batch * shape.out_h() * shape.out_w().div_ceil(4)) as u32;
     let [gx, gy, _] = grid(columns.div_ceil(t.workgroup));
     Ok(vec![
-        gpu.dispatch(
-            &pack,
-            &params,
-            &[w, &packed],
-            elementwise_grid(ckk * out_c4 * 4, 256),
-        )?,
-        gpu.dispatch(
-            &forward,
-            &params,
-            &[x, &packed, b, y],
-            [gx, gy, out_c4 as u32],
-        )?,
+        gpu.dispatch(&pack, &params, &[w, &packed], elementwise_grid(ckk * out_c4 * 4, 256))?,
+        gpu.dispatch(&forward, &params, &[x, &packed, b, y], [gx, gy, out_c4 as u32])?,
     ])
 }
 
@@ -179,11 +145,7 @@ pub fn conv2d_backward_input(
     let t = tiling(gpu.profile);
     let taps = shape.kernel_h * shape.kernel_w;
     let in_c4 = shape.in_channels.div_ceil(4);
-    let packed = GpuTensor::zeros(
-        gpu,
-        "conv2d packed weights",
-        &[shape.out_channels, taps, in_c4 * 4],
-    )?;
+    let packed = GpuTensor::zeros(gpu, "conv2d packed weights", &[shape.out_channels, taps, in_c4 * 4])?;
     let params = Params::new(shape);
     let pack = gpu.kernel(&PACK_WEIGHTS_BY_INPUT, &[("WG", 256.0)])?;
     let kernel = gpu.kernel(&BACKWARD_INPUT, &[("WG", t.workgroup as f64)])?;
@@ -191,12 +153,7 @@ pub fn conv2d_backward_input(
     let columns = (shape.batch * shape.in_h * shape.in_w.div_ceil(4)) as u32;
     let [gx, gy, _] = grid(columns.div_ceil(t.workgroup));
     Ok(vec![
-        gpu.dispatch(
-            &pack,
-            &params,
-            &[w, &packed],
-            elementwise_grid(shape.out_channels * taps * in_c4 * 4, 256),
-        )?,
+        gpu.dispatch(&pack, &params, &[w, &packed], elementwise_grid(shape.out_channels * taps * in_c4 * 4, 256))?,
         gpu.dispatch(&kernel, &params, &[&packed, dy, dx], [gx, gy, in_c4 as u32])?,
     ])
 }
@@ -227,29 +184,16 @@ pub fn conv2d_backward_weight(
     let column_groups = lanes.div_ceil(workgroup);
     let row_groups = (shape.out_channels as u32).div_ceil(4);
     let rows = (shape.batch * shape.out_h()) as u32;
-    let wanted = (t.target_workgroups / (column_groups * row_groups))
-        .clamp(1, rows.min(MAX_WORKGROUPS_PER_DIM));
+    let wanted = (t.target_workgroups / (column_groups * row_groups)).clamp(1, rows.min(MAX_WORKGROUPS_PER_DIM));
     let split_len = rows.div_ceil(wanted);
     let splits = rows.div_ceil(split_len);
-    let partial = GpuTensor::zeros(
-        gpu,
-        "conv2d weight-gradient partial sums",
-        &[splits as usize, shape.out_channels, ckk + 1],
-    )?;
-    let params = Params {
-        split_len,
-        splits,
-        ..Params::new(shape)
-    };
+    let partial =
+        GpuTensor::zeros(gpu, "conv2d weight-gradient partial sums", &[splits as usize, shape.out_channels, ckk + 1])?;
+    let params = Params { split_len, splits, ..Params::new(shape) };
     let partial_kernel = gpu.kernel(&BACKWARD_WEIGHT, &[("WG", workgroup as f64)])?;
     let reduce_kernel = gpu.kernel(&REDUCE_WEIGHT, &[("WG", 256.0)])?;
     Ok(vec![
-        gpu.dispatch(
-            &partial_kernel,
-            &params,
-            &[x, dy, &partial],
-            [column_groups, splits, row_groups],
-        )?,
+        gpu.dispatch(&partial_kernel, &params, &[x, dy, &partial], [column_groups, splits, row_groups])?,
         gpu.dispatch(
             &reduce_kernel,
             &params,

@@ -10,23 +10,11 @@ use crate::shape::DenseShape;
 use crate::{Error, Result, shader};
 
 static SHADER: Shader = shader!("matmul.wgsl");
-const MATMUL_BINDINGS: &[(u32, crate::gpu::kernel::Access)] =
-    &[(1, Read), (2, Read), (3, Read), (4, ReadWrite)];
-static MATMUL: KernelSpec = KernelSpec {
-    shader: &SHADER,
-    entry: "matmul",
-    bindings: MATMUL_BINDINGS,
-};
-static MATMUL_TILED: KernelSpec = KernelSpec {
-    shader: &SHADER,
-    entry: "matmul_tiled",
-    bindings: MATMUL_BINDINGS,
-};
-static COLUMN_SUM: KernelSpec = KernelSpec {
-    shader: &SHADER,
-    entry: "column_sum",
-    bindings: &[(2, Read), (4, ReadWrite)],
-};
+const MATMUL_BINDINGS: &[(u32, crate::gpu::kernel::Access)] = &[(1, Read), (2, Read), (3, Read), (4, ReadWrite)];
+static MATMUL: KernelSpec = KernelSpec { shader: &SHADER, entry: "matmul", bindings: MATMUL_BINDINGS };
+static MATMUL_TILED: KernelSpec = KernelSpec { shader: &SHADER, entry: "matmul_tiled", bindings: MATMUL_BINDINGS };
+static COLUMN_SUM: KernelSpec =
+    KernelSpec { shader: &SHADER, entry: "column_sum", bindings: &[(2, Read), (4, ReadWrite)] };
 
 /// `MAX_ROWS` of the shader: the most rows one `matmul` workgroup may hold.
 const MAX_ROWS: u32 = 8;
@@ -64,21 +52,13 @@ pub struct Operand<'a> {
 impl<'a> Operand<'a> {
     /// A row-major matrix of `cols` columns.
     pub fn row_major(tensor: &'a GpuTensor, cols: usize) -> Self {
-        Self {
-            tensor,
-            row_stride: cols,
-            col_stride: 1,
-        }
+        Self { tensor, row_stride: cols, col_stride: 1 }
     }
 
     /// The transpose of a row-major matrix of `stored_cols` columns: `(row, col)` reads the stored
     /// element `[col][row]`.
     pub fn transposed(tensor: &'a GpuTensor, stored_cols: usize) -> Self {
-        Self {
-            tensor,
-            row_stride: 1,
-            col_stride: stored_cols,
-        }
+        Self { tensor, row_stride: 1, col_stride: stored_cols }
     }
 
     /// Fails unless every element of a `rows x cols` view lies inside the tensor.
@@ -201,8 +181,7 @@ impl<'a> Matmul<'a> {
         {
             return Err(Error::shape("matmul bias", [self.n], bias.shape()));
         }
-        let flags =
-            if self.bias.is_some() { HAS_BIAS } else { 0 } | if self.relu { RELU } else { 0 };
+        let flags = if self.bias.is_some() { HAS_BIAS } else { 0 } | if self.relu { RELU } else { 0 };
         // Every index the kernel forms is at most the last element of a tensor checked above,
         // and tensors fit one binding, so these fit u32; converting checked anyway.
         Ok(MatmulParams {
@@ -259,16 +238,9 @@ pub fn matmul_with(gpu: &Gpu, product: &Matmul, variant: MatmulVariant) -> Resul
     let (spec, constants, block_cols, block_rows) = match variant {
         MatmulVariant::Broadcast { wg, rows } => {
             if wg == 0 || rows == 0 || rows > MAX_ROWS {
-                return Err(Error::Invalid(format!(
-                    "matmul: {variant:?} needs wg > 0 and 1 <= rows <= {MAX_ROWS}"
-                )));
+                return Err(Error::Invalid(format!("matmul: {variant:?} needs wg > 0 and 1 <= rows <= {MAX_ROWS}")));
             }
-            (
-                &MATMUL,
-                vec![("WG", f64::from(wg)), ("ROWS", f64::from(rows))],
-                wg,
-                rows,
-            )
+            (&MATMUL, vec![("WG", f64::from(wg)), ("ROWS", f64::from(rows))], wg, rows)
         }
         MatmulVariant::Tiled { tile } => {
             if tile == 0 || tile * tile > gpu.limits.max_compute_invocations_per_workgroup {
@@ -281,11 +253,7 @@ pub fn matmul_with(gpu: &Gpu, product: &Matmul, variant: MatmulVariant) -> Resul
             (&MATMUL_TILED, vec![("TILE", f64::from(tile))], block, block)
         }
     };
-    let workgroups = [
-        params.n.div_ceil(block_cols),
-        params.m.div_ceil(block_rows),
-        1,
-    ];
+    let workgroups = [params.n.div_ceil(block_cols), params.m.div_ceil(block_rows), 1];
     if workgroups[0] > MAX_WORKGROUPS_PER_DIM || workgroups[1] > MAX_WORKGROUPS_PER_DIM {
         return Err(Error::Invalid(format!(
             "matmul: {} x {} output needs {workgroups:?} workgroups of {variant:?}, over the \
@@ -296,12 +264,7 @@ pub fn matmul_with(gpu: &Gpu, product: &Matmul, variant: MatmulVariant) -> Resul
     let kernel = gpu.kernel(spec, &constants)?;
     // Without a bias the kernel never reads binding 3; A stands in so the layout stays one.
     let bias = product.bias.unwrap_or(product.a.tensor);
-    gpu.dispatch(
-        &kernel,
-        &params,
-        &[product.a.tensor, product.b.tensor, bias, product.c],
-        workgroups,
-    )
+    gpu.dispatch(&kernel, &params, &[product.a.tensor, product.b.tensor, bias, product.c], workgroups)
 }
 
 /// Dense forward: `y = x @ w + b`, then ReLU if `relu` (the ReLU's backward then reads `y`).
@@ -342,12 +305,7 @@ pub fn dense_backward_weight(
 }
 
 /// Dense bias gradient: `db[o] = sum over the batch of dy[b][o]`, in batch order (overwrites `db`).
-pub fn dense_backward_bias(
-    gpu: &Gpu,
-    shape: &DenseShape,
-    dy: &GpuTensor,
-    db: &GpuTensor,
-) -> Result<Dispatch> {
+pub fn dense_backward_bias(gpu: &Gpu, shape: &DenseShape, dy: &GpuTensor, db: &GpuTensor) -> Result<Dispatch> {
     check_dense(shape)?;
     check_matrix("dense dy", dy, shape.batch, shape.outputs)?;
     check_matrix("dense db", db, shape.outputs, 1)?;
@@ -362,19 +320,12 @@ pub fn dense_backward_bias(
         b_col_stride: 1,
     };
     let kernel = gpu.kernel(&COLUMN_SUM, &[("WG", f64::from(COLUMN_SUM_WG))])?;
-    gpu.dispatch(
-        &kernel,
-        &params,
-        &[dy, db],
-        elementwise_grid(shape.outputs, COLUMN_SUM_WG),
-    )
+    gpu.dispatch(&kernel, &params, &[dy, db], elementwise_grid(shape.outputs, COLUMN_SUM_WG))
 }
 
 fn check_dense(shape: &DenseShape) -> Result<()> {
     if shape.batch == 0 || shape.inputs == 0 || shape.outputs == 0 {
-        return Err(Error::Invalid(format!(
-            "dense: every size must be positive, got {shape:?}"
-        )));
+        return Err(Error::Invalid(format!("dense: every size must be positive, got {shape:?}")));
     }
     Ok(())
 }

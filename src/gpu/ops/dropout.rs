@@ -11,11 +11,7 @@ use crate::shader;
 
 static SHADER: Shader = shader!("dropout.wgsl");
 const WG: u32 = 256;
-static DROPOUT: KernelSpec = KernelSpec {
-    shader: &SHADER,
-    entry: "dropout",
-    bindings: &[(1, Read), (2, ReadWrite)],
-};
+static DROPOUT: KernelSpec = KernelSpec { shader: &SHADER, entry: "dropout", bindings: &[(1, Read), (2, ReadWrite)] };
 
 /// The dropout kernel's uniform block. A training loop that records the dispatches once moves to
 /// the next step's mask with [`Dispatch::update_params`] and `DropoutParams::new` of the new step.
@@ -46,39 +42,19 @@ impl DropoutParams {
 }
 
 /// `y = x * keep * scale` (training).
-pub fn dropout_forward(
-    gpu: &Gpu,
-    config: &DropoutConfig,
-    x: &GpuTensor,
-    y: &GpuTensor,
-) -> Result<Dispatch> {
+pub fn dropout_forward(gpu: &Gpu, config: &DropoutConfig, x: &GpuTensor, y: &GpuTensor) -> Result<Dispatch> {
     same_len("dropout_forward y", x, y)?;
     apply_mask(gpu, config, x, y)
 }
 
 /// `dx = dy * keep * scale`, with the forward pass's `config` (same seed and step).
-pub fn dropout_backward(
-    gpu: &Gpu,
-    config: &DropoutConfig,
-    dy: &GpuTensor,
-    dx: &GpuTensor,
-) -> Result<Dispatch> {
+pub fn dropout_backward(gpu: &Gpu, config: &DropoutConfig, dy: &GpuTensor, dx: &GpuTensor) -> Result<Dispatch> {
     same_len("dropout_backward dx", dy, dx)?;
     apply_mask(gpu, config, dy, dx)
 }
 
-fn apply_mask(
-    gpu: &Gpu,
-    config: &DropoutConfig,
-    src: &GpuTensor,
-    dst: &GpuTensor,
-) -> Result<Dispatch> {
+fn apply_mask(gpu: &Gpu, config: &DropoutConfig, src: &GpuTensor, dst: &GpuTensor) -> Result<Dispatch> {
     let params = DropoutParams::new(config, src.len())?;
     let kernel = gpu.kernel(&DROPOUT, &[("WG", WG as f64)])?;
-    gpu.dispatch(
-        &kernel,
-        &params,
-        &[src, dst],
-        elementwise_grid(src.len(), WG),
-    )
+    gpu.dispatch(&kernel, &params, &[src, dst], elementwise_grid(src.len(), WG))
 }

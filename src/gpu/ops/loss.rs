@@ -15,19 +15,10 @@ const WG: u32 = 64;
 static CROSS_ENTROPY: KernelSpec = KernelSpec {
     shader: &SHADER,
     entry: "cross_entropy",
-    bindings: &[
-        (1, Read),
-        (2, Read),
-        (3, Read),
-        (4, ReadWrite),
-        (5, ReadWrite),
-    ],
+    bindings: &[(1, Read), (2, Read), (3, Read), (4, ReadWrite), (5, ReadWrite)],
 };
-static PROBABILITIES: KernelSpec = KernelSpec {
-    shader: &SHADER,
-    entry: "probabilities",
-    bindings: &[(1, Read), (6, ReadWrite)],
-};
+static PROBABILITIES: KernelSpec =
+    KernelSpec { shader: &SHADER, entry: "probabilities", bindings: &[(1, Read), (6, ReadWrite)] };
 
 /// Number of f32 in the stats tensor: [mean loss, correct predictions, batch, ignored rows].
 pub const STATS_LEN: usize = 4;
@@ -43,11 +34,7 @@ struct LossParams {
 /// The [batch, classes] shape of a 2-D logits tensor, validated.
 fn logits_shape(logits: &GpuTensor) -> Result<LossShape> {
     let &[batch, classes] = logits.shape() else {
-        return Err(Error::shape(
-            "loss logits",
-            "[batch, classes]",
-            logits.shape(),
-        ));
+        return Err(Error::shape("loss logits", "[batch, classes]", logits.shape()));
     };
     let shape = LossShape { batch, classes };
     shape.validate(logits.len())?;
@@ -55,11 +42,7 @@ fn logits_shape(logits: &GpuTensor) -> Result<LossShape> {
 }
 
 fn params(shape: LossShape) -> LossParams {
-    LossParams {
-        batch: shape.batch as u32,
-        classes: shape.classes as u32,
-        _pad: [0; 2],
-    }
+    LossParams { batch: shape.batch as u32, classes: shape.classes as u32, _pad: [0; 2] }
 }
 
 /// Loss, gradient and batch statistics of logits [batch, classes] against u32 `labels` [batch],
@@ -79,22 +62,13 @@ pub fn cross_entropy(
     let shape = logits_shape(logits)?;
     shape.validate_with_labels(logits.len(), labels.len(), class_weights.len())?;
     if dlogits.shape() != logits.shape() {
-        return Err(Error::shape(
-            "loss dlogits",
-            logits.shape(),
-            dlogits.shape(),
-        ));
+        return Err(Error::shape("loss dlogits", logits.shape(), dlogits.shape()));
     }
     if stats.len() != STATS_LEN {
         return Err(Error::shape("loss stats", [STATS_LEN], stats.shape()));
     }
     let kernel = gpu.kernel(&CROSS_ENTROPY, &[("WG", WG as f64)])?;
-    gpu.dispatch(
-        &kernel,
-        &params(shape),
-        &[logits, labels, class_weights, dlogits, stats],
-        [1, 1, 1],
-    )
+    gpu.dispatch(&kernel, &params(shape), &[logits, labels, class_weights, dlogits, stats], [1, 1, 1])
 }
 
 /// `probs` = sigmoid of logits [batch, 1], or the softmax of each row of logits [batch, classes].
@@ -104,10 +78,5 @@ pub fn probabilities(gpu: &Gpu, logits: &GpuTensor, probs: &GpuTensor) -> Result
         return Err(Error::shape("probabilities", logits.shape(), probs.shape()));
     }
     let kernel = gpu.kernel(&PROBABILITIES, &[("WG", WG as f64)])?;
-    gpu.dispatch(
-        &kernel,
-        &params(shape),
-        &[logits, probs],
-        elementwise_grid(shape.batch, WG),
-    )
+    gpu.dispatch(&kernel, &params(shape), &[logits, probs], elementwise_grid(shape.batch, WG))
 }

@@ -10,16 +10,10 @@ use crate::{Error, Result};
 
 static SHADER: Shader = shader!("max_pool2d.wgsl");
 const WG: u32 = 256;
-static FORWARD: KernelSpec = KernelSpec {
-    shader: &SHADER,
-    entry: "max_pool2d_forward",
-    bindings: &[(1, Read), (2, ReadWrite), (3, ReadWrite)],
-};
-static BACKWARD: KernelSpec = KernelSpec {
-    shader: &SHADER,
-    entry: "max_pool2d_backward",
-    bindings: &[(4, Read), (5, Read), (6, ReadWrite)],
-};
+static FORWARD: KernelSpec =
+    KernelSpec { shader: &SHADER, entry: "max_pool2d_forward", bindings: &[(1, Read), (2, ReadWrite), (3, ReadWrite)] };
+static BACKWARD: KernelSpec =
+    KernelSpec { shader: &SHADER, entry: "max_pool2d_backward", bindings: &[(4, Read), (5, Read), (6, ReadWrite)] };
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]

@@ -20,10 +20,7 @@ pub struct LenParams {
 
 impl LenParams {
     pub fn new(len: usize) -> Self {
-        Self {
-            len: len as u32,
-            _pad: [0; 3],
-        }
+        Self { len: len as u32, _pad: [0; 3] }
     }
 }
 
@@ -33,11 +30,7 @@ pub fn elementwise_grid(len: usize, per_workgroup: u32) -> [u32; 3] {
 }
 
 /// Fails with a shape error naming `what` unless the two shapes have as many elements.
-pub(crate) fn same_len(
-    what: &str,
-    a: &super::GpuTensor,
-    b: &super::GpuTensor,
-) -> crate::Result<()> {
+pub(crate) fn same_len(what: &str, a: &super::GpuTensor, b: &super::GpuTensor) -> crate::Result<()> {
     if a.len() != b.len() {
         return Err(crate::Error::shape(what, a.shape(), b.shape()));
     }
