@@ -8,9 +8,10 @@
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
-use wgcnn::gpu::ops::conv2d;
+use wgcnn::cpu::dropout::DropoutConfig;
+use wgcnn::gpu::ops::{activation, adam, batch_norm, conv2d, dense, dropout, loss, max_pool2d};
 use wgcnn::gpu::{DeviceChoice, Dispatch, Gpu, GpuTensor};
-use wgcnn::shape::{Conv2dShape, Padding};
+use wgcnn::shape::{AdamConfig, BatchNormConfig, BatchNormShape, Conv2dShape, DenseShape, Padding, Pool2dShape};
 
 /// What one timed pass does: its dispatches, and its work for the throughput line.
 struct Pass {
@@ -131,12 +132,218 @@ fn conv_passes(gpu: &Gpu) -> Vec<Pass> {
     passes
 }
 
+/// Bytes of f32 (or u32) elements.
+fn bytes(elements: usize) -> Work {
+    Work::Bytes(4.0 * elements as f64)
+}
+
+/// The pools after each convolution of both models: (name, shape).
+fn pool_layers() -> Vec<(String, Pool2dShape)> {
+    conv_layers()
+        .into_iter()
+        .map(|(layer, c)| {
+            let name = layer.replace("conv", "pool");
+            (
+                name,
+                Pool2dShape {
+                    batch: c.batch,
+                    channels: c.out_channels,
+                    in_h: c.out_h(),
+                    in_w: c.out_w(),
+                    pool: 2,
+                    stride: 2,
+                },
+            )
+        })
+        .collect()
+}
+
+fn pool_passes(gpu: &Gpu) -> Vec<Pass> {
+    let mut passes = Vec::new();
+    for (layer, s) in pool_layers() {
+        if !c_filter_matches(&format!("max_pool2d_forward/{layer}"))
+            && !c_filter_matches(&format!("max_pool2d_backward/{layer}"))
+        {
+            continue;
+        }
+        let (input, output) = (s.input_dims().iter().product::<usize>(), s.output_dims().iter().product::<usize>());
+        let x = tensor(gpu, "x", &s.input_dims());
+        let y = tensor(gpu, "y", &s.output_dims());
+        let argmax = GpuTensor::zeros(gpu, "argmax", &s.output_dims()).unwrap();
+        let forward = max_pool2d::max_pool2d_forward(gpu, &s, &x, &y, &argmax).unwrap();
+        gpu.run(&[&forward]).unwrap(); // valid indices for the backward pass
+        passes.push(Pass {
+            name: format!("max_pool2d_forward/{layer}"),
+            dispatches: vec![forward],
+            work: bytes(input + 2 * output),
+        });
+        let dx = tensor(gpu, "dx", &s.input_dims());
+        passes.push(Pass {
+            name: format!("max_pool2d_backward/{layer}"),
+            dispatches: vec![max_pool2d::max_pool2d_backward(gpu, &s, &argmax, &y, &dx).unwrap()],
+            work: bytes(input + 2 * output),
+        });
+    }
+    passes
+}
+
+/// Dense layers of both models: Model A flattens 32x14x14, Model B 128x14x14.
+fn dense_layers() -> Vec<(String, DenseShape)> {
+    let d = |batch, inputs, outputs| DenseShape { batch, inputs, outputs };
+    vec![
+        ("A.dense1".into(), d(32, 32 * 14 * 14, 256)),
+        ("A.dense2".into(), d(32, 256, 1)),
+        ("B.dense1".into(), d(64, 128 * 14 * 14, 128)),
+        ("B.dense2".into(), d(64, 128, 3)),
+    ]
+}
+
+fn dense_passes(gpu: &Gpu) -> Vec<Pass> {
+    let mut passes = Vec::new();
+    for (layer, s) in dense_layers() {
+        if !["forward", "backward_input", "backward_weight", "backward_bias"]
+            .iter()
+            .any(|p| c_filter_matches(&format!("dense_{p}/{layer}")))
+        {
+            continue;
+        }
+        let x = tensor(gpu, "x", &[s.batch, s.inputs]);
+        let w = tensor(gpu, "w", &[s.inputs, s.outputs]);
+        let b = tensor(gpu, "b", &[s.outputs]);
+        let y = tensor(gpu, "y", &[s.batch, s.outputs]);
+        let flops = Work::Flops(s.forward_flops());
+        passes.push(Pass {
+            name: format!("dense_forward/{layer}"),
+            dispatches: vec![dense::dense_forward(gpu, &s, &x, &w, &b, &y, true).unwrap()],
+            work: flops,
+        });
+        passes.push(Pass {
+            name: format!("dense_backward_input/{layer}"),
+            dispatches: vec![dense::dense_backward_input(gpu, &s, &y, &w, &x).unwrap()],
+            work: Work::Flops(s.forward_flops()),
+        });
+        let dw = tensor(gpu, "dw", &[s.inputs, s.outputs]);
+        passes.push(Pass {
+            name: format!("dense_backward_weight/{layer}"),
+            dispatches: vec![dense::dense_backward_weight(gpu, &s, &x, &y, &dw).unwrap()],
+            work: Work::Flops(s.forward_flops()),
+        });
+        passes.push(Pass {
+            name: format!("dense_backward_bias/{layer}"),
+            dispatches: vec![dense::dense_backward_bias(gpu, &s, &y, &b).unwrap()],
+            work: bytes(s.batch * s.outputs + s.outputs),
+        });
+    }
+    passes
+}
+
+/// Element-wise and reduction kernels at the sizes they meet in the two models.
+fn other_passes(gpu: &Gpu) -> Vec<Pass> {
+    let mut passes = Vec::new();
+    // ReLU on Model A's largest activation (the first convolution's output), when not fused.
+    let a1: Vec<usize> = conv_layers()[0].1.output_dims().to_vec();
+    let len: usize = a1.iter().product();
+    if c_filter_matches("relu") {
+        let x = tensor(gpu, "x", &a1);
+        let y = tensor(gpu, "y", &a1);
+        let dx = tensor(gpu, "dx", &a1);
+        passes.push(Pass {
+            name: "relu_forward/A.conv1".into(),
+            dispatches: vec![activation::relu_forward(gpu, &x, &y).unwrap()],
+            work: bytes(2 * len),
+        });
+        passes.push(Pass {
+            name: "relu_backward/A.conv1".into(),
+            dispatches: vec![activation::relu_backward(gpu, &y, &x, &dx).unwrap()],
+            work: bytes(3 * len),
+        });
+    }
+    // Dropout 0.5 after Model B's first dense layer.
+    if c_filter_matches("dropout") {
+        let shape = [64, 128];
+        let config = DropoutConfig { rate: 0.5, seed: 7, step: 1 };
+        let (x, y) = (tensor(gpu, "x", &shape), tensor(gpu, "y", &shape));
+        passes.push(Pass {
+            name: "dropout_forward/B.dropout".into(),
+            dispatches: vec![dropout::dropout_forward(gpu, &config, &x, &y).unwrap()],
+            work: bytes(2 * 64 * 128),
+        });
+        passes.push(Pass {
+            name: "dropout_backward/B.dropout".into(),
+            dispatches: vec![dropout::dropout_backward(gpu, &config, &y, &x).unwrap()],
+            work: bytes(2 * 64 * 128),
+        });
+    }
+    // The two output heads: loss, gradient and statistics in one pass.
+    for (name, batch, classes) in [("A.sigmoid_bce", 32usize, 1usize), ("B.softmax_cce", 64, 3)] {
+        if !c_filter_matches(&format!("cross_entropy/{name}")) {
+            continue;
+        }
+        let logits = tensor(gpu, "logits", &[batch, classes]);
+        let labels: Vec<u32> = (0..batch as u32).map(|i| i % classes.max(2) as u32).collect();
+        let labels = GpuTensor::from_slice(gpu, "labels", &[batch], &labels).unwrap();
+        let weights =
+            GpuTensor::from_slice(gpu, "class weights", &[classes.max(2)], &vec![1f32; classes.max(2)]).unwrap();
+        let dlogits = tensor(gpu, "dlogits", &[batch, classes]);
+        let stats = tensor(gpu, "stats", &[loss::STATS_LEN]);
+        passes.push(Pass {
+            name: format!("cross_entropy/{name}"),
+            dispatches: vec![loss::cross_entropy(gpu, &logits, &labels, &weights, &dlogits, &stats).unwrap()],
+            work: bytes(3 * batch * classes),
+        });
+    }
+    // Batch normalisation after Model B's first convolution (as one source project placed it).
+    if c_filter_matches("batch_norm") {
+        let c = conv_layers()[4].1;
+        let shape = BatchNormShape { batch: c.batch, channels: c.out_channels, spatial: c.out_h() * c.out_w() };
+        let dims = c.output_dims();
+        let (x, y, dx) = (tensor(gpu, "x", &dims), tensor(gpu, "y", &dims), tensor(gpu, "dx", &dims));
+        let per_channel = |what| tensor(gpu, what, &[shape.channels]);
+        let (gamma, beta, mean, var) =
+            (per_channel("gamma"), per_channel("beta"), per_channel("mean"), per_channel("var"));
+        let (dgamma, dbeta) = (per_channel("dgamma"), per_channel("dbeta"));
+        let weights = batch_norm::Weights { gamma: &gamma, beta: &beta, running_mean: &mean, running_var: &var };
+        let forward = batch_norm::forward_train(gpu, &shape, &BatchNormConfig::default(), &x, &weights, &y).unwrap();
+        let grads = batch_norm::Grads { dx: &dx, dgamma: &dgamma, dbeta: &dbeta };
+        let backward = batch_norm::backward(gpu, &shape, &x, &gamma, &forward.saved, &y, &grads).unwrap();
+        // Statistics (x read twice) then normalisation (x read, y written).
+        passes.push(Pass {
+            name: "batch_norm_forward/B.conv1".into(),
+            dispatches: forward.dispatches,
+            work: bytes(4 * shape.len()),
+        });
+        // Parameter gradients (x, dy read) then input gradient (x, dy read, dx written).
+        passes.push(Pass {
+            name: "batch_norm_backward/B.conv1".into(),
+            dispatches: backward,
+            work: bytes(5 * shape.len()),
+        });
+    }
+    // One Adam step over every parameter of each model (Model A: 1,648,193; Model B: 3,305,027).
+    for (name, params) in [("A.all_parameters", 1_648_193usize), ("B.all_parameters", 3_305_027)] {
+        if !c_filter_matches(&format!("adam/{name}")) {
+            continue;
+        }
+        let t = |what| tensor(gpu, what, &[params]);
+        let (p, g, m, v) = (t("param"), t("grad"), t("m"), t("v"));
+        passes.push(Pass {
+            name: format!("adam/{name}"),
+            dispatches: vec![adam::adam_step(gpu, &AdamConfig::default(), 1, &p, &g, &m, &v).unwrap()],
+            // param, grad, m, v read; param, m, v written.
+            work: bytes(7 * params),
+        });
+    }
+    passes
+}
+
 fn kernels(c: &mut Criterion) {
     let choice = DeviceChoice::resolve(None).expect("WGCNN_DEVICE");
     let gpu = Gpu::new(&choice).unwrap_or_else(|e| panic!("the kernel benchmarks need an adapter: {e}"));
     println!("adapter: {}", gpu.describe());
-    for pass in conv_passes(&gpu) {
-        time_pass(c, &gpu, &pass);
+    for family in [conv_passes, pool_passes, dense_passes, other_passes] {
+        for pass in family(&gpu) {
+            time_pass(c, &gpu, &pass);
+        }
     }
 }
 
