@@ -4,6 +4,8 @@
 pub mod cpu;
 pub mod error;
 pub mod gpu;
+pub mod model;
 pub mod shape;
+pub mod train;
 
 pub use error::{Error, Result};

@@ -1,0 +1,77 @@
+//! Training: the data a trainer reads, the per-epoch history it records.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// Metrics of one epoch, as Keras's `History` and the per-epoch CSV hold them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// 1-based.
+    pub epoch: usize,
+    pub loss: f64,
+    pub accuracy: f64,
+    /// None when there is no validation data.
+    pub val_loss: Option<f64>,
+    pub val_accuracy: Option<f64>,
+    /// Learning rate used during the epoch.
+    pub lr: f64,
+    pub seconds: f64,
+}
+
+/// The training history: one record per finished epoch.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct History {
+    pub epochs: Vec<EpochRecord>,
+}
+
+/// Where batches come from: `len` samples of `sample_len` f32 each (NCHW without the N), with
+/// class labels. `fill` writes the samples at `indices` into the start of `images`/`labels`.
+pub trait BatchSource: Sync {
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn sample_len(&self) -> usize;
+    fn fill(&self, indices: &[usize], images: &mut [f32], labels: &mut [u32]) -> Result<()>;
+}
+
+/// Samples held in memory as f32 (tests, generated data).
+#[derive(Clone, Debug)]
+pub struct InMemoryDataset {
+    pub images: Vec<f32>,
+    pub labels: Vec<u32>,
+    pub sample_len: usize,
+}
+
+impl InMemoryDataset {
+    pub fn new(images: Vec<f32>, labels: Vec<u32>, sample_len: usize) -> Result<Self> {
+        if sample_len == 0 || images.len() != labels.len() * sample_len {
+            return Err(Error::Invalid(format!(
+                "dataset: {} image values for {} labels of {sample_len} values each",
+                images.len(),
+                labels.len()
+            )));
+        }
+        Ok(Self { images, labels, sample_len })
+    }
+}
+
+impl BatchSource for InMemoryDataset {
+    fn len(&self) -> usize {
+        self.labels.len()
+    }
+    fn sample_len(&self) -> usize {
+        self.sample_len
+    }
+    fn fill(&self, indices: &[usize], images: &mut [f32], labels: &mut [u32]) -> Result<()> {
+        for (slot, &i) in indices.iter().enumerate() {
+            let src = self.images.get(i * self.sample_len..(i + 1) * self.sample_len).ok_or_else(|| {
+                Error::Invalid(format!("dataset: sample {i} of {}", self.labels.len()))
+            })?;
+            images[slot * self.sample_len..(slot + 1) * self.sample_len].copy_from_slice(src);
+            labels[slot] = self.labels[i];
+        }
+        Ok(())
+    }
+}
