@@ -177,6 +177,19 @@ impl Gpu {
         Ok(Dispatch { kernel: kernel.clone(), bind_group, uniform, workgroups })
     }
 
+    /// Records `dispatches` in order into one compute pass, then copies `result` back, all in one
+    /// submit: a training step's only readback.
+    pub fn run_and_read<'a>(
+        &self,
+        dispatches: impl IntoIterator<Item = &'a Dispatch>,
+        result: &GpuTensor,
+    ) -> Result<Vec<f32>> {
+        let mut encoder =
+            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgcnn step") });
+        record(&mut encoder, dispatches);
+        result.read_after(self, encoder)
+    }
+
     /// Records `dispatches` in order into one compute pass, submits once and waits.
     pub fn run(&self, dispatches: &[&Dispatch]) -> Result<()> {
         let mut encoder =

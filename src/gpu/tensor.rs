@@ -110,8 +110,16 @@ impl GpuTensor {
 
     /// Copies the contents back to the host (waits for all submitted work).
     pub fn read<T: bytemuck::Pod>(&self, gpu: &Gpu) -> Result<Vec<T>> {
+        self.read_after(gpu, gpu.device.create_command_encoder(&Default::default()))
+    }
+
+    /// Appends the copy to the host to `encoder`, submits it (one submit for the work recorded
+    /// before and the readback), waits and returns the contents.
+    pub fn read_after<T: bytemuck::Pod>(&self, gpu: &Gpu, mut encoder: wgpu::CommandEncoder) -> Result<Vec<T>> {
         let bytes = self.bytes();
         if bytes == 0 {
+            gpu.queue.submit([encoder.finish()]);
+            gpu.wait()?;
             return Ok(Vec::new());
         }
         let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
@@ -120,7 +128,6 @@ impl GpuTensor {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let mut encoder = gpu.device.create_command_encoder(&Default::default());
         encoder.copy_buffer_to_buffer(&self.buffer, self.offset, &staging, 0, bytes);
         gpu.queue.submit([encoder.finish()]);
         let outcome: Arc<Mutex<Option<Result<(), wgpu::BufferAsyncError>>>> = Arc::default();
