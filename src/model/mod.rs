@@ -1,6 +1,9 @@
 //! Models: architectures as data, their parameters, and what the trainer needs from a model
 //! running on a backend (the GPU kernels or the CPU reference).
 
+pub mod file;
+pub mod spec;
+
 use crate::Result;
 
 /// A named host tensor: how weights travel between a backend, the trainer and a model file.

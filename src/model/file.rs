@@ -1,0 +1,315 @@
+//! The model file: one `.safetensors` file holding the weights as f32 tensors under their names
+//! (`conv1.weight`), and as string metadata the architecture, the class names, the input
+//! normalisation, the training history and, to resume training, Adam's step and learning rate (its
+//! moments are tensors `adam.m.<name>` and `adam.v.<name>`).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use safetensors::Dtype;
+use safetensors::tensor::{Metadata, TensorView};
+
+use crate::model::NamedTensor;
+use crate::model::spec::{Architecture, ParamInfo};
+use crate::train::History;
+use crate::{Error, Result};
+
+/// The `format` metadata of a wgcnn model file.
+pub const FORMAT: &str = "wgcnn";
+/// The `format_version` this build writes and reads.
+pub const FORMAT_VERSION: &str = "1";
+
+const ADAM_M_PREFIX: &str = "adam.m.";
+const ADAM_V_PREFIX: &str = "adam.v.";
+/// safetensors' own limit on the JSON header.
+const MAX_HEADER_BYTES: u64 = 100_000_000;
+
+/// Adam's state, to resume training where it stopped.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OptimizerState {
+    /// Steps taken (the next one is `step + 1`).
+    pub step: u64,
+    /// Learning rate of the last step.
+    pub lr: f32,
+    /// First and second moments, one per trainable parameter, named and ordered like it.
+    pub m: Vec<NamedTensor>,
+    pub v: Vec<NamedTensor>,
+}
+
+/// Everything a model file holds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelFile {
+    pub architecture: Architecture,
+    /// One per class, in label order (two for a binary model).
+    pub class_names: Vec<String>,
+    /// How images become inputs, e.g. `rgb/255`.
+    pub normalisation: String,
+    pub history: History,
+    /// Every parameter and running statistic, in [`Architecture::params`] order.
+    pub weights: Vec<NamedTensor>,
+    pub optimizer: Option<OptimizerState>,
+}
+
+impl ModelFile {
+    /// Writes the model to `path` through a temporary file in the same folder renamed into place, so
+    /// an existing file is replaced whole or not at all. Refuses weights, moments or class names that
+    /// do not match the architecture (the file could not be loaded back).
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let bytes = self.to_bytes().map_err(|reason| file_error(path, reason))?;
+        write_atomically(path, &bytes).map_err(|e| file_error(path, format!("cannot write it: {e}")))
+    }
+
+    /// Reads a model written by [`ModelFile::save`], checking every tensor against the architecture.
+    pub fn load(path: impl AsRef<Path>) -> Result<ModelFile> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| file_error(path, format!("cannot read it: {e}")))?;
+        Self::from_bytes(&bytes).map_err(|reason| file_error(path, reason))
+    }
+
+    fn to_bytes(&self) -> std::result::Result<Vec<u8>, String> {
+        let params = self.architecture.params().map_err(|e| e.to_string())?;
+        check_class_names(&self.class_names, &self.architecture)?;
+        check_history(&self.history)?;
+        let mut metadata = HashMap::from([
+            ("format".to_string(), FORMAT.to_string()),
+            ("format_version".to_string(), FORMAT_VERSION.to_string()),
+            ("architecture".to_string(), self.architecture.to_string()),
+            ("input".to_string(), self.architecture.input.to_string()),
+            ("class_names".to_string(), json(&self.class_names)?),
+            ("normalisation".to_string(), self.normalisation.clone()),
+            ("history".to_string(), json(&self.history)?),
+        ]);
+        let mut stored: Vec<(String, &NamedTensor)> = in_param_order("", &params, &self.weights)?
+            .into_iter()
+            .map(|tensor| (tensor.name.clone(), tensor))
+            .collect();
+        if let Some(optimizer) = &self.optimizer {
+            metadata.insert("adam_step".into(), optimizer.step.to_string());
+            metadata.insert("adam_lr".into(), optimizer.lr.to_string());
+            let trainable = trainable(&params);
+            for (prefix, moments) in [(ADAM_M_PREFIX, &optimizer.m), (ADAM_V_PREFIX, &optimizer.v)] {
+                let ordered = in_param_order(prefix, &trainable, moments)?;
+                stored.extend(ordered.into_iter().map(|tensor| (format!("{prefix}{}", tensor.name), tensor)));
+            }
+        }
+        let encoded: Vec<(&str, &[usize], Vec<u8>)> = stored
+            .iter()
+            .map(|(name, tensor)| {
+                (name.as_str(), tensor.shape.as_slice(), tensor.data.iter().flat_map(|v| v.to_le_bytes()).collect())
+            })
+            .collect();
+        let views = encoded
+            .iter()
+            .map(|(name, shape, bytes)| TensorView::new(Dtype::F32, shape.to_vec(), bytes).map(|view| (*name, view)))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        safetensors::serialize(views, Some(metadata)).map_err(|e| e.to_string())
+    }
+
+    fn from_bytes(bytes: &[u8]) -> std::result::Result<ModelFile, String> {
+        let (data, header) = split_header(bytes)?;
+        let metadata = match header.metadata() {
+            Some(metadata) if metadata.contains_key("format") => metadata,
+            _ => return Err("not a wgcnn model: a safetensors file without wgcnn metadata".into()),
+        };
+        let field =
+            |key: &str| metadata.get(key).map(String::as_str).ok_or_else(|| format!("the metadata has no `{key}`"));
+        let format = field("format")?;
+        if format != FORMAT {
+            return Err(format!("not a wgcnn model: its format is {format:?}, not {FORMAT:?}"));
+        }
+        let version = field("format_version")?;
+        if version != FORMAT_VERSION {
+            return Err(format!(
+                "format version {version:?} is not supported: this build reads version {FORMAT_VERSION}"
+            ));
+        }
+        let input = field("input")?.parse().map_err(|e: Error| e.to_string())?;
+        let architecture = Architecture::parse(field("architecture")?, input).map_err(|e| e.to_string())?;
+        let class_names: Vec<String> = serde_json::from_str(field("class_names")?)
+            .map_err(|e| format!("`class_names` is not a JSON array of strings: {e}"))?;
+        check_class_names(&class_names, &architecture)?;
+        let history: History =
+            serde_json::from_str(field("history")?).map_err(|e| format!("`history` is not a training history: {e}"))?;
+
+        let mut weights = Vec::new();
+        let mut m = Vec::new();
+        let mut v = Vec::new();
+        for (name, info) in header.tensors() {
+            if info.dtype != Dtype::F32 {
+                return Err(format!("tensor {name} is {:?}; wgcnn model files hold F32 tensors only", info.dtype));
+            }
+            let (start, end) = info.data_offsets;
+            let raw = data.get(start..end).ok_or_else(|| format!("tensor {name} lies outside the file's data"))?;
+            let values = raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            let (group, name) = if let Some(rest) = name.strip_prefix(ADAM_M_PREFIX) {
+                (&mut m, rest.to_string())
+            } else if let Some(rest) = name.strip_prefix(ADAM_V_PREFIX) {
+                (&mut v, rest.to_string())
+            } else {
+                (&mut weights, name)
+            };
+            group.push(NamedTensor { name, shape: info.shape.clone(), data: values });
+        }
+
+        let params = architecture.params().map_err(|e| e.to_string())?;
+        let weights = owned(in_param_order("", &params, &weights)?);
+        let optimizer = match metadata.get("adam_step") {
+            Some(step) => {
+                let trainable = trainable(&params);
+                Some(OptimizerState {
+                    step: step.parse().map_err(|_| format!("`adam_step` {step:?} is not a step count"))?,
+                    lr: field("adam_lr")?.parse().map_err(|_| "`adam_lr` is not a number".to_string())?,
+                    m: owned(in_param_order(ADAM_M_PREFIX, &trainable, &m)?),
+                    v: owned(in_param_order(ADAM_V_PREFIX, &trainable, &v)?),
+                })
+            }
+            None => {
+                // No optimizer state: any moment tensor is unexpected.
+                in_param_order(ADAM_M_PREFIX, &[], &m)?;
+                in_param_order(ADAM_V_PREFIX, &[], &v)?;
+                None
+            }
+        };
+        let normalisation = field("normalisation")?.to_string();
+        Ok(ModelFile { architecture, class_names, normalisation, history, weights, optimizer })
+    }
+}
+
+/// Writes `bytes` to a temporary file next to `path`, flushes it to disk and renames it into place,
+/// so `path` never holds a partial file; the temporary file is removed on failure.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    static NEXT_TEMP: AtomicU64 = AtomicU64::new(0);
+    let Some(file_name) = path.file_name() else {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "the path does not name a file"));
+    };
+    let temp = path.with_file_name(format!(
+        ".{}.{}-{}.tmp",
+        file_name.to_string_lossy(),
+        std::process::id(),
+        NEXT_TEMP.fetch_add(1, Ordering::Relaxed)
+    ));
+    let written = File::create(&temp)
+        .and_then(|mut file| {
+            file.write_all(bytes)?;
+            file.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&temp, path));
+    if written.is_err() {
+        // The temporary file may not exist (creating it failed); the write's error is the one to report.
+        let _ = std::fs::remove_file(&temp);
+    }
+    written
+}
+
+fn file_error(path: &Path, reason: impl std::fmt::Display) -> Error {
+    Error::Invalid(format!("model file {}: {reason}", path.display()))
+}
+
+fn json(value: &impl serde::Serialize) -> std::result::Result<String, String> {
+    serde_json::to_string(value).map_err(|e| e.to_string())
+}
+
+fn trainable(params: &[ParamInfo]) -> Vec<ParamInfo> {
+    params.iter().filter(|param| param.trainable).cloned().collect()
+}
+
+fn owned(tensors: Vec<&NamedTensor>) -> Vec<NamedTensor> {
+    tensors.into_iter().cloned().collect()
+}
+
+fn check_class_names(class_names: &[String], architecture: &Architecture) -> std::result::Result<(), String> {
+    let classes = architecture.classes();
+    if class_names.len() == classes {
+        Ok(())
+    } else {
+        Err(format!("{} class names for the {classes} classes of architecture {architecture}", class_names.len()))
+    }
+}
+
+/// JSON has no NaN or infinity (serde_json writes `null`, which does not read back as a number).
+fn check_history(history: &History) -> std::result::Result<(), String> {
+    for record in &history.epochs {
+        let values = [record.loss, record.accuracy, record.lr, record.seconds];
+        let validation = [record.val_loss, record.val_accuracy].into_iter().flatten();
+        if let Some(bad) = values.into_iter().chain(validation).find(|v| !v.is_finite()) {
+            return Err(format!("the history of epoch {} holds {bad}, which JSON cannot store", record.epoch));
+        }
+    }
+    Ok(())
+}
+
+/// `tensors` in the order of `params`, or which one is missing, extra, duplicated or of the wrong
+/// shape. `prefix` is the stored names' prefix, for the messages.
+fn in_param_order<'t>(
+    prefix: &str,
+    params: &[ParamInfo],
+    tensors: &'t [NamedTensor],
+) -> std::result::Result<Vec<&'t NamedTensor>, String> {
+    let mut by_name: HashMap<&str, &NamedTensor> = HashMap::with_capacity(tensors.len());
+    for tensor in tensors {
+        if by_name.insert(&tensor.name, tensor).is_some() {
+            return Err(format!("tensor {prefix}{} appears twice", tensor.name));
+        }
+    }
+    let mut ordered = Vec::with_capacity(params.len());
+    for param in params {
+        let tensor = by_name
+            .remove(param.name.as_str())
+            .ok_or_else(|| format!("tensor {prefix}{} of shape {:?} is missing", param.name, param.shape))?;
+        if tensor.shape != param.shape {
+            return Err(format!(
+                "tensor {prefix}{} has shape {:?}, the architecture needs {:?}",
+                param.name, tensor.shape, param.shape
+            ));
+        }
+        if tensor.data.len() != param.elements() {
+            return Err(format!(
+                "tensor {prefix}{} of shape {:?} holds {} values, not {}",
+                param.name,
+                param.shape,
+                tensor.data.len(),
+                param.elements()
+            ));
+        }
+        ordered.push(tensor);
+    }
+    match by_name.keys().min() {
+        Some(extra) => Err(format!("unexpected tensor {prefix}{extra}: the architecture has no such parameter")),
+        None => Ok(ordered),
+    }
+}
+
+/// The tensor data after the header, and the parsed header; or why `bytes` are not a whole
+/// safetensors file (truncated, or something else).
+fn split_header(bytes: &[u8]) -> std::result::Result<(&[u8], Metadata), String> {
+    let Some((length, rest)) = bytes.split_first_chunk::<8>() else {
+        return Err(format!("only {} bytes: truncated, or not a safetensors file", bytes.len()));
+    };
+    let header_len = u64::from_le_bytes(*length);
+    // A safetensors file starts with its header's length, then the JSON header.
+    if header_len > MAX_HEADER_BYTES || rest.first() != Some(&b'{') {
+        return Err("not a safetensors file: it does not start with a header length and a JSON header".into());
+    }
+    let header_len = header_len as usize;
+    let Some(header) = rest.get(..header_len) else {
+        return Err(format!("truncated: its header needs {header_len} bytes, only {} follow", rest.len()));
+    };
+    let header: Metadata = std::str::from_utf8(header)
+        .map_err(|e| e.to_string())
+        .and_then(|text| serde_json::from_str(text).map_err(|e| e.to_string()))
+        .map_err(|e| format!("not a safetensors file: its header is invalid ({e})"))?;
+    let data = &rest[header_len..];
+    let needed = header.data_len();
+    if data.len() < needed {
+        return Err(format!("truncated: its tensors need {needed} bytes, only {} follow the header", data.len()));
+    }
+    if data.len() > needed {
+        return Err(format!("not a safetensors file: {} bytes follow its last tensor", data.len() - needed));
+    }
+    Ok((data, header))
+}
