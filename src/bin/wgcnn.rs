@@ -5,6 +5,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use wgcnn::gpu::context::{DEVICE_ENV, describe_adapter, list_adapters};
 use wgcnn::gpu::{DeviceChoice, Gpu};
+use wgcnn::model::cpu::CpuModel;
+use wgcnn::model::gpu::GpuModel;
+use wgcnn::model::spec::Architecture;
+use wgcnn::model::{TrainOptions, Trainable};
+use wgcnn::train::throughput::measure_training;
 
 #[derive(Parser)]
 #[command(
@@ -24,6 +29,50 @@ struct Cli {
 enum Command {
     /// List the adapters found, the one --device chooses, and its limits.
     Info,
+    /// Measure training speed: images/s of whole training steps (forward, loss, backward, Adam)
+    /// on random data, the median over the timed steps after a warm-up.
+    BenchTrain {
+        /// happy-sad (Model A, 3x256x256) or emotions3 (Model B, 3x128x128).
+        #[arg(long, default_value = "emotions3")]
+        preset: String,
+        /// Images per step (default: 32 for happy-sad, 64 for emotions3).
+        #[arg(long)]
+        batch_size: Option<usize>,
+        /// Timed steps.
+        #[arg(long, default_value_t = 5)]
+        steps: usize,
+        /// Untimed steps first (pipeline warm-up).
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+    },
+}
+
+fn bench_train(
+    choice: &DeviceChoice,
+    preset: &str,
+    batch: Option<usize>,
+    steps: usize,
+    warmup: usize,
+) -> anyhow::Result<()> {
+    let arch = Architecture::preset(preset)?;
+    let batch = batch.unwrap_or(if preset == "happy-sad" { 32 } else { 64 });
+    let weights = arch.initial_weights(1)?;
+    let options = TrainOptions::default();
+    let (mut model, adapter): (Box<dyn Trainable>, String) = if *choice == DeviceChoice::Cpu {
+        (Box::new(CpuModel::new(&arch, batch, &weights, &options)?), "the CPU reference backend".into())
+    } else {
+        let gpu = Gpu::new(choice)?;
+        let name = gpu.describe();
+        (Box::new(GpuModel::new(gpu, &arch, batch, &weights, &options)?), name)
+    };
+    println!("adapter: {adapter}");
+    println!("model: {preset} ({arch}) at {}, batch {batch}", arch.input);
+    let sample_len = arch.input.elements();
+    let t = measure_training(model.as_mut(), sample_len, arch.classes(), warmup, steps, 7)?;
+    let seconds: Vec<String> = t.step_seconds.iter().map(|s| format!("{s:.3}")).collect();
+    println!("step seconds: {}", seconds.join(" "));
+    println!("median step: {:.3} s, {:.2} images/s (training)", t.median_step(), t.images_per_second());
+    Ok(())
 }
 
 fn info(choice: &DeviceChoice) -> anyhow::Result<()> {
@@ -51,6 +100,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info => info(&cli.device),
+        Command::BenchTrain { preset, batch_size, steps, warmup } => {
+            bench_train(&cli.device, &preset, batch_size, steps, warmup)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

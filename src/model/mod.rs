@@ -1,10 +1,14 @@
 //! Models: architectures as data, their parameters, and what the trainer needs from a model
 //! running on a backend (the GPU kernels or the CPU reference).
 
+pub mod cpu;
 pub mod file;
+pub mod gpu;
 pub mod spec;
 
-use crate::Result;
+use crate::shape::{AdamConfig, BatchNormShape, Conv2dShape, DenseShape, Pool2dShape};
+use crate::{Error, Result};
+use spec::{LayerInfo, LayerSpec, ParamInfo};
 
 /// A named host tensor: how weights travel between a backend, the trainer and a model file.
 #[derive(Clone, Debug, PartialEq)]
@@ -60,4 +64,73 @@ pub trait Trainable {
     fn weights(&self) -> Result<Vec<NamedTensor>>;
     /// Replaces every weight and running statistic (names and shapes must match).
     fn set_weights(&mut self, weights: &[NamedTensor]) -> Result<()>;
+}
+
+/// How a model trains, besides the learning rate (which the trainer sets every step).
+#[derive(Clone, Debug, Default)]
+pub struct TrainOptions {
+    pub adam: AdamConfig,
+    /// Keras's `class_weight`: one factor per class multiplying its samples' loss; None = all 1.
+    pub class_weights: Option<Vec<f32>>,
+    /// Seeds dropout masks.
+    pub seed: u64,
+}
+
+/// The tensor of `weights` named like `info`, checked against its shape.
+pub(crate) fn find_weight<'a>(weights: &'a [NamedTensor], info: &ParamInfo) -> Result<&'a NamedTensor> {
+    let w = weights
+        .iter()
+        .find(|w| w.name == info.name)
+        .ok_or_else(|| Error::Invalid(format!("weights: no tensor named {}", info.name)))?;
+    if w.shape != info.shape {
+        return Err(Error::shape(format!("weight {}", info.name), &info.shape, &w.shape));
+    }
+    Ok(w)
+}
+
+/// Each dropout layer draws its own masks: the run's seed mixed with the layer's position.
+pub(crate) fn layer_seed(seed: u64, layer: usize) -> u64 {
+    seed ^ (layer as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// The operation shapes of a layer at a batch size, shared by both backends.
+impl LayerInfo {
+    /// A convolution's shape and whether its ReLU is fused.
+    pub fn conv2d_shape(&self, batch: usize) -> Result<(Conv2dShape, bool)> {
+        match (&self.spec, &self.input[..]) {
+            (&LayerSpec::Conv2d { filters, kernel, stride, padding, relu }, &[c, h, w]) => Ok((
+                Conv2dShape {
+                    batch,
+                    in_channels: c,
+                    in_h: h,
+                    in_w: w,
+                    out_channels: filters,
+                    kernel_h: kernel,
+                    kernel_w: kernel,
+                    stride,
+                    padding,
+                },
+                relu,
+            )),
+            _ => Err(Error::Invalid(format!("{} is not a convolution over [c, h, w]", self.name))),
+        }
+    }
+
+    pub fn pool2d_shape(&self, batch: usize) -> Result<Pool2dShape> {
+        match (&self.spec, &self.input[..]) {
+            (&LayerSpec::MaxPool2d { pool, stride }, &[channels, in_h, in_w]) => {
+                Ok(Pool2dShape { batch, channels, in_h, in_w, pool, stride })
+            }
+            _ => Err(Error::Invalid(format!("{} is not a max-pool over [c, h, w]", self.name))),
+        }
+    }
+
+    pub fn dense_shape(&self, batch: usize) -> DenseShape {
+        DenseShape { batch, inputs: self.input.iter().product(), outputs: self.output.iter().product() }
+    }
+
+    /// Batch norm over the first per-sample dimension (channels, or features after a dense layer).
+    pub fn batch_norm_shape(&self, batch: usize) -> BatchNormShape {
+        BatchNormShape { batch, channels: self.input[0], spatial: self.input[1..].iter().product() }
+    }
 }

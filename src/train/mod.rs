@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod throughput;
+
 use crate::{Error, Result};
 
 /// Metrics of one epoch, as Keras's `History` and the per-epoch CSV hold them.

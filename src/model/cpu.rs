@@ -1,0 +1,255 @@
+//! A sequential model on the CPU reference: the same layers, losses and Adam as the GPU model, in
+//! plain loops (`crate::cpu`). `--device cpu` trains with it, and the tests hold the GPU model to it.
+
+use super::spec::{Architecture, LayerInfo, LayerSpec, ParamInfo};
+use super::{NamedTensor, PADDING_LABEL, StepStats, TrainOptions, Trainable, find_weight, layer_seed};
+use crate::cpu::dropout::DropoutConfig;
+use crate::cpu::loss::LossShape;
+use crate::cpu::{activation, adam, batch_norm, conv2d, dense, dropout, loss, max_pool2d};
+use crate::shape::{AdamConfig, BatchNormConfig};
+use crate::{Error, Result};
+
+struct Param {
+    info: ParamInfo,
+    value: Vec<f32>,
+    /// Adam moments, for trainable parameters.
+    moments: Option<(Vec<f32>, Vec<f32>)>,
+}
+
+/// What a layer's forward pass keeps for its backward pass.
+enum Saved {
+    Nothing,
+    Argmax(Vec<u32>),
+    BatchNorm(batch_norm::SavedStats<f32>),
+}
+
+/// The model on the CPU. Its batch size only sets how the trainer cuts batches: any number of
+/// images can be evaluated or predicted at once.
+pub struct CpuModel {
+    layers: Vec<LayerInfo>,
+    params: Vec<Param>,
+    batch: usize,
+    sample_len: usize,
+    classes: usize,
+    class_weights: Vec<f32>,
+    adam_config: AdamConfig,
+    seed: u64,
+    step: u64,
+}
+
+impl CpuModel {
+    pub fn new(
+        architecture: &Architecture,
+        batch: usize,
+        weights: &[NamedTensor],
+        options: &TrainOptions,
+    ) -> Result<Self> {
+        if batch == 0 {
+            return Err(Error::Invalid("batch size must be at least 1".into()));
+        }
+        let layers = architecture.layers_info()?;
+        let mut params = Vec::new();
+        for info in layers.iter().flat_map(|l| &l.params) {
+            let w = find_weight(weights, info)?;
+            let moments = info.trainable.then(|| (vec![0.0; w.data.len()], vec![0.0; w.data.len()]));
+            params.push(Param { info: info.clone(), value: w.data.clone(), moments });
+        }
+        let classes = architecture.outputs();
+        let class_weights = options.class_weights.clone().unwrap_or_else(|| vec![1.0; classes.max(2)]);
+        if class_weights.len() != classes.max(2) {
+            return Err(Error::shape("class weights", [classes.max(2)], [class_weights.len()]));
+        }
+        Ok(Self {
+            sample_len: layers[0].input.iter().product(),
+            layers,
+            params,
+            batch,
+            classes,
+            class_weights,
+            adam_config: options.adam,
+            seed: options.seed,
+            step: 0,
+        })
+    }
+
+    fn param_range(&self, layer: usize) -> std::ops::Range<usize> {
+        let start: usize = self.layers[..layer].iter().map(|l| l.params.len()).sum();
+        start..start + self.layers[layer].params.len()
+    }
+
+    /// Runs every layer on `n` images. Training mode updates batch-norm running statistics and
+    /// applies dropout with this step's masks. Returns every activation (input first) and what
+    /// each layer saved for its backward pass.
+    fn forward(&mut self, images: &[f32], n: usize, training: bool) -> Result<(Vec<Vec<f32>>, Vec<Saved>)> {
+        let mut acts = vec![images.to_vec()];
+        let mut saved = Vec::new();
+        for i in 0..self.layers.len() {
+            let range = self.param_range(i);
+            let layer = &self.layers[i];
+            let x = acts.last().expect("starts with the input");
+            let p = &mut self.params[range];
+            let (y, s) = match layer.spec {
+                LayerSpec::Conv2d { relu, .. } => (
+                    conv2d::conv2d_forward(&layer.conv2d_shape(n)?.0, x, &p[0].value, &p[1].value, relu),
+                    Saved::Nothing,
+                ),
+                LayerSpec::MaxPool2d { .. } => {
+                    let (y, argmax) = max_pool2d::max_pool2d_forward(&layer.pool2d_shape(n)?, x)?;
+                    (y, Saved::Argmax(argmax))
+                }
+                LayerSpec::BatchNorm => {
+                    let shape = layer.batch_norm_shape(n);
+                    let config = BatchNormConfig::default();
+                    let [gamma, beta, mean, var] = p else { unreachable!("batch norm has four tensors") };
+                    if training {
+                        let (y, stats) = batch_norm::forward_train(
+                            &shape,
+                            &config,
+                            x,
+                            &gamma.value,
+                            &beta.value,
+                            &mut mean.value,
+                            &mut var.value,
+                        )?;
+                        (y, Saved::BatchNorm(stats))
+                    } else {
+                        let y = batch_norm::forward_inference(
+                            &shape,
+                            &config,
+                            x,
+                            &gamma.value,
+                            &beta.value,
+                            &mean.value,
+                            &var.value,
+                        )?;
+                        (y, Saved::Nothing)
+                    }
+                }
+                LayerSpec::Relu => (activation::relu_forward(x), Saved::Nothing),
+                LayerSpec::Flatten => (x.clone(), Saved::Nothing),
+                LayerSpec::Dense { relu, .. } => {
+                    (dense::dense_forward(&layer.dense_shape(n), x, &p[0].value, &p[1].value, relu), Saved::Nothing)
+                }
+                LayerSpec::Dropout { rate } if training => {
+                    let config = DropoutConfig { rate, seed: layer_seed(self.seed, i), step: self.step as u32 };
+                    (dropout::dropout_forward(&config, x)?, Saved::Nothing)
+                }
+                LayerSpec::Dropout { .. } => (x.clone(), Saved::Nothing),
+            };
+            acts.push(y);
+            saved.push(s);
+        }
+        Ok((acts, saved))
+    }
+
+    fn check_batch(&self, images: &[f32], n: usize) -> Result<()> {
+        if images.len() != n * self.sample_len {
+            return Err(Error::shape(
+                "batch",
+                format!("{n} images of {} values", self.sample_len),
+                format!("{} values", images.len()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Rows before the first padding label: padding only ever fills the end of a batch.
+    fn real_rows(labels: &[u32]) -> usize {
+        labels.iter().position(|&l| l == PADDING_LABEL).unwrap_or(labels.len())
+    }
+}
+
+impl Trainable for CpuModel {
+    fn batch_size(&self) -> usize {
+        self.batch
+    }
+
+    fn train_step(&mut self, images: &[f32], labels: &[u32], lr: f32) -> Result<StepStats> {
+        let n = labels.len();
+        self.check_batch(images, n)?;
+        self.step += 1;
+        let (acts, saved) = self.forward(images, n, true)?;
+        let shape = LossShape { batch: n, classes: self.classes };
+        let out = loss::cross_entropy(shape, acts.last().expect("logits"), labels, &self.class_weights)?;
+        let mut dy = out.dlogits;
+        let mut grads: Vec<Option<Vec<f32>>> = self.params.iter().map(|_| None).collect();
+        for i in (0..self.layers.len()).rev() {
+            let range = self.param_range(i);
+            let layer = &self.layers[i];
+            let p = &self.params[range.clone()];
+            let (x, y) = (&acts[i], &acts[i + 1]);
+            let unrelu = |relu: bool, dy: &[f32]| if relu { activation::relu_backward(y, dy) } else { dy.to_vec() };
+            let dx = match (&layer.spec, &saved[i]) {
+                (LayerSpec::Conv2d { relu, .. }, _) => {
+                    let g = unrelu(*relu, &dy);
+                    let (dx, dw, db) = conv2d::conv2d_backward(&layer.conv2d_shape(n)?.0, x, &p[0].value, &g);
+                    grads[range.start] = Some(dw);
+                    grads[range.start + 1] = Some(db);
+                    dx
+                }
+                (LayerSpec::MaxPool2d { .. }, Saved::Argmax(argmax)) => {
+                    max_pool2d::max_pool2d_backward(&layer.pool2d_shape(n)?, argmax, &dy)?
+                }
+                (LayerSpec::BatchNorm, Saved::BatchNorm(stats)) => {
+                    let g = batch_norm::backward(&layer.batch_norm_shape(n), x, &p[0].value, stats, &dy)?;
+                    grads[range.start] = Some(g.dgamma);
+                    grads[range.start + 1] = Some(g.dbeta);
+                    g.dx
+                }
+                (LayerSpec::Relu, _) => activation::relu_backward(y, &dy),
+                (LayerSpec::Flatten, _) => dy,
+                (LayerSpec::Dense { relu, .. }, _) => {
+                    let shape = layer.dense_shape(n);
+                    let g = unrelu(*relu, &dy);
+                    grads[range.start] = Some(dense::dense_backward_weight(&shape, x, &g));
+                    grads[range.start + 1] = Some(dense::dense_backward_bias(&shape, &g));
+                    dense::dense_backward_input(&shape, &g, &p[0].value)
+                }
+                (LayerSpec::Dropout { rate }, _) => {
+                    let config = DropoutConfig { rate: *rate, seed: layer_seed(self.seed, i), step: self.step as u32 };
+                    dropout::dropout_backward(&config, &dy)?
+                }
+                _ => return Err(Error::Invalid(format!("{}: forward and backward passes disagree", layer.name))),
+            };
+            dy = dx;
+        }
+        let config = AdamConfig { lr, ..self.adam_config };
+        for (param, grad) in self.params.iter_mut().zip(grads) {
+            if let (Some((m, v)), Some(g)) = (param.moments.as_mut(), grad) {
+                adam::adam_step(&config, self.step, &mut param.value, &g, m, v)?;
+            }
+        }
+        Ok(StepStats { loss_sum: out.loss as f64 * n as f64, correct: out.correct as u64, count: n as u64 })
+    }
+
+    fn evaluate(&mut self, images: &[f32], labels: &[u32]) -> Result<StepStats> {
+        self.check_batch(images, labels.len())?;
+        let n = Self::real_rows(labels);
+        let (acts, _) = self.forward(&images[..n * self.sample_len], n, false)?;
+        let shape = LossShape { batch: n, classes: self.classes };
+        let out = loss::cross_entropy(shape, acts.last().expect("logits"), &labels[..n], &self.class_weights)?;
+        Ok(StepStats { loss_sum: out.loss as f64 * n as f64, correct: out.correct as u64, count: n as u64 })
+    }
+
+    fn predict(&mut self, images: &[f32]) -> Result<Vec<f32>> {
+        let n = images.len() / self.sample_len;
+        self.check_batch(images, n)?;
+        let (acts, _) = self.forward(images, n, false)?;
+        loss::probabilities(LossShape { batch: n, classes: self.classes }, acts.last().expect("logits"))
+    }
+
+    fn weights(&self) -> Result<Vec<NamedTensor>> {
+        Ok(self
+            .params
+            .iter()
+            .map(|p| NamedTensor { name: p.info.name.clone(), shape: p.info.shape.clone(), data: p.value.clone() })
+            .collect())
+    }
+
+    fn set_weights(&mut self, weights: &[NamedTensor]) -> Result<()> {
+        for p in &mut self.params {
+            p.value.clone_from(&find_weight(weights, &p.info)?.data);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,479 @@
+//! A sequential model on the GPU. Everything a step needs (activations, their gradients,
+//! parameters, gradients, Adam moments, every dispatch) is allocated and bound once, when the
+//! model is built for a batch size; a training step then uploads the batch, records forward, loss,
+//! backward and Adam into one encoder, submits once and reads back the 4-float loss statistics.
+
+use std::sync::Arc;
+
+use super::spec::{Architecture, LayerInfo, LayerSpec, ParamInfo};
+use super::{NamedTensor, StepStats, TrainOptions, Trainable, find_weight, layer_seed};
+use crate::cpu::dropout::DropoutConfig;
+use crate::gpu::ops::{activation, adam, batch_norm, conv2d, dense, dropout, loss, max_pool2d};
+use crate::gpu::{Dispatch, Gpu, GpuTensor};
+use crate::shape::{AdamConfig, BatchNormConfig};
+use crate::{Error, Result};
+
+/// One parameter or running statistic, with its gradient and Adam moments when trainable.
+struct Param {
+    info: ParamInfo,
+    value: GpuTensor,
+    /// (gradient, first moment, second moment).
+    training: Option<(GpuTensor, GpuTensor, GpuTensor)>,
+}
+
+/// A dropout layer's two dispatches in the training list, whose mask changes every step.
+struct DropoutSlot {
+    config: DropoutConfig,
+    len: usize,
+    forward: usize,
+    backward: usize,
+}
+
+/// The model on the GPU at a fixed batch size.
+pub struct GpuModel {
+    gpu: Arc<Gpu>,
+    batch: usize,
+    sample_len: usize,
+    params: Vec<Param>,
+    input: GpuTensor,
+    labels: GpuTensor,
+    stats: GpuTensor,
+    probabilities: GpuTensor,
+    /// Forward (training mode), loss, backward: one step without the optimizer.
+    train: Vec<Dispatch>,
+    /// One Adam dispatch per trainable tensor, aligned with the trainable entries of `params`.
+    adam: Vec<Dispatch>,
+    /// Forward in inference mode, then either the loss (`evaluate`) or the probabilities.
+    infer: Vec<Dispatch>,
+    evaluate_loss: Dispatch,
+    predict_probabilities: Dispatch,
+    dropouts: Vec<DropoutSlot>,
+    adam_config: AdamConfig,
+    step: u64,
+}
+
+fn with_batch(batch: usize, per_sample: &[usize]) -> Vec<usize> {
+    std::iter::once(batch).chain(per_sample.iter().copied()).collect()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Train,
+    Infer,
+}
+
+/// What a layer's forward pass leaves for its backward pass.
+enum Saved {
+    Nothing,
+    Argmax(GpuTensor),
+    BatchNorm(batch_norm::SavedStats),
+    Dropout(DropoutConfig),
+}
+
+/// A layer's forward dispatches, its output and what the backward pass needs.
+struct Forward {
+    y: GpuTensor,
+    dispatches: Vec<Dispatch>,
+    saved: Saved,
+}
+
+/// The forward dispatches of a layer in `mode`, reading `x`. `seed` seeds dropout's masks.
+fn forward(
+    gpu: &Gpu,
+    batch: usize,
+    layer: &LayerInfo,
+    params: &[Param],
+    x: &GpuTensor,
+    mode: Mode,
+    seed: u64,
+) -> Result<Forward> {
+    let out_dims = with_batch(batch, &layer.output);
+    let new_output = || GpuTensor::zeros(gpu, &format!("{} output", layer.name), &out_dims);
+    let p = |i: usize| &params[i].value;
+    Ok(match layer.spec {
+        LayerSpec::Conv2d { .. } => {
+            let (shape, relu) = layer.conv2d_shape(batch)?;
+            let y = new_output()?;
+            Forward {
+                dispatches: conv2d::conv2d_forward(gpu, &shape, x, p(0), p(1), &y, relu)?,
+                y,
+                saved: Saved::Nothing,
+            }
+        }
+        LayerSpec::MaxPool2d { .. } => {
+            let shape = layer.pool2d_shape(batch)?;
+            let y = new_output()?;
+            let argmax = GpuTensor::zeros(gpu, &format!("{} argmax", layer.name), &out_dims)?;
+            let d = max_pool2d::max_pool2d_forward(gpu, &shape, x, &y, &argmax)?;
+            Forward { dispatches: vec![d], y, saved: Saved::Argmax(argmax) }
+        }
+        LayerSpec::BatchNorm => {
+            let shape = layer.batch_norm_shape(batch);
+            let y = new_output()?;
+            let weights = batch_norm::Weights { gamma: p(0), beta: p(1), running_mean: p(2), running_var: p(3) };
+            let config = BatchNormConfig::default();
+            match mode {
+                Mode::Train => {
+                    let f = batch_norm::forward_train(gpu, &shape, &config, x, &weights, &y)?;
+                    Forward { dispatches: f.dispatches, y, saved: Saved::BatchNorm(f.saved) }
+                }
+                Mode::Infer => {
+                    let d = batch_norm::forward_inference(gpu, &shape, &config, x, &weights, &y)?;
+                    Forward { dispatches: vec![d], y, saved: Saved::Nothing }
+                }
+            }
+        }
+        LayerSpec::Relu => {
+            let y = new_output()?;
+            Forward { dispatches: vec![activation::relu_forward(gpu, x, &y)?], y, saved: Saved::Nothing }
+        }
+        LayerSpec::Flatten => Forward { y: x.reshaped(&out_dims)?, dispatches: Vec::new(), saved: Saved::Nothing },
+        LayerSpec::Dense { relu, .. } => {
+            let y = new_output()?;
+            let d = dense::dense_forward(gpu, &layer.dense_shape(batch), x, p(0), p(1), &y, relu)?;
+            Forward { dispatches: vec![d], y, saved: Saved::Nothing }
+        }
+        LayerSpec::Dropout { rate } => match mode {
+            // Inference: the identity, no dispatch.
+            Mode::Infer => Forward { y: x.clone(), dispatches: Vec::new(), saved: Saved::Nothing },
+            Mode::Train => {
+                let y = new_output()?;
+                let config = DropoutConfig { rate, seed, step: 0 };
+                Forward {
+                    dispatches: vec![dropout::dropout_forward(gpu, &config, x, &y)?],
+                    y,
+                    saved: Saved::Dropout(config),
+                }
+            }
+        },
+    })
+}
+
+/// The backward dispatches of a layer: parameter gradients into `params`' gradient buffers, and
+/// the input gradient into `dx` (None for the first layer, whose input gradient nobody needs).
+fn backward(
+    gpu: &Gpu,
+    batch: usize,
+    layer: &LayerInfo,
+    params: &[Param],
+    x: &GpuTensor,
+    fwd: &Forward,
+    dy: &GpuTensor,
+    dx: Option<&GpuTensor>,
+) -> Result<Vec<Dispatch>> {
+    let grad = |i: usize| params[i].training.as_ref().map(|t| &t.0).expect("trainable parameter");
+    let in_dims = with_batch(batch, &layer.input);
+    let mut out = Vec::new();
+    // Gradient before a fused ReLU: dy where the output was positive.
+    let mut unrelu = |relu: bool| -> Result<GpuTensor> {
+        if !relu {
+            return Ok(dy.clone());
+        }
+        let g = GpuTensor::zeros(gpu, &format!("{} pre-activation gradient", layer.name), dy.shape())?;
+        out.push(activation::relu_backward(gpu, &fwd.y, dy, &g)?);
+        Ok(g)
+    };
+    match (&layer.spec, &fwd.saved) {
+        (LayerSpec::Conv2d { .. }, _) => {
+            let (shape, relu) = layer.conv2d_shape(batch)?;
+            let g = unrelu(relu)?;
+            out.extend(conv2d::conv2d_backward_weight(gpu, &shape, x, &g, grad(0), grad(1))?);
+            if let Some(dx) = dx {
+                out.extend(conv2d::conv2d_backward_input(gpu, &shape, &g, &params[0].value, dx)?);
+            }
+        }
+        (LayerSpec::MaxPool2d { .. }, Saved::Argmax(argmax)) => {
+            if let Some(dx) = dx {
+                let shape = layer.pool2d_shape(batch)?;
+                out.push(max_pool2d::max_pool2d_backward(gpu, &shape, argmax, dy, dx)?);
+            }
+        }
+        (LayerSpec::BatchNorm, Saved::BatchNorm(saved)) => {
+            let scratch;
+            let dx = match dx {
+                Some(dx) => dx,
+                None => {
+                    scratch = GpuTensor::zeros(gpu, "unused input gradient", &in_dims)?;
+                    &scratch
+                }
+            };
+            let grads = batch_norm::Grads { dx, dgamma: grad(0), dbeta: grad(1) };
+            out.extend(batch_norm::backward(
+                gpu,
+                &layer.batch_norm_shape(batch),
+                x,
+                &params[0].value,
+                saved,
+                dy,
+                &grads,
+            )?);
+        }
+        (LayerSpec::Relu, _) => {
+            if let Some(dx) = dx {
+                out.push(activation::relu_backward(gpu, &fwd.y, dy, dx)?);
+            }
+        }
+        // Flatten's input and output share storage, and so do their gradients.
+        (LayerSpec::Flatten, _) => {}
+        (LayerSpec::Dense { relu, .. }, _) => {
+            let shape = layer.dense_shape(batch);
+            let g = unrelu(*relu)?;
+            out.push(dense::dense_backward_weight(gpu, &shape, x, &g, grad(0))?);
+            out.push(dense::dense_backward_bias(gpu, &shape, &g, grad(1))?);
+            if let Some(dx) = dx {
+                out.push(dense::dense_backward_input(gpu, &shape, &g, &params[0].value, dx)?);
+            }
+        }
+        (LayerSpec::Dropout { .. }, Saved::Dropout(config)) => {
+            if let Some(dx) = dx {
+                out.push(dropout::dropout_backward(gpu, config, dy, dx)?);
+            }
+        }
+        _ => return Err(Error::Invalid(format!("{}: forward and backward passes disagree", layer.name))),
+    }
+    Ok(out)
+}
+
+impl GpuModel {
+    /// Builds the model for `batch` images per step, with `weights` (as from
+    /// [`Architecture::initial_weights`] or a model file).
+    pub fn new(
+        gpu: Arc<Gpu>,
+        architecture: &Architecture,
+        batch: usize,
+        weights: &[NamedTensor],
+        options: &TrainOptions,
+    ) -> Result<Self> {
+        if batch == 0 {
+            return Err(Error::Invalid("batch size must be at least 1".into()));
+        }
+        let layers = architecture.layers_info()?;
+        let params = upload_params(&gpu, &layers, weights)?;
+        let input_dims = with_batch(batch, &layers[0].input);
+        let input = GpuTensor::zeros(&gpu, "input batch", &input_dims)?;
+        let outputs = architecture.outputs();
+        let labels = GpuTensor::zeros(&gpu, "labels", &[batch])?;
+        let class_weights = options.class_weights.clone().unwrap_or_else(|| vec![1.0; outputs.max(2)]);
+        if class_weights.len() != outputs.max(2) {
+            return Err(Error::shape("class weights", [outputs.max(2)], [class_weights.len()]));
+        }
+        let class_weights = GpuTensor::from_slice(&gpu, "class weights", &[class_weights.len()], &class_weights)?;
+        let stats = GpuTensor::zeros(&gpu, "loss statistics", &[loss::STATS_LEN])?;
+        let probabilities = GpuTensor::zeros(&gpu, "probabilities", &[batch, outputs])?;
+
+        // Training: forward through every layer, keeping what each backward pass needs.
+        let mut param_ranges = Vec::new();
+        let mut start = 0;
+        for layer in &layers {
+            param_ranges.push(start..start + layer.params.len());
+            start += layer.params.len();
+        }
+        let mut inputs = vec![input.clone()];
+        let mut forwards = Vec::new();
+        let mut train = Vec::new();
+        // Per layer: where its forward dispatches start in `train`.
+        let mut forward_start = Vec::new();
+        for (i, (layer, range)) in layers.iter().zip(&param_ranges).enumerate() {
+            let x = inputs.last().expect("starts with the input");
+            let mut f =
+                forward(&gpu, batch, layer, &params[range.clone()], x, Mode::Train, layer_seed(options.seed, i))?;
+            forward_start.push(train.len());
+            train.append(&mut f.dispatches);
+            inputs.push(f.y.clone());
+            forwards.push(f);
+        }
+        // Gradients w.r.t. every activation after the input (flatten shares its input's).
+        let mut grads: Vec<Option<GpuTensor>> = vec![None];
+        for (i, layer) in layers.iter().enumerate() {
+            let g = match (&layer.spec, &grads[i]) {
+                (LayerSpec::Flatten, Some(prev)) => prev.reshaped(&with_batch(batch, &layer.output))?,
+                _ => GpuTensor::zeros(
+                    &gpu,
+                    &format!("{} output gradient", layer.name),
+                    &with_batch(batch, &layer.output),
+                )?,
+            };
+            grads.push(Some(g));
+        }
+        let logits = inputs.last().expect("at least one layer");
+        let dlogits = grads.last().and_then(|g| g.as_ref()).expect("at least one layer");
+        train.push(loss::cross_entropy(&gpu, logits, &labels, &class_weights, dlogits, &stats)?);
+        let mut dropouts = Vec::new();
+        for (i, layer) in layers.iter().enumerate().rev() {
+            let dy = grads[i + 1].as_ref().expect("every output has a gradient");
+            let first = train.len();
+            let dispatches = backward(
+                &gpu,
+                batch,
+                layer,
+                &params[param_ranges[i].clone()],
+                &inputs[i],
+                &forwards[i],
+                dy,
+                grads[i].as_ref(),
+            )?;
+            if let Saved::Dropout(config) = forwards[i].saved {
+                dropouts.push(DropoutSlot {
+                    config,
+                    len: forwards[i].y.len(),
+                    forward: forward_start[i],
+                    backward: first,
+                });
+            }
+            train.extend(dispatches);
+        }
+
+        // Inference: its own activations, so evaluation never disturbs what training saved.
+        let mut x = input.clone();
+        let mut infer = Vec::new();
+        for (i, (layer, range)) in layers.iter().zip(&param_ranges).enumerate() {
+            let mut f =
+                forward(&gpu, batch, layer, &params[range.clone()], &x, Mode::Infer, layer_seed(options.seed, i))?;
+            infer.append(&mut f.dispatches);
+            x = f.y;
+        }
+        let eval_dlogits = GpuTensor::zeros(&gpu, "evaluation logit gradient", x.shape())?;
+        let evaluate_loss = loss::cross_entropy(&gpu, &x, &labels, &class_weights, &eval_dlogits, &stats)?;
+        let predict_probabilities = loss::probabilities(&gpu, &x, &probabilities)?;
+
+        let adam_config = options.adam;
+        let adam = params
+            .iter()
+            .filter_map(|p| {
+                p.training.as_ref().map(|(g, m, v)| adam::adam_step(&gpu, &adam_config, 1, &p.value, g, m, v))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        gpu.check_errors()?;
+        Ok(Self {
+            sample_len: input_dims[1..].iter().product(),
+            gpu,
+            batch,
+            params,
+            input,
+            labels,
+            stats,
+            probabilities,
+            train,
+            adam,
+            infer,
+            evaluate_loss,
+            predict_probabilities,
+            dropouts,
+            adam_config,
+            step: 0,
+        })
+    }
+
+    /// The adapter this model runs on.
+    pub fn gpu(&self) -> &Arc<Gpu> {
+        &self.gpu
+    }
+
+    /// Optimizer steps taken.
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    /// Times every dispatch of a training step on its own (submit and wait each), on whatever
+    /// batch was uploaded last: where a step's time goes. Slower than a real step, which submits
+    /// once.
+    pub fn profile_step(&self) -> Result<Vec<(String, f64)>> {
+        self.train
+            .iter()
+            .chain(&self.adam)
+            .map(|d| {
+                let start = std::time::Instant::now();
+                self.gpu.run(&[d])?;
+                Ok((d.label().to_string(), start.elapsed().as_secs_f64()))
+            })
+            .collect()
+    }
+
+    fn upload_batch(&self, images: &[f32], labels: &[u32]) -> Result<()> {
+        if images.len() != self.batch * self.sample_len || labels.len() != self.batch {
+            return Err(Error::shape(
+                "batch",
+                format!("{} images of {} values and {} labels", self.batch, self.sample_len, self.batch),
+                format!("{} values and {} labels", images.len(), labels.len()),
+            ));
+        }
+        self.input.write(&self.gpu, images)?;
+        self.labels.write(&self.gpu, labels)
+    }
+
+    fn run_for_stats<'a>(&self, dispatches: impl IntoIterator<Item = &'a Dispatch>) -> Result<StepStats> {
+        let stats = self.gpu.run_and_read(dispatches, &self.stats)?;
+        let (mean, correct, batch, ignored) = (stats[0] as f64, stats[1] as u64, stats[2] as u64, stats[3] as u64);
+        // The kernel averages over the whole batch, padding rows (ignored, zero loss) included.
+        Ok(StepStats { loss_sum: mean * batch as f64, correct, count: batch - ignored })
+    }
+}
+
+impl Trainable for GpuModel {
+    fn batch_size(&self) -> usize {
+        self.batch
+    }
+
+    fn train_step(&mut self, images: &[f32], labels: &[u32], lr: f32) -> Result<StepStats> {
+        self.upload_batch(images, labels)?;
+        self.step += 1;
+        let config = AdamConfig { lr, ..self.adam_config };
+        let trainable = self.params.iter().filter(|p| p.training.is_some());
+        for (dispatch, param) in self.adam.iter().zip(trainable) {
+            dispatch.update_params(&self.gpu.queue, &adam::AdamParams::new(&config, self.step, param.value.len())?);
+        }
+        for slot in &self.dropouts {
+            let config = DropoutConfig { step: self.step as u32, ..slot.config };
+            let params = dropout::DropoutParams::new(&config, slot.len)?;
+            self.train[slot.forward].update_params(&self.gpu.queue, &params);
+            self.train[slot.backward].update_params(&self.gpu.queue, &params);
+        }
+        self.run_for_stats(self.train.iter().chain(&self.adam))
+    }
+
+    fn evaluate(&mut self, images: &[f32], labels: &[u32]) -> Result<StepStats> {
+        self.upload_batch(images, labels)?;
+        self.run_for_stats(self.infer.iter().chain([&self.evaluate_loss]))
+    }
+
+    fn predict(&mut self, images: &[f32]) -> Result<Vec<f32>> {
+        self.upload_batch(images, &vec![0; self.batch])?;
+        self.gpu.run_and_read(self.infer.iter().chain([&self.predict_probabilities]), &self.probabilities)
+    }
+
+    fn weights(&self) -> Result<Vec<NamedTensor>> {
+        self.params
+            .iter()
+            .map(|p| {
+                Ok(NamedTensor {
+                    name: p.info.name.clone(),
+                    shape: p.info.shape.clone(),
+                    data: p.value.read(&self.gpu)?,
+                })
+            })
+            .collect()
+    }
+
+    fn set_weights(&mut self, weights: &[NamedTensor]) -> Result<()> {
+        for p in &self.params {
+            p.value.write(&self.gpu, &find_weight(weights, &p.info)?.data)?;
+        }
+        Ok(())
+    }
+}
+
+/// Uploads every parameter in `layers` order, checking names and shapes against `weights`.
+fn upload_params(gpu: &Gpu, layers: &[LayerInfo], weights: &[NamedTensor]) -> Result<Vec<Param>> {
+    let mut params = Vec::new();
+    for info in layers.iter().flat_map(|l| &l.params) {
+        let value = GpuTensor::from_slice(gpu, &info.name, &info.shape, &find_weight(weights, info)?.data)?;
+        let training = if info.trainable {
+            let zeros = |what: &str| GpuTensor::zeros(gpu, &format!("{} {what}", info.name), &info.shape);
+            Some((zeros("gradient")?, zeros("adam m")?, zeros("adam v")?))
+        } else {
+            None
+        };
+        params.push(Param { info: info.clone(), value, training });
+    }
+    Ok(params)
+}

@@ -1,0 +1,125 @@
+//! Whole models: a training step on the GPU against the same step on the CPU reference, and
+//! determinism of GPU training.
+
+mod common;
+use common::*;
+use wgcnn::model::cpu::CpuModel;
+use wgcnn::model::gpu::GpuModel;
+use wgcnn::model::spec::{Architecture, InputShape};
+use wgcnn::model::{NamedTensor, TrainOptions, Trainable};
+
+/// A small model with every layer kind: conv (same and valid), batch norm, pool, flatten, dense,
+/// dropout, and a softmax head.
+fn small_architecture(classes: usize) -> Architecture {
+    let spec = format!("c4same-bn-p-c6-p-f-d16-drop0.25-d{classes}");
+    Architecture::parse(&spec, InputShape { channels: 3, height: 13, width: 15 }).unwrap()
+}
+
+fn batch(seed: u64, n: usize, sample_len: usize, classes: u32) -> (Vec<f32>, Vec<u32>) {
+    let images = random(seed, n * sample_len, 0.0, 1.0);
+    let labels = (0..n as u32).map(|i| (i * 7 + seed as u32) % classes.max(2)).collect();
+    (images, labels)
+}
+
+fn max_difference(a: &[NamedTensor], b: &[NamedTensor]) -> (String, f32) {
+    let mut worst = (String::new(), 0f32);
+    for (x, y) in a.iter().zip(b) {
+        assert_eq!(x.name, y.name);
+        for (p, q) in x.data.iter().zip(&y.data) {
+            let d = (p - q).abs() / (1.0 + q.abs());
+            if d > worst.1 || d.is_nan() {
+                worst = (x.name.clone(), d);
+            }
+        }
+    }
+    worst
+}
+
+#[test]
+fn five_training_steps_on_gpu_match_the_cpu_reference() {
+    let gpu = gpu();
+    for classes in [1, 3] {
+        let arch = small_architecture(classes);
+        let weights = arch.initial_weights(5).unwrap();
+        let options = TrainOptions {
+            seed: 11,
+            class_weights: Some(vec![1.0, 2.0, 0.5][..classes.max(2)].to_vec()),
+            ..Default::default()
+        };
+        let mut on_gpu = GpuModel::new(gpu.clone(), &arch, 4, &weights, &options).unwrap();
+        let mut on_cpu = CpuModel::new(&arch, 4, &weights, &options).unwrap();
+        let sample_len = 3 * 13 * 15;
+        for step in 0..5 {
+            let (images, labels) = batch(step, 4, sample_len, classes as u32);
+            let g = on_gpu.train_step(&images, &labels, 1e-2).unwrap();
+            let c = on_cpu.train_step(&images, &labels, 1e-2).unwrap();
+            assert!(
+                (g.loss_sum - c.loss_sum).abs() <= 1e-4 * (1.0 + c.loss_sum.abs()),
+                "step {step} loss {g:?} vs {c:?}"
+            );
+            assert_eq!(g.count, 4);
+        }
+        // Five Adam steps of lr 1e-2 move weights by up to 5e-2; the GPU's different summation
+        // order (split reductions, fused multiply-adds) leaves differences of float rounding,
+        // amplified a little by Adam's normalisation of small gradients.
+        let (name, diff) = max_difference(&on_gpu.weights().unwrap(), &on_cpu.weights().unwrap());
+        assert!(diff <= 1e-3, "classes {classes}: weights differ by {diff} (relative) in {name}");
+        // Inference agrees too, including padding rows ignored by evaluate.
+        let (images, mut labels) = batch(9, 4, sample_len, classes as u32);
+        labels[3] = wgcnn::model::PADDING_LABEL;
+        let (g, c) = (on_gpu.evaluate(&images, &labels).unwrap(), on_cpu.evaluate(&images, &labels).unwrap());
+        assert_eq!((g.count, g.correct), (c.count, c.correct));
+        assert!((g.loss_sum - c.loss_sum).abs() <= 1e-4 * (1.0 + c.loss_sum.abs()), "{g:?} vs {c:?}");
+        assert_close("probabilities", &on_gpu.predict(&images).unwrap(), &on_cpu.predict(&images).unwrap(), 1e-5, 1e-4);
+    }
+}
+
+#[test]
+fn gpu_training_is_deterministic() {
+    let gpu = gpu();
+    let arch = small_architecture(3);
+    let run = || {
+        let weights = arch.initial_weights(1).unwrap();
+        let mut model =
+            GpuModel::new(gpu.clone(), &arch, 4, &weights, &TrainOptions { seed: 3, ..Default::default() }).unwrap();
+        for step in 0..3 {
+            let (images, labels) = batch(step, 4, 3 * 13 * 15, 3);
+            model.train_step(&images, &labels, 1e-2).unwrap();
+        }
+        model.weights().unwrap()
+    };
+    let (a, b) = (run(), run());
+    for (x, y) in a.iter().zip(&b) {
+        assert_bits_equal(&x.name, &x.data, &y.data);
+    }
+}
+
+#[test]
+fn a_saved_and_reloaded_model_predicts_the_same_numbers() {
+    use wgcnn::model::file::ModelFile;
+    let gpu = gpu();
+    let arch = small_architecture(3);
+    let options = TrainOptions { seed: 2, ..Default::default() };
+    let mut model = GpuModel::new(gpu.clone(), &arch, 4, &arch.initial_weights(4).unwrap(), &options).unwrap();
+    for step in 0..2 {
+        let (images, labels) = batch(step, 4, 3 * 13 * 15, 3);
+        model.train_step(&images, &labels, 1e-2).unwrap();
+    }
+    let dir = std::env::temp_dir().join(format!("wgcnn-model-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("model.safetensors");
+    let file = ModelFile {
+        architecture: arch.clone(),
+        class_names: vec!["angry".into(), "happy".into(), "sad".into()],
+        normalisation: "rgb/255".into(),
+        history: Default::default(),
+        weights: model.weights().unwrap(),
+        optimizer: None,
+    };
+    file.save(&path).unwrap();
+    let loaded = ModelFile::load(&path).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let mut reloaded = GpuModel::new(gpu, &loaded.architecture, 4, &loaded.weights, &options).unwrap();
+    let (images, _) = batch(7, 4, 3 * 13 * 15, 3);
+    assert_bits_equal("probabilities", &model.predict(&images).unwrap(), &reloaded.predict(&images).unwrap());
+}
