@@ -1,5 +1,8 @@
 //! Training: the data a trainer reads, the per-epoch history it records.
 
+pub mod callbacks;
+pub mod fit;
+
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -66,9 +69,10 @@ impl BatchSource for InMemoryDataset {
     }
     fn fill(&self, indices: &[usize], images: &mut [f32], labels: &mut [u32]) -> Result<()> {
         for (slot, &i) in indices.iter().enumerate() {
-            let src = self.images.get(i * self.sample_len..(i + 1) * self.sample_len).ok_or_else(|| {
-                Error::Invalid(format!("dataset: sample {i} of {}", self.labels.len()))
-            })?;
+            let src = self
+                .images
+                .get(i * self.sample_len..(i + 1) * self.sample_len)
+                .ok_or_else(|| Error::Invalid(format!("dataset: sample {i} of {}", self.labels.len())))?;
             images[slot * self.sample_len..(slot + 1) * self.sample_len].copy_from_slice(src);
             labels[slot] = self.labels[i];
         }
