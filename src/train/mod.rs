@@ -1,5 +1,8 @@
 //! Training: the data a trainer reads, the per-epoch history it records.
 
+pub mod callbacks;
+pub mod fit;
+
 use serde::{Deserialize, Serialize};
 
 pub mod throughput;

@@ -1,0 +1,444 @@
+//! The Keras-style training loop: epochs of shuffled full batches, validation over every sample,
+//! early stopping, learning-rate reduction on plateaus, a guard against a diverging loss, progress
+//! output and a per-epoch metrics CSV.
+
+use std::fmt::{self, Write as _};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
+
+use crate::model::{PADDING_LABEL, StepStats, Trainable};
+pub use crate::train::callbacks::{EarlyStopping, Monitor, ReduceLrOnPlateau};
+use crate::train::callbacks::{EarlyStoppingState, LrReducer};
+use crate::train::{BatchSource, EpochRecord, History};
+use crate::{Error, Result};
+
+/// How [`fit`] reports progress on stdout.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Progress {
+    /// Bars when stdout is a terminal, plain lines otherwise (a log file, a pipe).
+    #[default]
+    Auto,
+    /// A bar per epoch: steps done, running loss and accuracy, time left; then the epoch's line.
+    Bars,
+    /// One line per epoch, as Keras's `verbose=2`.
+    Lines,
+    /// Nothing.
+    Silent,
+}
+
+impl Progress {
+    /// `Auto` decided against the terminal.
+    fn resolved(self) -> Progress {
+        match self {
+            Progress::Auto if std::io::stdout().is_terminal() => Progress::Bars,
+            Progress::Auto => Progress::Lines,
+            chosen => chosen,
+        }
+    }
+
+    fn say(self, line: &str) {
+        if self != Progress::Silent {
+            println!("{line}");
+        }
+    }
+}
+
+/// What [`fit`] does.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FitConfig {
+    /// The most epochs to run (early stopping or a diverging loss may end training sooner).
+    pub epochs: usize,
+    /// The starting learning rate (a [`ReduceLrOnPlateau`] may lower it).
+    pub lr: f64,
+    /// Seeds the shuffling: the same seed gives the same sample order, epoch by epoch.
+    pub seed: u64,
+    /// Shuffle the training samples every epoch; otherwise they go in order.
+    pub shuffle: bool,
+    /// Ends training when a metric stops improving.
+    pub early_stopping: Option<EarlyStopping>,
+    /// Lowers the learning rate when a metric stops improving.
+    pub reduce_lr: Option<ReduceLrOnPlateau>,
+    /// Rewritten after every epoch with the whole history (`epoch,loss,accuracy,val_loss,val_accuracy,lr,seconds`).
+    pub metrics_csv: Option<PathBuf>,
+    /// What is printed while training.
+    pub progress: Progress,
+}
+
+impl Default for FitConfig {
+    /// One epoch at Adam's usual rate 1e-3, shuffled from seed 0, no callbacks, no CSV.
+    fn default() -> Self {
+        Self {
+            epochs: 1,
+            lr: 1e-3,
+            seed: 0,
+            shuffle: true,
+            early_stopping: None,
+            reduce_lr: None,
+            metrics_csv: None,
+            progress: Progress::Auto,
+        }
+    }
+}
+
+/// Why training ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// Every epoch ran.
+    Completed,
+    /// The early-stopping monitor went `patience` epochs without improving.
+    EarlyStopped { best_epoch: usize },
+    /// A training step's loss was NaN or infinite (epoch and step 1-based); the model holds the
+    /// weights of the epoch before (the initial ones if it was the first).
+    NonFinite { epoch: usize, step: usize },
+}
+
+impl fmt::Display for StopReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            StopReason::Completed => write!(f, "training ran all its epochs"),
+            StopReason::EarlyStopped { best_epoch } => {
+                write!(f, "training stopped early: no improvement since epoch {best_epoch}")
+            }
+            StopReason::NonFinite { epoch, step } => {
+                write!(f, "training stopped: the loss became NaN or infinite at epoch {epoch}, step {step}; ")?;
+                match epoch {
+                    0 | 1 => write!(f, "the initial weights were kept"),
+                    _ => write!(f, "the weights of epoch {} were kept", epoch - 1),
+                }
+            }
+        }
+    }
+}
+
+/// What [`fit`] returns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FitOutcome {
+    /// One record per completed epoch.
+    pub history: History,
+    /// Why training ended.
+    pub stop: StopReason,
+    /// The epoch the early-stopping monitor rated best; None without early stopping.
+    pub best_epoch: Option<usize>,
+}
+
+/// Trains `model` on `train` for `config.epochs` epochs, as Keras's `fit`.
+///
+/// Every epoch takes the training samples in an order shuffled from the seed and the epoch
+/// number, in full batches of `model.batch_size()`: the `len % batch` samples left over are
+/// skipped that epoch (different ones each epoch when shuffling, the same last ones when not), as
+/// batch statistics on padding rows would be wrong. Then `validation`, when given, is evaluated
+/// over every sample, the last short batch padded with [`PADDING_LABEL`] rows of zeros.
+///
+/// Callbacks act after each epoch, as Keras's: [`ReduceLrOnPlateau`] sets the next epoch's rate,
+/// [`EarlyStopping`] may end training and, with `restore_best_weights`, puts back the best
+/// epoch's weights when training ends, early or not (as Keras 3). A NaN or infinite training loss
+/// ends training at once with the weights of the last completed epoch (not the best epoch's).
+///
+/// Prints per [`FitConfig::progress`]: the epochs, the callbacks' actions and why training stopped.
+/// Errors: a training set smaller than one batch, an empty validation set, sample sizes that
+/// differ, bad settings, and whatever the model or the data sources return.
+pub fn fit(
+    model: &mut dyn Trainable,
+    train: &dyn BatchSource,
+    validation: Option<&dyn BatchSource>,
+    config: &FitConfig,
+) -> Result<FitOutcome> {
+    let batch = model.batch_size();
+    check_inputs(batch, train, validation, config)?;
+    let progress = config.progress.resolved();
+    let steps = train.len() / batch;
+    let mut buffer = BatchBuffer::new(batch, train.sample_len());
+    let mut early_stopping = config.early_stopping.as_ref().map(EarlyStoppingState::new);
+    let mut lr_reducer = config.reduce_lr.as_ref().map(LrReducer::new);
+    let mut lr = config.lr;
+    let mut history = History::default();
+    let mut stop = StopReason::Completed;
+    // The weights at the end of the last completed epoch: what a diverging step falls back to.
+    let mut last_good_weights = model.weights()?;
+
+    for epoch in 1..=config.epochs {
+        let started = Instant::now();
+        let bar = (progress == Progress::Bars).then(|| epoch_bar(epoch, config.epochs, steps));
+        let order = epoch_order(train.len(), config.seed, epoch, config.shuffle);
+        let train_stats = match train_epoch(model, train, &order, &mut buffer, lr, bar.as_ref())? {
+            EpochRun::Finished(stats) => stats,
+            EpochRun::NonFinite { step } => {
+                if let Some(bar) = bar {
+                    bar.abandon();
+                }
+                model.set_weights(&last_good_weights)?;
+                stop = StopReason::NonFinite { epoch, step };
+                break;
+            }
+        };
+        if let Some(bar) = &bar {
+            bar.set_message("- validating");
+        }
+        let val_stats = validation.map(|source| evaluate_all(model, source, &mut buffer)).transpose()?;
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        let record = EpochRecord {
+            epoch,
+            loss: train_stats.mean_loss(),
+            accuracy: train_stats.accuracy(),
+            val_loss: val_stats.map(|s| s.mean_loss()),
+            val_accuracy: val_stats.map(|s| s.accuracy()),
+            lr,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        progress.say(&epoch_line(&record, config.epochs));
+        history.epochs.push(record.clone());
+        if let Some(path) = &config.metrics_csv {
+            write_atomically(path, &metrics_csv(&history))?;
+        }
+        last_good_weights = model.weights()?;
+
+        if let Some(new_lr) = lr_reducer.as_mut().and_then(|reducer| reducer.after_epoch(&record, lr)) {
+            progress.say(&format!("epoch {epoch}: lowering the learning rate to {}", new_lr as f32));
+            lr = new_lr;
+        }
+        if let Some(best_epoch) = early_stopping.as_mut().and_then(|es| es.after_epoch(&record, &last_good_weights)) {
+            stop = StopReason::EarlyStopped { best_epoch };
+            break;
+        }
+    }
+
+    if stop != StopReason::Completed {
+        progress.say(&stop.to_string());
+    }
+    let restore = match (&stop, &early_stopping) {
+        (StopReason::NonFinite { .. }, _) | (_, None) => None,
+        (_, Some(es)) => es.weights_to_restore(history.epochs.len()),
+    };
+    if let Some((best_epoch, weights)) = restore {
+        progress.say(&format!("restoring the weights of epoch {best_epoch}, the best"));
+        model.set_weights(weights)?;
+    }
+    let best_epoch = early_stopping.as_ref().and_then(EarlyStoppingState::best_epoch);
+    Ok(FitOutcome { history, stop, best_epoch })
+}
+
+fn check_inputs(
+    batch: usize,
+    train: &dyn BatchSource,
+    validation: Option<&dyn BatchSource>,
+    config: &FitConfig,
+) -> Result<()> {
+    if batch == 0 {
+        return Err(Error::Invalid("fit: the model's batch size is 0".into()));
+    }
+    if train.len() < batch {
+        return Err(Error::Invalid(format!(
+            "fit: the training set has {} samples, fewer than one batch of {batch}; use a smaller batch size or more data",
+            train.len()
+        )));
+    }
+    if let Some(validation) = validation {
+        if validation.is_empty() {
+            return Err(Error::Invalid("fit: the validation set is empty; pass none to train without one".into()));
+        }
+        if validation.sample_len() != train.sample_len() {
+            return Err(Error::shape(
+                "fit: values per validation sample (as per training sample)",
+                train.sample_len(),
+                validation.sample_len(),
+            ));
+        }
+    }
+    if !(config.lr > 0.0 && config.lr.is_finite()) {
+        return Err(Error::Invalid(format!("fit: the learning rate must be a finite value > 0, got {}", config.lr)));
+    }
+    if let Some(early_stopping) = &config.early_stopping {
+        early_stopping.validate()?;
+    }
+    if let Some(reduce_lr) = &config.reduce_lr {
+        reduce_lr.validate()?;
+    }
+    Ok(())
+}
+
+/// The sample order of `epoch`: 0..len, shuffled by a generator keyed by both the seed and the
+/// epoch, so a run repeats exactly and every epoch differs.
+fn epoch_order(len: usize, seed: u64, epoch: usize, shuffle: bool) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..len).collect();
+    if shuffle {
+        let mut key = [0u8; 32];
+        key[..8].copy_from_slice(&seed.to_le_bytes());
+        key[8..16].copy_from_slice(&(epoch as u64).to_le_bytes());
+        order.shuffle(&mut StdRng::from_seed(key));
+    }
+    order
+}
+
+/// One batch of host images and labels, reused for every step.
+struct BatchBuffer {
+    images: Vec<f32>,
+    labels: Vec<u32>,
+}
+
+impl BatchBuffer {
+    fn new(batch: usize, sample_len: usize) -> Self {
+        Self { images: vec![0.0; batch * sample_len], labels: vec![PADDING_LABEL; batch] }
+    }
+
+    fn batch(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Loads the samples at `indices`; the rows after them become padding (zeros, [`PADDING_LABEL`]).
+    fn load(&mut self, source: &dyn BatchSource, indices: &[usize]) -> Result<()> {
+        source.fill(indices, &mut self.images, &mut self.labels)?;
+        self.images[indices.len() * source.sample_len()..].fill(0.0);
+        self.labels[indices.len()..].fill(PADDING_LABEL);
+        Ok(())
+    }
+}
+
+enum EpochRun {
+    Finished(StepStats),
+    /// The 1-based step whose loss was not finite.
+    NonFinite {
+        step: usize,
+    },
+}
+
+fn train_epoch(
+    model: &mut dyn Trainable,
+    train: &dyn BatchSource,
+    order: &[usize],
+    buffer: &mut BatchBuffer,
+    lr: f64,
+    bar: Option<&ProgressBar>,
+) -> Result<EpochRun> {
+    let mut total = StepStats::default();
+    for (step, indices) in order.chunks_exact(buffer.batch()).enumerate() {
+        buffer.load(train, indices)?;
+        let stats = model.train_step(&buffer.images, &buffer.labels, lr as f32)?;
+        if !stats.loss_sum.is_finite() {
+            return Ok(EpochRun::NonFinite { step: step + 1 });
+        }
+        total.add(stats);
+        if let Some(bar) = bar {
+            bar.set_message(format!("- loss {:.4} - accuracy {:.4}", total.mean_loss(), total.accuracy()));
+            bar.inc(1);
+        }
+    }
+    Ok(EpochRun::Finished(total))
+}
+
+/// Loss and accuracy over every sample of `source`, in order.
+fn evaluate_all(model: &mut dyn Trainable, source: &dyn BatchSource, buffer: &mut BatchBuffer) -> Result<StepStats> {
+    let indices: Vec<usize> = (0..source.len()).collect();
+    let mut total = StepStats::default();
+    for chunk in indices.chunks(buffer.batch()) {
+        buffer.load(source, chunk)?;
+        total.add(model.evaluate(&buffer.images, &buffer.labels)?);
+    }
+    Ok(total)
+}
+
+fn epoch_bar(epoch: usize, epochs: usize, steps: usize) -> ProgressBar {
+    let style = ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} - ETA {eta}")
+        .expect("the progress template is valid")
+        .progress_chars("=> ");
+    ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stdout())
+        .with_style(style)
+        .with_prefix(format!("{epoch}/{epochs}"))
+}
+
+/// `epoch 3/20 - loss 0.4123 - accuracy 0.8125 - val_loss 0.5012 - val_accuracy 0.7500 - lr 0.001 - 12.3s`
+fn epoch_line(record: &EpochRecord, epochs: usize) -> String {
+    let mut line =
+        format!("epoch {}/{epochs} - loss {:.4} - accuracy {:.4}", record.epoch, record.loss, record.accuracy);
+    if let (Some(loss), Some(accuracy)) = (record.val_loss, record.val_accuracy) {
+        let _ = write!(line, " - val_loss {loss:.4} - val_accuracy {accuracy:.4}");
+    }
+    // The rate as the model received it, which also prints without f64 noise (0.0002, not 0.00020000000000000001).
+    let _ = write!(line, " - lr {} - {:.1}s", record.lr as f32, record.seconds);
+    line
+}
+
+const METRICS_CSV_HEADER: &str = "epoch,loss,accuracy,val_loss,val_accuracy,lr,seconds";
+
+/// The history as CSV: the header, then one row per epoch with values that parse back exactly;
+/// the validation cells are empty for epochs without validation.
+fn metrics_csv(history: &History) -> String {
+    let optional = |value: Option<f64>| value.map(|v| v.to_string()).unwrap_or_default();
+    let mut csv = format!("{METRICS_CSV_HEADER}\n");
+    for r in &history.epochs {
+        let _ = writeln!(
+            csv,
+            "{},{},{},{},{},{},{}",
+            r.epoch,
+            r.loss,
+            r.accuracy,
+            optional(r.val_loss),
+            optional(r.val_accuracy),
+            r.lr,
+            r.seconds
+        );
+    }
+    csv
+}
+
+/// Writes a temporary file beside `path` and renames it into place, so a crash never leaves a
+/// half-written file.
+fn write_atomically(path: &Path, contents: &str) -> Result<()> {
+    let failed = |reason: String| Error::Invalid(format!("writing the metrics CSV {}: {reason}", path.display()));
+    let file_name = path.file_name().ok_or_else(|| failed("the path names no file".into()))?;
+    let temporary = path.with_file_name(format!(".{}.tmp", file_name.to_string_lossy()));
+    std::fs::write(&temporary, contents).and_then(|()| std::fs::rename(&temporary, path)).map_err(|e| {
+        let _ = std::fs::remove_file(&temporary);
+        failed(e.to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_order_is_a_permutation_that_repeats_per_seed_and_epoch() {
+        let first = epoch_order(50, 7, 1, true);
+        let mut sorted = first.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..50).collect::<Vec<_>>());
+        assert_eq!(first, epoch_order(50, 7, 1, true));
+        assert_ne!(first, epoch_order(50, 7, 2, true));
+        assert_ne!(first, epoch_order(50, 8, 1, true));
+        assert_eq!(epoch_order(5, 7, 3, false), vec![0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn the_progress_bar_template_parses() {
+        let bar = epoch_bar(2, 5, 7);
+        assert_eq!((bar.length(), bar.prefix()), (Some(7), "2/5".to_string()));
+    }
+
+    #[test]
+    fn epoch_line_reads_like_keras_verbose_2() {
+        let record = EpochRecord {
+            epoch: 3,
+            loss: 0.41234,
+            accuracy: 0.8125,
+            val_loss: Some(0.5),
+            val_accuracy: Some(0.75),
+            lr: 1e-3,
+            seconds: 12.34,
+        };
+        assert_eq!(
+            epoch_line(&record, 20),
+            "epoch 3/20 - loss 0.4123 - accuracy 0.8125 - val_loss 0.5000 - val_accuracy 0.7500 - lr 0.001 - 12.3s"
+        );
+        let without_validation = EpochRecord { val_loss: None, val_accuracy: None, ..record };
+        assert_eq!(
+            epoch_line(&without_validation, 20),
+            "epoch 3/20 - loss 0.4123 - accuracy 0.8125 - lr 0.001 - 12.3s"
+        );
+    }
+}
