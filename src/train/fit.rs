@@ -194,7 +194,7 @@ pub fn fit(
         progress.say(&epoch_line(&record, config.epochs));
         history.epochs.push(record.clone());
         if let Some(path) = &config.metrics_csv {
-            write_atomically(path, &metrics_csv(&history))?;
+            write_csv(path, &metrics_csv(&history))?;
         }
         last_good_weights = model.weights()?;
 
@@ -386,16 +386,10 @@ fn metrics_csv(history: &History) -> String {
     csv
 }
 
-/// Writes a temporary file beside `path` and renames it into place, so a crash never leaves a
-/// half-written file.
-fn write_atomically(path: &Path, contents: &str) -> Result<()> {
-    let failed = |reason: String| Error::Invalid(format!("writing the metrics CSV {}: {reason}", path.display()));
-    let file_name = path.file_name().ok_or_else(|| failed("the path names no file".into()))?;
-    let temporary = path.with_file_name(format!(".{}.tmp", file_name.to_string_lossy()));
-    std::fs::write(&temporary, contents).and_then(|()| std::fs::rename(&temporary, path)).map_err(|e| {
-        let _ = std::fs::remove_file(&temporary);
-        failed(e.to_string())
-    })
+/// Writes the CSV through a temporary file renamed into place, as every file the user keeps.
+fn write_csv(path: &Path, contents: &str) -> Result<()> {
+    crate::model::file::write_atomically(path, contents.as_bytes())
+        .map_err(|e| Error::Invalid(format!("writing the metrics CSV {}: {e}", path.display())))
 }
 
 #[cfg(test)]

@@ -2,10 +2,9 @@
 
 pub mod callbacks;
 pub mod fit;
+pub mod throughput;
 
 use serde::{Deserialize, Serialize};
-
-pub mod throughput;
 
 use crate::{Error, Result};
 
