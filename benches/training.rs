@@ -30,14 +30,14 @@ fn main() -> wgcnn::Result<()> {
         let arch = Architecture::preset(preset)?;
         let weights = arch.initial_weights(1)?;
         let options = TrainOptions::default();
-        let mut backends: Vec<(String, Box<dyn Trainable>)> = Vec::new();
+        let mut runs: Vec<(String, Box<dyn Trainable>)> = Vec::new();
         if let Some(gpu) = &gpu {
-            backends.push((gpu.describe(), Box::new(GpuModel::new(gpu.clone(), &arch, batch, &weights, &options)?)));
+            runs.push((gpu.describe(), Box::new(GpuModel::new(gpu.clone(), &arch, batch, &weights, &options)?)));
         }
         if selected(&backends, "cpu") {
-            backends.push(("CPU reference backend".into(), Box::new(CpuModel::new(&arch, batch, &weights, &options)?)));
+            runs.push(("CPU reference backend".into(), Box::new(CpuModel::new(&arch, batch, &weights, &options)?)));
         }
-        for (adapter, mut trainable) in backends {
+        for (adapter, mut trainable) in runs {
             let t = measure_training(trainable.as_mut(), arch.input.elements(), arch.classes(), 1, steps, 7)?;
             println!(
                 "train_step/{model} ({preset}, batch {batch}): median {:.3} s, {:.2} images/s on {adapter}",
