@@ -2,7 +2,9 @@
 //! plain loops (`crate::cpu`). `--device cpu` trains with it, and the tests hold the GPU model to it.
 
 use super::spec::{Architecture, LayerInfo, LayerSpec, ParamInfo};
-use super::{NamedTensor, PADDING_LABEL, StepStats, TrainOptions, Trainable, find_weight, layer_seed};
+use super::{
+    NamedTensor, PADDING_LABEL, StepStats, TrainOptions, Trainable, check_batch_size, find_weight, layer_seed,
+};
 use crate::cpu::dropout::DropoutConfig;
 use crate::cpu::loss::LossShape;
 use crate::cpu::{activation, adam, batch_norm, conv2d, dense, dropout, loss, max_pool2d};
@@ -44,9 +46,7 @@ impl CpuModel {
         weights: &[NamedTensor],
         options: &TrainOptions,
     ) -> Result<Self> {
-        if batch == 0 {
-            return Err(Error::Invalid("batch size must be at least 1".into()));
-        }
+        check_batch_size(batch)?;
         let layers = architecture.layers_info()?;
         let mut params = Vec::new();
         for info in layers.iter().flat_map(|l| &l.params) {
@@ -55,10 +55,7 @@ impl CpuModel {
             params.push(Param { info: info.clone(), value: w.data.clone(), moments });
         }
         let classes = architecture.outputs();
-        let class_weights = options.class_weights.clone().unwrap_or_else(|| vec![1.0; classes.max(2)]);
-        if class_weights.len() != classes.max(2) {
-            return Err(Error::shape("class weights", [classes.max(2)], [class_weights.len()]));
-        }
+        let class_weights = options.class_weights_for(architecture)?;
         Ok(Self {
             sample_len: layers[0].input.iter().product(),
             layers,

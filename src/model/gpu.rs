@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use super::spec::{Architecture, LayerInfo, LayerSpec, ParamInfo};
-use super::{NamedTensor, StepStats, TrainOptions, Trainable, find_weight, layer_seed};
+use super::{NamedTensor, StepStats, TrainOptions, Trainable, check_batch_size, find_weight, layer_seed};
 use crate::cpu::dropout::DropoutConfig;
 use crate::gpu::ops::{activation, adam, batch_norm, conv2d, dense, dropout, loss, max_pool2d};
 use crate::gpu::{Dispatch, Gpu, GpuTensor};
@@ -244,19 +244,14 @@ impl GpuModel {
         weights: &[NamedTensor],
         options: &TrainOptions,
     ) -> Result<Self> {
-        if batch == 0 {
-            return Err(Error::Invalid("batch size must be at least 1".into()));
-        }
+        check_batch_size(batch)?;
         let layers = architecture.layers_info()?;
         let params = upload_params(&gpu, &layers, weights)?;
         let input_dims = with_batch(batch, &layers[0].input);
         let input = GpuTensor::zeros(&gpu, "input batch", &input_dims)?;
         let outputs = architecture.outputs();
         let labels = GpuTensor::zeros(&gpu, "labels", &[batch])?;
-        let class_weights = options.class_weights.clone().unwrap_or_else(|| vec![1.0; outputs.max(2)]);
-        if class_weights.len() != outputs.max(2) {
-            return Err(Error::shape("class weights", [outputs.max(2)], [class_weights.len()]));
-        }
+        let class_weights = options.class_weights_for(architecture)?;
         let class_weights = GpuTensor::from_slice(&gpu, "class weights", &[class_weights.len()], &class_weights)?;
         let stats = GpuTensor::zeros(&gpu, "loss statistics", &[loss::STATS_LEN])?;
         let probabilities = GpuTensor::zeros(&gpu, "probabilities", &[batch, outputs])?;

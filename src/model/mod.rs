@@ -76,6 +76,26 @@ pub struct TrainOptions {
     pub seed: u64,
 }
 
+impl TrainOptions {
+    /// One loss weight per class of `architecture` (all 1 unless set), checked against its classes.
+    pub fn class_weights_for(&self, architecture: &spec::Architecture) -> Result<Vec<f32>> {
+        let classes = architecture.classes();
+        let weights = self.class_weights.clone().unwrap_or_else(|| vec![1.0; classes]);
+        if weights.len() != classes {
+            return Err(Error::shape("class weights", [classes], [weights.len()]));
+        }
+        Ok(weights)
+    }
+}
+
+/// Checks a batch size before a model is built for it.
+pub(crate) fn check_batch_size(batch: usize) -> Result<()> {
+    if batch == 0 {
+        return Err(Error::Invalid("batch size must be at least 1".into()));
+    }
+    Ok(())
+}
+
 /// The tensor of `weights` named like `info`, checked against its shape.
 pub(crate) fn find_weight<'a>(weights: &'a [NamedTensor], info: &ParamInfo) -> Result<&'a NamedTensor> {
     let w = weights
