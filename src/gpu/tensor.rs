@@ -133,12 +133,18 @@ impl GpuTensor {
         let outcome: Arc<Mutex<Option<Result<(), wgpu::BufferAsyncError>>>> = Arc::default();
         let sink = outcome.clone();
         staging.map_async(wgpu::MapMode::Read, .., move |r| *sink.lock().unwrap_or_else(|p| p.into_inner()) = Some(r));
-        gpu.wait()?;
-        match outcome.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            Some(Ok(())) => {}
-            Some(Err(e)) => return Err(Error::Readback(e.to_string())),
-            None => {
-                return Err(Error::Readback("the device finished without mapping the buffer".into()));
+        // Another thread's poll may be the one that fires our callback, a moment after our own
+        // poll has returned: wait for the callback itself, not only for the queue.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            gpu.wait()?;
+            match outcome.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                Some(Ok(())) => break,
+                Some(Err(e)) => return Err(Error::Readback(e.to_string())),
+                None if std::time::Instant::now() > deadline => {
+                    return Err(Error::Readback("the device finished without mapping the buffer".into()));
+                }
+                None => std::thread::yield_now(),
             }
         }
         let view = staging.get_mapped_range(..).map_err(|e| Error::Readback(e.to_string()))?;
