@@ -179,7 +179,7 @@ impl Gpu {
 
     /// Largest tensor, in bytes, that one storage binding may hold on this device.
     pub fn max_binding_bytes(&self) -> u64 {
-        u64::from(self.limits.max_storage_buffer_binding_size).min(self.limits.max_buffer_size)
+        self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size)
     }
 
     /// Turns errors that wgpu reported asynchronously into an `Err`.
