@@ -86,7 +86,7 @@ fn first_step_moves_each_parameter_by_about_lr() {
     let grads: Vec<f32> =
         random(5, len, -1.0, 1.0).iter().enumerate().map(|(i, &g)| g.signum() * 10f32.powi(i as i32 % 5 - 1)).collect();
     let param0 = random(6, len, -1.0, 1.0);
-    let [gpu_param, _, _] = gpu_adam(&cfg, &param0, &[grads.clone()]).remove(0);
+    let [gpu_param, _, _] = gpu_adam(&cfg, &param0, std::slice::from_ref(&grads)).remove(0);
     let mut cpu_param = param0.clone();
     let (mut m, mut v) = (vec![0.0; len], vec![0.0; len]);
     cpu_adam::adam_step(&cfg, 1, &mut cpu_param, &grads, &mut m, &mut v).unwrap();

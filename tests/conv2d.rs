@@ -7,6 +7,7 @@ use wgcnn::cpu;
 use wgcnn::gpu::ops::conv2d;
 use wgcnn::shape::{Conv2dShape, Padding};
 
+#[allow(clippy::too_many_arguments)] // every field of the shape, in reading order
 fn shape(
     batch: usize,
     in_c: usize,

@@ -22,12 +22,12 @@ fn bars(seed: u64, n: usize) -> InMemoryDataset {
         let label = (i % 2) as u32;
         let at = rng.random_range(1..SIZE - 3);
         let colour: [f32; 3] = [rng.random_range(0.6..1.0), rng.random_range(0.6..1.0), rng.random_range(0.6..1.0)];
-        for c in 0..3 {
+        for value in colour {
             for y in 0..SIZE {
                 for x in 0..SIZE {
                     let along = if label == 0 { y } else { x };
                     let on_bar = along == at || along == at + 1;
-                    images.push(if on_bar { colour[c] } else { rng.random_range(0.0..0.5) });
+                    images.push(if on_bar { value } else { rng.random_range(0.0..0.5) });
                 }
             }
         }

@@ -151,6 +151,7 @@ fn forward(
 
 /// The backward dispatches of a layer: parameter gradients into `params`' gradient buffers, and
 /// the input gradient into `dx` (None for the first layer, whose input gradient nobody needs).
+#[allow(clippy::too_many_arguments)] // one layer's whole context; a struct would only rename it
 fn backward(
     gpu: &Gpu,
     batch: usize,

@@ -40,6 +40,8 @@ pub fn download(gpu: &Gpu, t: &GpuTensor) -> Vec<f32> {
 
 /// Asserts `|got - want| <= atol + rtol * |want|` element by element; on failure prints the first
 /// mismatches with their indices and the largest error.
+// `!(err <= bound)` rather than `err > bound`: a NaN must fail the comparison too.
+#[allow(clippy::neg_cmp_op_on_partial_ord)]
 #[track_caller]
 pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
     assert_eq!(got.len(), want.len(), "{what}: length {} vs expected {}", got.len(), want.len());
@@ -85,6 +87,7 @@ pub fn random_f64(seed: u64, n: usize, lo: f64, hi: f64) -> Vec<f64> {
 /// central finite differences in f64: `(f(x + eps e_i) - f(x - eps e_i)) / (2 eps)` for every i,
 /// within `|num - analytic| <= tol * max(1, |num|)`. Prints the first mismatches on failure.
 /// Pick `x` away from kinks (ReLU at 0, max-pool ties), where the derivative is not defined.
+#[allow(clippy::neg_cmp_op_on_partial_ord)] // a NaN must fail, as in assert_close
 #[track_caller]
 pub fn check_gradient(what: &str, x: &[f64], analytic: &[f64], f: impl Fn(&[f64]) -> f64, eps: f64, tol: f64) {
     assert_eq!(x.len(), analytic.len(), "{what}: gradient length");
