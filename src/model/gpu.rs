@@ -385,15 +385,22 @@ impl GpuModel {
             .collect()
     }
 
-    fn upload_batch(&self, images: &[f32], labels: &[u32]) -> Result<()> {
-        if images.len() != self.batch * self.sample_len || labels.len() != self.batch {
+    fn upload_images(&self, images: &[f32]) -> Result<()> {
+        if images.len() != self.batch * self.sample_len {
             return Err(Error::shape(
                 "batch",
-                format!("{} images of {} values and {} labels", self.batch, self.sample_len, self.batch),
-                format!("{} values and {} labels", images.len(), labels.len()),
+                format!("{} images of {} values", self.batch, self.sample_len),
+                format!("{} values", images.len()),
             ));
         }
-        self.input.write(&self.gpu, images)?;
+        self.input.write(&self.gpu, images)
+    }
+
+    fn upload_batch(&self, images: &[f32], labels: &[u32]) -> Result<()> {
+        if labels.len() != self.batch {
+            return Err(Error::shape("batch labels", [self.batch], [labels.len()]));
+        }
+        self.upload_images(images)?;
         self.labels.write(&self.gpu, labels)
     }
 
@@ -433,7 +440,8 @@ impl Trainable for GpuModel {
     }
 
     fn predict(&mut self, images: &[f32]) -> Result<Vec<f32>> {
-        self.upload_batch(images, &vec![0; self.batch])?;
+        // Prediction reads no labels: only the images go up.
+        self.upload_images(images)?;
         self.gpu.run_and_read(self.infer.iter().chain([&self.predict_probabilities]), &self.probabilities)
     }
 
