@@ -180,8 +180,9 @@ fn pool_passes(gpu: &Gpu) -> Vec<Pass> {
         let dx = tensor(gpu, "dx", &s.input_dims());
         passes.push(Pass {
             name: format!("max_pool2d_backward/{layer}"),
-            dispatches: vec![max_pool2d::max_pool2d_backward(gpu, &s, &argmax, &y, &dx).unwrap()],
-            work: bytes(input + 2 * output),
+            // As in training, fused with the backward pass of the ReLU before the pool.
+            dispatches: vec![max_pool2d::max_pool2d_backward(gpu, &s, &argmax, &y, &y, &dx, true).unwrap()],
+            work: bytes(input + 3 * output),
         });
     }
     passes

@@ -8,16 +8,23 @@
 // its top-left element.
 // Bindings (group 0):
 //   max_pool2d_forward:  0 params, 1 x (read), 2 y (read_write), 3 argmax (read_write)
-//   max_pool2d_backward: 0 params, 4 argmax (read), 5 dy (read), 6 dx (read_write)
-// One invocation: forward, one output element; backward, one input element dx[i], the sum of dy over
-// the windows that contain i and chose it, added in row-major output order (no scatter, no atomics).
-// Dispatch: ceil(count / WG) workgroups of WG invocations (count = outputs forward, inputs
-// backward), spread over x and y by `grid()`; the linear id is rebuilt from num_workgroups and
-// bounds-checked. Consecutive invocations take consecutive columns, so y, argmax and dx are written
-// contiguously. (A mapping of one workgroup per row, which makes the plane and row workgroup-uniform
-// and spares the per-invocation divisions, timed the same on lavapipe: the window gathers dominate.)
+//   max_pool2d_backward: 0 params, 4 argmax (read), 5 dy (read), 6 dx (read_write), 7 y (read, the
+//                        forward output; read only with RELU_MASK)
+// Forward: one invocation per output element; ceil(outputs / WG) workgroups spread over x and y by
+// `grid()`, the linear id rebuilt from num_workgroups and bounds-checked.
+// Backward, a gather (no scatter, no atomics): dx[i] = the sum of dy over the windows that contain
+// i and chose it, in row-major output order. ceil(units / ROWS) workgroups spread by `grid()`,
+// where a unit is a band of `stride` input rows when windows do not overlap (pool <= stride, the
+// usual 2x2/2: no window loops, see backward_disjoint), an input row when they do.
 
 override WG: u32 = 256;
+// Backward: pass a window's gradient only where its maximum is positive, i.e. also apply the
+// backward pass of a ReLU before the pool (its output is what the window chose).
+override RELU_MASK: bool = false;
+// Backward: units (bands of rows) per workgroup: a workgroup has a fixed cost on lavapipe.
+override ROWS: u32 = 4u;
+// No element: an argmax that matches no input index.
+const NONE: u32 = 0xffffffffu;
 
 struct Params {
     planes: u32,
@@ -37,6 +44,7 @@ struct Params {
 @group(0) @binding(4) var<storage, read> argmax_in: array<u32>;
 @group(0) @binding(5) var<storage, read> dy: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(7) var<storage, read> y_in: array<f32>;
 
 fn linear_id(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wid.x + wid.y * nwg.x) * WG + lid;
@@ -87,26 +95,77 @@ fn windows_containing(p: u32, out: u32) -> vec2<u32> {
     return vec2<u32>(first, last);
 }
 
+// The gradient that window `o` passes to the element it chose: dy, or with RELU_MASK zero where the
+// window's maximum (the ReLU output it chose) is not positive.
+fn window_gradient(o: u32) -> f32 {
+    if (RELU_MASK) {
+        return select(0.0, dy[o], y_in[o] > 0.0);
+    }
+    return dy[o];
+}
+
 @compute @workgroup_size(WG)
 fn max_pool2d_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                        @builtin(local_invocation_index) lid: u32) {
-    let me = linear_id(wid, nwg, lid);
-    if (me >= params.planes * params.in_h * params.in_w) {
-        return;
+    let group = wid.x + wid.y * nwg.x;
+    if (params.pool <= params.stride) {
+        backward_disjoint(group, lid);
+    } else {
+        backward_overlapping(group, lid);
     }
-    let row = me / params.in_w; // plane * in_h + h
-    let w = me % params.in_w;
-    let plane = row / params.in_h;
-    let rows = windows_containing(row % params.in_h, params.out_h);
-    let cols = windows_containing(w, params.out_w);
-    var sum = 0.0;
-    for (var oy = rows.x; oy <= rows.y; oy++) {
-        let out_row = (plane * params.out_h + oy) * params.out_w;
-        for (var ox = cols.x; ox <= cols.y; ox++) {
-            if (argmax_in[out_row + ox] == me) {
-                sum += dy[out_row + ox];
+}
+
+// Windows that do not overlap: only window (h / stride, w / stride) can have chosen (h, w). The
+// workgroup takes ROWS bands of `stride` input rows (one window row each; bands past the last
+// window row get zeros); a lane takes a window column, reads its argmax and gradient once and
+// writes the stride x stride inputs under it. Everything but the column is workgroup-uniform, so
+// the divisions are scalar and the trip counts are uniform (per-lane ones make lanes diverge).
+fn backward_disjoint(group: u32, lid: u32) {
+    let bands_per_plane = (params.in_h + params.stride - 1u) / params.stride;
+    let window_columns = (params.in_w + params.stride - 1u) / params.stride;
+    let bands = params.planes * bands_per_plane;
+    for (var band = group * ROWS; band < min(group * ROWS + ROWS, bands); band++) {
+        let plane = band / bands_per_plane;
+        let oy = band % bands_per_plane;
+        let out_row = (plane * params.out_h + min(oy, params.out_h - 1u)) * params.out_w;
+        for (var ox = lid; ox < window_columns; ox += WG) {
+            let o = out_row + min(ox, params.out_w - 1u);
+            let chosen_at = select(NONE, argmax_in[o], oy < params.out_h && ox < params.out_w);
+            let g = window_gradient(o);
+            for (var i = 0u; i < params.stride; i++) {
+                let h = oy * params.stride + i;
+                let x_row = (plane * params.in_h + h) * params.in_w;
+                for (var j = 0u; j < params.stride; j++) {
+                    let w = ox * params.stride + j;
+                    if (h < params.in_h && w < params.in_w) {
+                        dx[x_row + w] = select(0.0, g, chosen_at == x_row + w);
+                    }
+                }
             }
         }
     }
-    dx[me] = sum;
+}
+
+// Overlapping windows: the workgroup takes ROWS input rows, a lane an input column, looping over
+// the windows that contain it (per-lane loops of varying length: slow on lavapipe, but rare).
+fn backward_overlapping(group: u32, lid: u32) {
+    let rows = params.planes * params.in_h;
+    for (var row = group * ROWS; row < min(group * ROWS + ROWS, rows); row++) {
+        let plane = row / params.in_h;
+        let x_row = row * params.in_w;
+        let window_rows = windows_containing(row % params.in_h, params.out_h);
+        for (var w = lid; w < params.in_w; w += WG) {
+            let cols = windows_containing(w, params.out_w);
+            var sum = 0.0;
+            for (var oy = window_rows.x; oy <= window_rows.y; oy++) {
+                let out_row = (plane * params.out_h + oy) * params.out_w;
+                for (var ox = cols.x; ox <= cols.y; ox++) {
+                    if (argmax_in[out_row + ox] == x_row + w) {
+                        sum += window_gradient(out_row + ox);
+                    }
+                }
+            }
+            dx[x_row + w] = sum;
+        }
+    }
 }

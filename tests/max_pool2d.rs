@@ -18,6 +18,8 @@ struct GpuPool {
     y: Vec<f32>,
     argmax: Vec<u32>,
     dx: Vec<f32>,
+    /// The backward pass fused with a ReLU's before the pool.
+    dx_relu: Vec<f32>,
 }
 
 /// Runs forward then backward (with `dy`) on the GPU in one submit.
@@ -27,10 +29,17 @@ fn run_gpu(gpu: &Gpu, s: &Pool2dShape, x: &[f32], dy: &[f32]) -> GpuPool {
     let argmax = zeros(gpu, "argmax", &s.output_dims());
     let dy = upload(gpu, "dy", &s.output_dims(), dy);
     let dx = zeros(gpu, "dx", &s.input_dims());
+    let dx_relu = zeros(gpu, "dx_relu", &s.input_dims());
     let fwd = max_pool2d::max_pool2d_forward(gpu, s, &x, &y, &argmax).unwrap();
-    let bwd = max_pool2d::max_pool2d_backward(gpu, s, &argmax, &dy, &dx).unwrap();
-    gpu.run(&[&fwd, &bwd]).unwrap();
-    GpuPool { y: download(gpu, &y), argmax: argmax.read(gpu).unwrap(), dx: download(gpu, &dx) }
+    let bwd = max_pool2d::max_pool2d_backward(gpu, s, &argmax, &y, &dy, &dx, false).unwrap();
+    let bwd_relu = max_pool2d::max_pool2d_backward(gpu, s, &argmax, &y, &dy, &dx_relu, true).unwrap();
+    gpu.run(&[&fwd, &bwd, &bwd_relu]).unwrap();
+    GpuPool {
+        y: download(gpu, &y),
+        argmax: argmax.read(gpu).unwrap(),
+        dx: download(gpu, &dx),
+        dx_relu: download(gpu, &dx_relu),
+    }
 }
 
 /// Compares the GPU with the CPU reference on `x`, exactly: max and the argmax do no arithmetic,
@@ -44,6 +53,16 @@ fn assert_gpu_matches_cpu(gpu: &Gpu, s: &Pool2dShape, x: &[f32], seed: u64) {
     assert_close(&format!("forward {s:?}"), &got.y, &y, 0.0, 0.0);
     assert_eq!(got.argmax, argmax, "argmax {s:?}");
     assert_close(&format!("backward {s:?}"), &got.dx, &dx, 0.0, 0.0);
+    let dx_relu = cpu_pool::max_pool2d_backward_relu(s, &argmax, &y, &dy).unwrap();
+    assert_close(&format!("backward with ReLU mask {s:?}"), &got.dx_relu, &dx_relu, 0.0, 0.0);
+    // The fused pass equals a ReLU backward over the pool's input followed by the pool backward.
+    let unfused = cpu_pool::max_pool2d_backward(s, &argmax, &relu_backward_at(&argmax, x, &dy)).unwrap();
+    assert_eq!(dx_relu, unfused, "fused ReLU mask {s:?}");
+}
+
+/// dy masked as a ReLU's backward pass over the pool's input would mask it at each chosen element.
+fn relu_backward_at(argmax: &[u32], x: &[f32], dy: &[f32]) -> Vec<f32> {
+    argmax.iter().zip(dy).map(|(&at, &g)| if x[at as usize] > 0.0 { g } else { 0.0 }).collect()
 }
 
 #[test]
@@ -170,7 +189,7 @@ fn max_pool2d_rejects_bad_shapes() {
     let x = t(&big.input_dims());
     let out = t(&[1, 1, 1, 1]);
     assert!(max_pool2d::max_pool2d_forward(&gpu, &big, &x, &out, &out).is_err());
-    assert!(max_pool2d::max_pool2d_backward(&gpu, &big, &out, &out, &x).is_err());
+    assert!(max_pool2d::max_pool2d_backward(&gpu, &big, &out, &out, &out, &x, false).is_err());
     assert!(cpu_pool::max_pool2d_forward(&big, &[0.0f32; 15]).is_err());
     // A zero stride.
     assert!(cpu_pool::max_pool2d_forward(&shape(1, 1, 4, 4, 2, 0), &[0.0f32; 16]).is_err());
@@ -180,8 +199,9 @@ fn max_pool2d_rejects_bad_shapes() {
     let wrong = t(&[1, 2, 3, 4]);
     assert!(max_pool2d::max_pool2d_forward(&gpu, &s, &wrong, &y, &y).is_err());
     assert!(max_pool2d::max_pool2d_forward(&gpu, &s, &x, &y, &wrong).is_err());
-    assert!(max_pool2d::max_pool2d_backward(&gpu, &s, &y, &wrong, &dx).is_err());
-    assert!(max_pool2d::max_pool2d_backward(&gpu, &s, &y, &y, &wrong).is_err());
+    assert!(max_pool2d::max_pool2d_backward(&gpu, &s, &y, &y, &wrong, &dx, false).is_err());
+    assert!(max_pool2d::max_pool2d_backward(&gpu, &s, &y, &y, &y, &wrong, true).is_err());
+    assert!(max_pool2d::max_pool2d_backward(&gpu, &s, &y, &wrong, &y, &dx, true).is_err());
     assert!(cpu_pool::max_pool2d_forward(&s, &[0.0f32; 5]).is_err());
     assert!(cpu_pool::max_pool2d_backward(&s, &[0; 18], &[0.0f32; 17]).is_err());
     // An argmax pointing outside the input.

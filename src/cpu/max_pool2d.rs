@@ -62,6 +62,13 @@ pub fn max_pool2d_backward<T: Real>(shape: &Pool2dShape, argmax: &[u32], dy: &[T
     Ok(dx)
 }
 
+/// [`max_pool2d_backward`] after the backward pass of a ReLU before the pool: a window passes its
+/// gradient only where its maximum `y` (the ReLU output it chose) is positive.
+pub fn max_pool2d_backward_relu<T: Real>(shape: &Pool2dShape, argmax: &[u32], y: &[T], dy: &[T]) -> Result<Vec<T>> {
+    check_len("max_pool2d y", &shape.output_dims(), y.len())?;
+    max_pool2d_backward(shape, argmax, &super::activation::relu_backward(y, dy))
+}
+
 fn check_len(what: &str, dims: &[usize; 4], len: usize) -> Result<()> {
     if dims.iter().product::<usize>() != len {
         return Err(Error::shape(what, dims, format!("{len} elements")));

@@ -149,19 +149,28 @@ fn forward(
     })
 }
 
-/// The backward dispatches of a layer: parameter gradients into `params`' gradient buffers, and
+/// Whether layer `i` is a convolution with a fused ReLU followed by a max-pool: the pool's backward
+/// pass then applies the ReLU's (one pass over the pool's input instead of two).
+fn relu_fused_into_next_pool(layers: &[LayerInfo], i: usize) -> bool {
+    matches!(layers[i].spec, LayerSpec::Conv2d { relu: true, .. })
+        && matches!(layers.get(i + 1).map(|l| &l.spec), Some(LayerSpec::MaxPool2d { .. }))
+}
+
+/// The backward dispatches of layer `i`: parameter gradients into `params`' gradient buffers, and
 /// the input gradient into `dx` (None for the first layer, whose input gradient nobody needs).
 #[allow(clippy::too_many_arguments)] // one layer's whole context; a struct would only rename it
 fn backward(
     gpu: &Gpu,
     batch: usize,
-    layer: &LayerInfo,
+    layers: &[LayerInfo],
+    i: usize,
     params: &[Param],
     x: &GpuTensor,
     fwd: &Forward,
     dy: &GpuTensor,
     dx: Option<&GpuTensor>,
 ) -> Result<Vec<Dispatch>> {
+    let layer = &layers[i];
     let grad = |i: usize| params[i].training.as_ref().map(|t| &t.0).expect("trainable parameter");
     let in_dims = with_batch(batch, &layer.input);
     let mut out = Vec::new();
@@ -177,7 +186,7 @@ fn backward(
     match (&layer.spec, &fwd.saved) {
         (LayerSpec::Conv2d { .. }, _) => {
             let (shape, relu) = layer.conv2d_shape(batch)?;
-            let g = unrelu(relu)?;
+            let g = unrelu(relu && !relu_fused_into_next_pool(layers, i))?;
             out.extend(conv2d::conv2d_backward_weight(gpu, &shape, x, &g, grad(0), grad(1))?);
             if let Some(dx) = dx {
                 out.extend(conv2d::conv2d_backward_input(gpu, &shape, &g, &params[0].value, dx)?);
@@ -186,7 +195,8 @@ fn backward(
         (LayerSpec::MaxPool2d { .. }, Saved::Argmax(argmax)) => {
             if let Some(dx) = dx {
                 let shape = layer.pool2d_shape(batch)?;
-                out.push(max_pool2d::max_pool2d_backward(gpu, &shape, argmax, dy, dx)?);
+                let relu_mask = i > 0 && relu_fused_into_next_pool(layers, i - 1);
+                out.push(max_pool2d::max_pool2d_backward(gpu, &shape, argmax, &fwd.y, dy, dx, relu_mask)?);
             }
         }
         (LayerSpec::BatchNorm, Saved::BatchNorm(saved)) => {
@@ -295,13 +305,14 @@ impl GpuModel {
         let dlogits = grads.last().and_then(|g| g.as_ref()).expect("at least one layer");
         train.push(loss::cross_entropy(&gpu, logits, &labels, &class_weights, dlogits, &stats)?);
         let mut dropouts = Vec::new();
-        for (i, layer) in layers.iter().enumerate().rev() {
+        for i in (0..layers.len()).rev() {
             let dy = grads[i + 1].as_ref().expect("every output has a gradient");
             let first = train.len();
             let dispatches = backward(
                 &gpu,
                 batch,
-                layer,
+                &layers,
+                i,
                 &params[param_ranges[i].clone()],
                 &inputs[i],
                 &forwards[i],
