@@ -5,10 +5,16 @@
 //   x  [batch, in_c, in_h, in_w]      w  [out_c, in_c, k_h, k_w]      b  [out_c]
 //   y  [batch, out_c, out_h, out_w]   dy, dx, dw, db: the shapes of y, x, w, b
 //   packed (forward)        [in_c*k_h*k_w][out_c4*4]     weights tap-major, zero-padded channels
-//   packed (input gradient) [out_c][k_h*k_w][in_c4*4]    weights input-channel-minor
+//   packed (input gradient) [out_c][k_h*k_w][in_c4*4]    weights transposed and flipped
+//   spread [batch, out_c, in_h + k_h - 1, in_w + k_w - 1]  dy spread out and zero-padded
 //   partial [splits, out_c, in_c*k_h*k_w + 1]   (the last column holds the bias gradient)
 // Padding: `pad_top`/`pad_left` zero rows/columns before the input (Keras 'same' puts any extra
 // one after, which needs no special case: reads past the end are zero too).
+//
+// The input gradient is a convolution too: dy spread out (stride) and zero-padded (k - 1 - pad
+// before), convolved (valid, stride 1) with the weights transposed and flipped. So it runs
+// conv2d_forward, with this convolution's Params rewritten for that one (src/gpu/ops/conv2d.rs):
+// one well-tuned kernel instead of two, and no padding checks in its inner loop.
 //
 // Shape of the work, chosen for lavapipe (one invocation per SIMD lane, see ENGINEERING.md): there
 // a load costs far more than arithmetic (a loop of vec4 multiply-adds alone runs ~10x faster than
@@ -23,21 +29,24 @@
 //   conv2d_pack_weights_by_input: 2 w (read), 12 packed_out (read_write)        [co][tap][ci] copy
 //   conv2d_forward:         1 x, 11 packed, 3 b (read), 4 y (read_write)
 //       invocation: 4 output channels (wid.z) x 4 consecutive output pixels of one row
-//   conv2d_backward_input:  11 packed, 5 dy (read), 6 dx (read_write)
-//       invocation: 4 input channels (wid.z) x 4 consecutive input pixels of one row
+//   conv2d_spread_output_gradient: 5 dy (read), 13 spread (read_write)
+//       workgroup: SPREAD_ROWS rows of dy; invocation: columns lid, lid + WG, ...
 //   conv2d_backward_weight: 1 x, 5 dy (read), 7 partial (read_write)
 //       invocation: input channel ci, kernel row ky, kernel columns kx0..kx0+3, for 4 output
 //       channels (wid.z); one extra invocation column is the bias. wid.y is the split: a chunk of
 //       `split_len` (n, oy) rows of the reduction
 //   conv2d_reduce_weight:   10 partial (read), 8 dw, 9 db (read_write)
 //       one invocation per (co, column): sums the splits in order
-// Dispatch: pack and reduce: grid() over their element count / WG. forward / backward_input:
-// column groups spread over x and y by grid(), groups of 4 channels in z. backward_weight:
-// (column groups, splits, groups of 4 output channels).
+// Dispatch: pack and reduce: grid() over their element count / WG. forward: column groups spread
+// over x and y by grid(), groups of 4 channels in z. spread: grid() over its workgroups.
+// backward_weight: (column groups, splits, groups of 4 output channels).
 
 override WG: u32 = 64;
 // False when the convolution has no padding: the forward pass then skips its padding checks.
 override PADDED: bool = true;
+// Rows of dy per workgroup when spreading it for the input gradient (a workgroup has a fixed cost
+// on lavapipe, and rows can be short).
+override SPREAD_ROWS: u32 = 4u;
 
 struct Params {
     batch: u32,
@@ -65,7 +74,6 @@ struct Params {
 @group(0) @binding(3) var<storage, read> b: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 @group(0) @binding(5) var<storage, read> dy: array<f32>;
-@group(0) @binding(6) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(7) var<storage, read_write> partial: array<f32>;
 @group(0) @binding(8) var<storage, read_write> dw: array<f32>;
 @group(0) @binding(9) var<storage, read_write> db: array<f32>;
@@ -74,9 +82,11 @@ struct Params {
 // zeros, so one vec4 load at a workgroup-uniform address brings four output channels' weights.
 @group(0) @binding(11) var<storage, read> packed: array<vec4<f32>>;
 @group(0) @binding(12) var<storage, read_write> packed_out: array<f32>;
+@group(0) @binding(13) var<storage, read_write> spread: array<f32>;
 
-// packed_out[(co * taps + tap) * in_c4 + ci] = w[(co * in_c + ci) * taps + tap], zero for the
-// padding channels: the input-gradient pass's layout.
+// packed_out[(co * taps + tap) * in_c4 + ci] = w[(co * in_c + ci) * taps + taps - 1 - tap], zero
+// for the padding channels: the weights transposed (in_c and out_c swapped) and flipped in both
+// axes, packed as conv2d_forward wants them, for the input-gradient convolution.
 @compute @workgroup_size(WG)
 fn conv2d_pack_weights_by_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                                 @builtin(local_invocation_index) lid: u32) {
@@ -89,7 +99,7 @@ fn conv2d_pack_weights_by_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(
     let ci = i % in_c4;
     let tap = (i / in_c4) % taps;
     let co = i / (in_c4 * taps);
-    packed_out[i] = select(0.0, w[(co * p.in_c + min(ci, p.in_c - 1u)) * taps + tap], ci < p.in_c);
+    packed_out[i] = select(0.0, w[(co * p.in_c + min(ci, p.in_c - 1u)) * taps + taps - 1u - tap], ci < p.in_c);
 }
 
 // packed_out[k * out_c4 + co] = w[co * ckk + k], zero for the padding channels.
@@ -195,80 +205,26 @@ fn conv2d_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     }
 }
 
-// One value of the output gradient: dy[dy_row + ox], or zero outside the output row.
-fn grad_at(dy_row: u32, ox: i32, row_ok: bool) -> f32 {
-    let inside = clamp(ox, 0, i32(p.out_w) - 1);
-    return select(0.0, dy[dy_row + u32(inside)], row_ok && ox == inside);
-}
-
-// Input gradient, a transposed convolution: one invocation computes 4 input channels at 4
-// consecutive input pixels of one row, from weights packed [co][tap][ci] (4 input channels per
-// vec4 load). At stride 1 the 4 pixels' output-gradient values slide along the row.
+// Input gradient, step 1: spread dy into `spread` [batch, out_c, in_h + k_h - 1, in_w + k_w - 1],
+// dy[n, co, oy, ox] at row oy * stride + k_h - 1 - pad_top, column ox * stride + k_w - 1 - pad_left.
+// The rest of `spread` is zero from allocation and never written, so the input gradient is then a
+// valid, stride-1 convolution of `spread` with the weights transposed and flipped
+// (conv2d_pack_weights_by_input), which conv2d_forward computes with no padding checks.
+// Params: this convolution's. One workgroup per SPREAD_ROWS rows of dy, lanes along the row.
 @compute @workgroup_size(WG)
-fn conv2d_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                         @builtin(local_invocation_index) lid: u32) {
-    let quads = (p.in_w + 3u) / 4u;
-    let columns = p.batch * p.in_h * quads;
-    let col = (wid.x + wid.y * nwg.x) * WG + lid;
-    let c = min(col, columns - 1u);
-    let n = c / (p.in_h * quads);
-    let iy = (c / quads) % p.in_h;
-    let ix0 = (c % quads) * 4u;
-    let s = i32(p.stride);
-    // Output column (before dividing by the stride) that tap 0 of pixel ix0 feeds.
-    let t0 = i32(ix0 + p.pad_left);
-    let taps = p.k_h * p.k_w;
-    let in_c4 = (p.in_c + 3u) / 4u;
-
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
-    for (var co = 0u; co < p.out_c; co++) {
-        let dy_plane = (n * p.out_c + co) * p.out_h;
-        for (var ky = 0u; ky < p.k_h; ky++) {
-            let ty = i32(iy + p.pad_top) - i32(ky);
-            let oy = ty / s;
-            let row_ok = ty >= 0 && ty % s == 0 && oy < i32(p.out_h);
-            let dy_row = (dy_plane + u32(clamp(oy, 0, i32(p.out_h) - 1))) * p.out_w;
-            let k_row = (co * taps + ky * p.k_w) * in_c4 + wid.z;
-            if (s == 1) {
-                var g1 = grad_at(dy_row, t0 + 1, row_ok);
-                var g2 = grad_at(dy_row, t0 + 2, row_ok);
-                var g3 = grad_at(dy_row, t0 + 3, row_ok);
-                for (var kx = 0u; kx < p.k_w; kx++) {
-                    let g0 = grad_at(dy_row, t0 - i32(kx), row_ok);
-                    let wv = packed[k_row + kx * in_c4];
-                    acc0 += wv * g0;
-                    acc1 += wv * g1;
-                    acc2 += wv * g2;
-                    acc3 += wv * g3;
-                    g3 = g2;
-                    g2 = g1;
-                    g1 = g0;
-                }
-            } else {
-                for (var kx = 0u; kx < p.k_w; kx++) {
-                    let wv = packed[k_row + kx * in_c4];
-                    let t = t0 - i32(kx);
-                    acc0 += wv * select(0.0, grad_at(dy_row, t / s, row_ok), t % s == 0);
-                    acc1 += wv * select(0.0, grad_at(dy_row, (t + 1) / s, row_ok), (t + 1) % s == 0);
-                    acc2 += wv * select(0.0, grad_at(dy_row, (t + 2) / s, row_ok), (t + 2) % s == 0);
-                    acc3 += wv * select(0.0, grad_at(dy_row, (t + 3) / s, row_ok), (t + 3) % s == 0);
-                }
-            }
-        }
-    }
-    if (col >= columns) {
-        return;
-    }
-    let sums = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
-    for (var j = 0u; j < 4u; j++) {
-        let ix = ix0 + j;
-        for (var r = 0u; r < 4u; r++) {
-            let ci = wid.z * 4u + r;
-            if (ix < p.in_w && ci < p.in_c) {
-                dx[((n * p.in_c + ci) * p.in_h + iy) * p.in_w + ix] = sums[j][r];
+fn conv2d_spread_output_gradient(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                                 @builtin(local_invocation_index) lid: u32) {
+    let rows = p.batch * p.out_c * p.out_h;
+    let spread_h = p.in_h + p.k_h - 1u;
+    let spread_w = p.in_w + p.k_w - 1u;
+    let first = (wid.x + wid.y * nwg.x) * SPREAD_ROWS;
+    for (var row = first; row < min(first + SPREAD_ROWS, rows); row++) {
+        let plane = row / p.out_h;
+        let sy = (row % p.out_h) * p.stride + p.k_h - 1u - p.pad_top;
+        for (var ox = lid; ox < p.out_w; ox += WG) {
+            let sx = ox * p.stride + p.k_w - 1u - p.pad_left;
+            if (sy < spread_h && sx < spread_w) {
+                spread[(plane * spread_h + sy) * spread_w + sx] = dy[row * p.out_w + ox];
             }
         }
     }

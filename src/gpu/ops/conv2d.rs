@@ -17,8 +17,8 @@ static FORWARD: KernelSpec = KernelSpec {
 };
 static PACK_WEIGHTS_BY_INPUT: KernelSpec =
     KernelSpec { shader: &SHADER, entry: "conv2d_pack_weights_by_input", bindings: &[(2, Read), (12, ReadWrite)] };
-static BACKWARD_INPUT: KernelSpec =
-    KernelSpec { shader: &SHADER, entry: "conv2d_backward_input", bindings: &[(11, Read), (5, Read), (6, ReadWrite)] };
+static SPREAD_OUTPUT_GRADIENT: KernelSpec =
+    KernelSpec { shader: &SHADER, entry: "conv2d_spread_output_gradient", bindings: &[(5, Read), (13, ReadWrite)] };
 static BACKWARD_WEIGHT: KernelSpec =
     KernelSpec { shader: &SHADER, entry: "conv2d_backward_weight", bindings: &[(1, Read), (5, Read), (7, ReadWrite)] };
 static REDUCE_WEIGHT: KernelSpec = KernelSpec {
@@ -26,6 +26,10 @@ static REDUCE_WEIGHT: KernelSpec = KernelSpec {
     entry: "conv2d_reduce_weight",
     bindings: &[(10, Read), (8, ReadWrite), (9, ReadWrite)],
 };
+
+/// Rows of dy per workgroup, and lanes along a row, when spreading dy for the input gradient.
+const SPREAD_ROWS: u32 = 4;
+const SPREAD_WG: u32 = 64;
 
 /// Workgroup shape of the convolution kernels for an adapter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,26 +115,41 @@ pub fn conv2d_forward(
     expect_shape("weight", w, &shape.weight_dims())?;
     expect_shape("bias", b, &[shape.out_channels])?;
     expect_shape("output", y, &shape.output_dims())?;
-    let t = tiling(gpu.profile);
     let ckk = shape.in_channels * shape.kernel_h * shape.kernel_w;
     let out_c4 = shape.out_channels.div_ceil(4);
     let packed = GpuTensor::zeros(gpu, "conv2d packed weights", &[ckk, out_c4 * 4])?;
-    let params = Params { relu: relu as u32, ..Params::new(shape) };
     let pack = gpu.kernel(&PACK_WEIGHTS, &[("WG", 256.0)])?;
+    Ok(vec![
+        gpu.dispatch(&pack, &Params::new(shape), &[w, &packed], elementwise_grid(ckk * out_c4 * 4, 256))?,
+        forward_pass(gpu, shape, x, &packed, b, y, relu)?,
+    ])
+}
+
+/// The main forward pass over weights already packed tap-major.
+fn forward_pass(
+    gpu: &Gpu,
+    shape: &Conv2dShape,
+    x: &GpuTensor,
+    packed: &GpuTensor,
+    b: &GpuTensor,
+    y: &GpuTensor,
+    relu: bool,
+) -> Result<Dispatch> {
+    let t = tiling(gpu.profile);
+    let params = Params { relu: relu as u32, ..Params::new(shape) };
     let padded = shape.pad_top() > 0 || shape.pad_left() > 0 || shape.padding == Padding::Same;
     let forward = gpu.kernel(&FORWARD, &[("WG", t.workgroup as f64), ("PADDED", padded as u8 as f64)])?;
     // One invocation per 4 output pixels of a row and 4 output channels.
     let columns = (shape.batch * shape.out_h() * shape.out_w().div_ceil(4)) as u32;
     let [gx, gy, _] = grid(columns.div_ceil(t.workgroup));
-    Ok(vec![
-        gpu.dispatch(&pack, &params, &[w, &packed], elementwise_grid(ckk * out_c4 * 4, 256))?,
-        gpu.dispatch(&forward, &params, &[x, &packed, b, y], [gx, gy, out_c4 as u32])?,
-    ])
+    gpu.dispatch(&forward, &params, &[x, packed, b, y], [gx, gy, shape.out_channels.div_ceil(4) as u32])
 }
 
 /// `dx = conv_transpose(dy, w)`: the gradient w.r.t. the input. `dy` is the gradient at the
-/// convolution's output (after any ReLU backward). Two dispatches: the weights are repacked
-/// input-channel-minor first.
+/// convolution's output (after any ReLU backward). A convolution itself, run by the forward pass
+/// (see `shaders/conv2d.wgsl`): three dispatches, which pack the weights transposed and flipped,
+/// spread `dy` into a zero-padded buffer, and convolve the two. The buffers are allocated here and
+/// kept alive by the dispatches; the spread buffer's padding is zeroed once, at allocation.
 pub fn conv2d_backward_input(
     gpu: &Gpu,
     shape: &Conv2dShape,
@@ -142,19 +161,32 @@ pub fn conv2d_backward_input(
     expect_shape("output gradient", dy, &shape.output_dims())?;
     expect_shape("weight", w, &shape.weight_dims())?;
     expect_shape("input gradient", dx, &shape.input_dims())?;
-    let t = tiling(gpu.profile);
     let taps = shape.kernel_h * shape.kernel_w;
     let in_c4 = shape.in_channels.div_ceil(4);
-    let packed = GpuTensor::zeros(gpu, "conv2d packed weights", &[shape.out_channels, taps, in_c4 * 4])?;
+    let packed = GpuTensor::zeros(gpu, "conv2d transposed weights", &[shape.out_channels * taps, in_c4 * 4])?;
+    // dx = valid, stride-1 convolution of the spread gradient, out_c channels in, in_c out.
+    let transposed = Conv2dShape {
+        batch: shape.batch,
+        in_channels: shape.out_channels,
+        in_h: shape.in_h + shape.kernel_h - 1,
+        in_w: shape.in_w + shape.kernel_w - 1,
+        out_channels: shape.in_channels,
+        kernel_h: shape.kernel_h,
+        kernel_w: shape.kernel_w,
+        stride: 1,
+        padding: Padding::Valid,
+    };
+    let spread = GpuTensor::zeros(gpu, "conv2d spread output gradient", &transposed.input_dims())?;
+    let no_bias = GpuTensor::zeros(gpu, "conv2d zero bias", &[shape.in_channels])?;
     let params = Params::new(shape);
     let pack = gpu.kernel(&PACK_WEIGHTS_BY_INPUT, &[("WG", 256.0)])?;
-    let kernel = gpu.kernel(&BACKWARD_INPUT, &[("WG", t.workgroup as f64)])?;
-    // One invocation per 4 input pixels of a row and 4 input channels.
-    let columns = (shape.batch * shape.in_h * shape.in_w.div_ceil(4)) as u32;
-    let [gx, gy, _] = grid(columns.div_ceil(t.workgroup));
+    let spread_kernel =
+        gpu.kernel(&SPREAD_OUTPUT_GRADIENT, &[("WG", SPREAD_WG as f64), ("SPREAD_ROWS", SPREAD_ROWS as f64)])?;
+    let dy_rows = (shape.batch * shape.out_channels * shape.out_h()) as u32;
     Ok(vec![
-        gpu.dispatch(&pack, &params, &[w, &packed], elementwise_grid(shape.out_channels * taps * in_c4 * 4, 256))?,
-        gpu.dispatch(&kernel, &params, &[&packed, dy, dx], [gx, gy, in_c4 as u32])?,
+        gpu.dispatch(&pack, &params, &[w, &packed], elementwise_grid(packed.len(), 256))?,
+        gpu.dispatch(&spread_kernel, &params, &[dy, &spread], grid(dy_rows.div_ceil(SPREAD_ROWS)))?,
+        forward_pass(gpu, &transposed, &spread, &packed, &no_bias, dx, false)?,
     ])
 }
 
