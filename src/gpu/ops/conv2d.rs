@@ -38,15 +38,27 @@ pub struct ConvTiling {
     pub workgroup: u32,
     /// Workgroups the weight-gradient pass aims for, by splitting its long reduction.
     pub target_workgroups: u32,
+    /// The weight-gradient pass sizes its workgroups to its lane count, in multiples of this
+    /// many invocations and at most `weight_workgroup_max`.
+    pub weight_lane_multiple: u32,
+    pub weight_workgroup_max: u32,
 }
 
 /// The tiling for an adapter. Lavapipe runs a workgroup on one CPU thread, 8 lanes at a time, and
-/// a few workgroups per core keep it busy. GPUs want many more workgroups in flight to hide memory
-/// latency, hence more splits of the weight-gradient reduction.
+/// a few workgroups per core keep it busy. Splitting the weight-gradient reduction further only
+/// cost time there (Model A's conv2 1.7 s with 64 workgroups' worth of splits, 0.4-0.6 s with 16),
+/// and a workgroup of any multiple of 8 lanes does as well as a power of two, so that pass sizes
+/// its workgroups to its lanes (97 lanes: two workgroups of 56, not two of 64). GPUs want many
+/// more workgroups in flight to hide memory latency, hence many more splits, and whole 64-wide
+/// waves.
 pub fn tiling(profile: AdapterProfile) -> ConvTiling {
     match profile {
-        AdapterProfile::Software => ConvTiling { workgroup: 64, target_workgroups: 64 },
-        AdapterProfile::Hardware => ConvTiling { workgroup: 64, target_workgroups: 2048 },
+        AdapterProfile::Software => {
+            ConvTiling { workgroup: 64, target_workgroups: 16, weight_lane_multiple: 8, weight_workgroup_max: 64 }
+        }
+        AdapterProfile::Hardware => {
+            ConvTiling { workgroup: 64, target_workgroups: 2048, weight_lane_multiple: 64, weight_workgroup_max: 64 }
+        }
     }
 }
 
@@ -210,10 +222,10 @@ pub fn conv2d_backward_weight(
     let ckk = shape.in_channels * shape.kernel_h * shape.kernel_w;
     // One invocation per (ci, ky, 4 columns of the kernel), and one for the bias.
     let lanes = (shape.in_channels * shape.kernel_h * shape.kernel_w.div_ceil(4) + 1) as u32;
-    // Few lanes (a first layer has 3*3 + 1) would leave most of a 64-wide workgroup idle: shrink
-    // it to the next power of two, at least one SIMD width.
-    let workgroup = lanes.next_power_of_two().clamp(8, t.workgroup);
-    let column_groups = lanes.div_ceil(workgroup);
+    // As few workgroups across the lanes as fit, each as small as holds its share (a first layer
+    // has only 3*3 + 1 lanes).
+    let column_groups = lanes.div_ceil(t.weight_workgroup_max);
+    let workgroup = lanes.div_ceil(column_groups).next_multiple_of(t.weight_lane_multiple).min(t.weight_workgroup_max);
     let row_groups = (shape.out_channels as u32).div_ceil(4);
     let rows = (shape.batch * shape.out_h()) as u32;
     let wanted = (t.target_workgroups / (column_groups * row_groups)).clamp(1, rows.min(MAX_WORKGROUPS_PER_DIM));
