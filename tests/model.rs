@@ -3,6 +3,7 @@
 
 mod common;
 use common::*;
+use wgcnn::model::backend::{Backend, Predictor};
 use wgcnn::model::cpu::CpuModel;
 use wgcnn::model::gpu::GpuModel;
 use wgcnn::model::spec::{Architecture, InputShape};
@@ -122,4 +123,28 @@ fn a_saved_and_reloaded_model_predicts_the_same_numbers() {
     let mut reloaded = GpuModel::new(gpu, &loaded.architecture, 4, &loaded.weights, &options).unwrap();
     let (images, _) = batch(7, 4, 3 * 13 * 15, 3);
     assert_bits_equal("probabilities", &model.predict(&images).unwrap(), &reloaded.predict(&images).unwrap());
+}
+
+#[test]
+fn predictor_pads_the_last_batch_and_matches_one_full_batch() {
+    let arch = small_architecture(3);
+    let weights = arch.initial_weights(5).unwrap();
+    let backend = Backend::Gpu(gpu());
+    let (images, _) = batch(9, 5, arch.input.elements(), 3);
+    let whole = Predictor::new(&backend, &arch, &weights, 5).unwrap().predict(&images).unwrap();
+    let mut by_two = Predictor::new(&backend, &arch, &weights, 2).unwrap();
+    let chunked = by_two.predict(&images).unwrap();
+    assert_eq!(whole.len(), 5);
+    assert_eq!(chunked.len(), 5);
+    for (i, (a, b)) in whole.iter().zip(&chunked).enumerate() {
+        assert_close(&format!("image {i}"), b, a, 1e-6, 1e-5);
+        assert!((a.iter().sum::<f32>() - 1.0).abs() < 1e-5, "softmax row {i} sums to 1: {a:?}");
+    }
+    // The CPU backend gives the same numbers.
+    let cpu = Predictor::new(&Backend::Cpu, &arch, &weights, 2).unwrap().predict(&images).unwrap();
+    for (i, (a, b)) in whole.iter().zip(&cpu).enumerate() {
+        assert_close(&format!("cpu image {i}"), b, a, 1e-5, 1e-4);
+    }
+    // A length that is not whole images is an error, not a panic.
+    assert!(by_two.predict(&images[1..]).is_err());
 }

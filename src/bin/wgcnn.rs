@@ -5,10 +5,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use wgcnn::gpu::context::{DEVICE_ENV, describe_adapter, list_adapters};
 use wgcnn::gpu::{DeviceChoice, Gpu};
-use wgcnn::model::cpu::CpuModel;
-use wgcnn::model::gpu::GpuModel;
+use wgcnn::model::TrainOptions;
+use wgcnn::model::backend::Backend;
 use wgcnn::model::spec::Architecture;
-use wgcnn::model::{TrainOptions, Trainable};
 use wgcnn::train::throughput::measure_training;
 
 #[derive(Parser)]
@@ -57,14 +56,9 @@ fn bench_train(
     let arch = Architecture::preset(preset)?;
     let batch = batch.unwrap_or(if preset == "happy-sad" { 32 } else { 64 });
     let weights = arch.initial_weights(1)?;
-    let options = TrainOptions::default();
-    let (mut model, adapter): (Box<dyn Trainable>, String) = if *choice == DeviceChoice::Cpu {
-        (Box::new(CpuModel::new(&arch, batch, &weights, &options)?), "the CPU reference backend".into())
-    } else {
-        let gpu = Gpu::new(choice)?;
-        let name = gpu.describe();
-        (Box::new(GpuModel::new(gpu, &arch, batch, &weights, &options)?), name)
-    };
+    let backend = Backend::new(choice)?;
+    let mut model = backend.model(&arch, batch, &weights, &TrainOptions::default())?;
+    let adapter = backend.describe();
     println!("adapter: {adapter}");
     println!("model: {preset} ({arch}) at {}, batch {batch}", arch.input);
     let sample_len = arch.input.elements();

@@ -1,6 +1,7 @@
 //! Models: architectures as data, their parameters, and what the trainer needs from a model
 //! running on a backend (the GPU kernels or the CPU reference).
 
+pub mod backend;
 pub mod cpu;
 pub mod file;
 pub mod gpu;

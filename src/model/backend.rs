@@ -1,0 +1,100 @@
+//! A model on the backend a [`DeviceChoice`] names (a GPU adapter or the CPU reference), and
+//! [`Predictor`]: inference on any number of images with a fixed-batch model, for `predict`,
+//! `eval` and the web server.
+
+use std::sync::Arc;
+
+use super::cpu::CpuModel;
+use super::gpu::GpuModel;
+use super::spec::Architecture;
+use super::{NamedTensor, TrainOptions, Trainable};
+use crate::gpu::{DeviceChoice, Gpu};
+use crate::{Error, Result};
+
+/// Where models run: one GPU context shared by every model made here, or the CPU reference.
+#[derive(Clone)]
+pub enum Backend {
+    Gpu(Arc<Gpu>),
+    Cpu,
+}
+
+impl Backend {
+    /// Opens the adapter `choice` names (nothing to open for [`DeviceChoice::Cpu`]).
+    pub fn new(choice: &DeviceChoice) -> Result<Self> {
+        Ok(match choice {
+            DeviceChoice::Cpu => Backend::Cpu,
+            _ => Backend::Gpu(Gpu::new(choice)?),
+        })
+    }
+
+    /// The adapter in words, as `wgcnn info` prints it.
+    pub fn describe(&self) -> String {
+        match self {
+            Backend::Gpu(gpu) => gpu.describe(),
+            Backend::Cpu => "the CPU reference backend".into(),
+        }
+    }
+
+    /// A model of `architecture` for `batch` images per call, holding `weights`.
+    pub fn model(
+        &self,
+        architecture: &Architecture,
+        batch: usize,
+        weights: &[NamedTensor],
+        options: &TrainOptions,
+    ) -> Result<Box<dyn Trainable + Send>> {
+        Ok(match self {
+            Backend::Gpu(gpu) => Box::new(GpuModel::new(gpu.clone(), architecture, batch, weights, options)?),
+            Backend::Cpu => Box::new(CpuModel::new(architecture, batch, weights, options)?),
+        })
+    }
+}
+
+/// Inference on any number of images: they go through a fixed-batch model a batch at a time,
+/// the last batch padded (padding rows' outputs are dropped).
+pub struct Predictor {
+    model: Box<dyn Trainable + Send>,
+    sample_len: usize,
+    outputs: usize,
+}
+
+impl Predictor {
+    /// A predictor of `architecture` with `weights`, running `batch` images per call.
+    pub fn new(backend: &Backend, architecture: &Architecture, weights: &[NamedTensor], batch: usize) -> Result<Self> {
+        let model = backend.model(architecture, batch, weights, &TrainOptions::default())?;
+        Ok(Self { model, sample_len: architecture.input.elements(), outputs: architecture.outputs() })
+    }
+
+    /// Values per image (channels x height x width).
+    pub fn sample_len(&self) -> usize {
+        self.sample_len
+    }
+
+    /// Images per model call.
+    pub fn batch_size(&self) -> usize {
+        self.model.batch_size()
+    }
+
+    /// The model's output probabilities for each image of `images` (NCHW f32, any count): one row
+    /// of `outputs` values per image (one sigmoid value for a binary model).
+    pub fn predict(&mut self, images: &[f32]) -> Result<Vec<Vec<f32>>> {
+        if images.len() % self.sample_len != 0 {
+            return Err(Error::shape(
+                "predictor images",
+                format!("a multiple of {} values (one image)", self.sample_len),
+                format!("{} values", images.len()),
+            ));
+        }
+        let batch = self.model.batch_size();
+        let mut rows = Vec::with_capacity(images.len() / self.sample_len);
+        let mut padded = vec![0.0; batch * self.sample_len];
+        for chunk in images.chunks(batch * self.sample_len) {
+            padded[..chunk.len()].copy_from_slice(chunk);
+            padded[chunk.len()..].fill(0.0);
+            let probabilities = self.model.predict(&padded)?;
+            let count = chunk.len() / self.sample_len;
+            rows.extend(probabilities.chunks_exact(self.outputs).take(count).map(<[f32]>::to_vec));
+        }
+        Ok(rows)
+    }
+}
