@@ -78,7 +78,7 @@ impl Predictor {
     /// The model's output probabilities for each image of `images` (NCHW f32, any count): one row
     /// of `outputs` values per image (one sigmoid value for a binary model).
     pub fn predict(&mut self, images: &[f32]) -> Result<Vec<Vec<f32>>> {
-        if images.len() % self.sample_len != 0 {
+        if !images.len().is_multiple_of(self.sample_len) {
             return Err(Error::shape(
                 "predictor images",
                 format!("a multiple of {} values (one image)", self.sample_len),
