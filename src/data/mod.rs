@@ -6,3 +6,4 @@ pub mod folder;
 pub mod image;
 pub mod loader;
 pub mod split;
+pub mod synth;
