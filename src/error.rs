@@ -37,6 +37,9 @@ pub enum Error {
     #[error("reading back a GPU buffer failed: {0}")]
     Readback(String),
 
+    #[error("dataset folder {path}: {reason}")]
+    Dataset { path: std::path::PathBuf, reason: String },
+
     #[error("{0}")]
     Invalid(String),
 }

@@ -2,6 +2,7 @@
 //! with a plain CPU reference of every kernel that the tests hold them to.
 
 pub mod cpu;
+pub mod data;
 pub mod error;
 pub mod gpu;
 pub mod model;

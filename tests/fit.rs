@@ -397,3 +397,71 @@ fn bad_settings_are_errors() {
     assert!(err.to_string().contains("validation set is empty"), "{err}");
     assert!(model.train_batches.is_empty());
 }
+
+/// A source that takes `delay` per batch and records the epoch of every call.
+struct SlowSource {
+    data: InMemoryDataset,
+    delay: std::time::Duration,
+    epochs: std::sync::Mutex<Vec<usize>>,
+}
+
+impl BatchSource for SlowSource {
+    fn len(&self) -> usize {
+        self.data.len()
+    }
+    fn sample_len(&self) -> usize {
+        self.data.sample_len()
+    }
+    fn fill(&self, indices: &[usize], epoch: usize, images: &mut [f32], labels: &mut [u32]) -> Result<()> {
+        std::thread::sleep(self.delay);
+        self.epochs.lock().unwrap().push(epoch);
+        self.data.fill(indices, epoch, images, labels)
+    }
+}
+
+/// The mock model, taking `delay` per training step.
+struct SlowModel {
+    model: MockModel,
+    delay: std::time::Duration,
+}
+
+impl Trainable for SlowModel {
+    fn batch_size(&self) -> usize {
+        self.model.batch_size()
+    }
+    fn train_step(&mut self, images: &[f32], labels: &[u32], lr: f32) -> Result<StepStats> {
+        std::thread::sleep(self.delay);
+        self.model.train_step(images, labels, lr)
+    }
+    fn evaluate(&mut self, images: &[f32], labels: &[u32]) -> Result<StepStats> {
+        self.model.evaluate(images, labels)
+    }
+    fn predict(&mut self, images: &[f32]) -> Result<Vec<f32>> {
+        self.model.predict(images)
+    }
+    fn weights(&self) -> Result<Vec<NamedTensor>> {
+        self.model.weights()
+    }
+    fn set_weights(&mut self, weights: &[NamedTensor]) -> Result<()> {
+        self.model.set_weights(weights)
+    }
+}
+
+#[test]
+fn the_next_batch_is_prepared_while_the_model_trains_and_sources_see_the_epoch() {
+    let ms = std::time::Duration::from_millis;
+    let train_source = SlowSource { data: dataset(24), delay: ms(30), epochs: Default::default() };
+    let validation = SlowSource { data: dataset(5), delay: ms(0), epochs: Default::default() };
+    let mut model = SlowModel { model: MockModel::new(4, 24), delay: ms(60) };
+    let outcome = fit(&mut model, &train_source, Some(&validation as &dyn BatchSource), &silent(2)).unwrap();
+    assert_eq!(model.model.train_batches.len(), 12, "the same batches as without prefetching");
+    assert_eq!(*train_source.epochs.lock().unwrap(), [1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2]);
+    assert_eq!(*validation.epochs.lock().unwrap(), [0, 0, 0, 0], "evaluation is epoch 0");
+    let timing = outcome.batches;
+    println!("{timing}");
+    assert_eq!(timing.batches, 12 + 4);
+    assert!(timing.prepare_seconds >= 12.0 * 0.03, "{timing:?}");
+    assert!(timing.first_batch_seconds >= 2.0 * 0.03, "each epoch waits for its first batch: {timing:?}");
+    // Ten later training batches took 30 ms each to prepare, all while the 60 ms steps ran.
+    assert!(timing.wait_seconds < 0.15, "the model waited for prefetched batches: {timing:?}");
+}

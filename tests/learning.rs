@@ -61,7 +61,7 @@ fn a_small_model_reaches_95_percent_validation_accuracy() {
     // And it is the model, not the history, that knows: predict the validation set directly.
     let mut images = vec![0.0; 16 * validation.sample_len()];
     let mut labels = vec![0; 16];
-    validation.fill(&(0..16).collect::<Vec<_>>(), &mut images, &mut labels).unwrap();
+    validation.fill(&(0..16).collect::<Vec<_>>(), 0, &mut images, &mut labels).unwrap();
     let probabilities = model.predict(&images).unwrap();
     let right = probabilities.iter().zip(&labels).filter(|(p, l)| (**p > 0.5) == (**l == 1)).count();
     assert!(right >= 14, "{right} of 16 predicted right");

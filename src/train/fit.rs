@@ -4,7 +4,9 @@
 
 use std::fmt::{self, Write as _};
 use std::io::IsTerminal;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -123,6 +125,33 @@ pub struct FitOutcome {
     pub stop: StopReason,
     /// The epoch the early-stopping monitor rated best; None without early stopping.
     pub best_epoch: Option<usize>,
+    /// How long batches took to prepare, and how long the model waited for them.
+    pub batches: BatchTiming,
+}
+
+/// Time spent on the host data of a run: each batch is prepared on a background thread while the
+/// model works on the one before, so the model waits only when preparing is the slower.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct BatchTiming {
+    /// Batches fed to the model, training and evaluation.
+    pub batches: usize,
+    /// Seconds spent preparing them (filling, converting, augmenting), on the background thread.
+    pub prepare_seconds: f64,
+    /// Seconds the trainer waited for the first batch of each pass (an epoch's training, a
+    /// validation), which nothing runs beside.
+    pub first_batch_seconds: f64,
+    /// Seconds the trainer waited for every later batch: 0 when preparing keeps ahead of the model.
+    pub wait_seconds: f64,
+}
+
+impl fmt::Display for BatchTiming {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} batches prepared in {:.3} s on the background thread; the model waited {:.3} s for first batches, {:.3} s for the others",
+            self.batches, self.prepare_seconds, self.first_batch_seconds, self.wait_seconds
+        )
+    }
 }
 
 /// Trains `model` on `train` for `config.epochs` epochs, as Keras's `fit`.
@@ -151,7 +180,7 @@ pub fn fit(
     check_inputs(batch, train, validation, config)?;
     let progress = config.progress.resolved();
     let steps = train.len() / batch;
-    let mut buffer = BatchBuffer::new(batch, train.sample_len());
+    let mut timing = BatchTiming::default();
     let mut early_stopping = config.early_stopping.as_ref().map(EarlyStoppingState::new);
     let mut lr_reducer = config.reduce_lr.as_ref().map(LrReducer::new);
     let mut lr = config.lr;
@@ -164,7 +193,8 @@ pub fn fit(
         let started = Instant::now();
         let bar = (progress == Progress::Bars).then(|| epoch_bar(epoch, config.epochs, steps));
         let order = epoch_order(train.len(), config.seed, epoch, config.shuffle);
-        let train_stats = match train_epoch(model, train, &order, &mut buffer, lr, bar.as_ref())? {
+        let run = train_epoch(model, train, &order, epoch, lr, bar.as_ref(), &mut timing)?;
+        let train_stats = match run {
             EpochRun::Finished(stats) => stats,
             EpochRun::NonFinite { step } => {
                 if let Some(bar) = bar {
@@ -178,7 +208,7 @@ pub fn fit(
         if let Some(bar) = &bar {
             bar.set_message("- validating");
         }
-        let val_stats = validation.map(|source| evaluate_all(model, source, &mut buffer)).transpose()?;
+        let val_stats = validation.map(|source| evaluate_all(model, source, &mut timing)).transpose()?;
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
@@ -220,7 +250,7 @@ pub fn fit(
         model.set_weights(weights)?;
     }
     let best_epoch = early_stopping.as_ref().and_then(EarlyStoppingState::best_epoch);
-    Ok(FitOutcome { history, stop, best_epoch })
+    Ok(FitOutcome { history, stop, best_epoch, batches: timing })
 }
 
 fn check_inputs(
@@ -275,7 +305,7 @@ fn epoch_order(len: usize, seed: u64, epoch: usize, shuffle: bool) -> Vec<usize>
     order
 }
 
-/// One batch of host images and labels, reused for every step.
+/// One batch of host images and labels.
 struct BatchBuffer {
     images: Vec<f32>,
     labels: Vec<u32>,
@@ -286,17 +316,63 @@ impl BatchBuffer {
         Self { images: vec![0.0; batch * sample_len], labels: vec![PADDING_LABEL; batch] }
     }
 
-    fn batch(&self) -> usize {
-        self.labels.len()
-    }
-
     /// Loads the samples at `indices`; the rows after them become padding (zeros, [`PADDING_LABEL`]).
-    fn load(&mut self, source: &dyn BatchSource, indices: &[usize]) -> Result<()> {
-        source.fill(indices, &mut self.images, &mut self.labels)?;
+    fn load(&mut self, source: &dyn BatchSource, indices: &[usize], epoch: usize) -> Result<()> {
+        source.fill(indices, epoch, &mut self.images, &mut self.labels)?;
         self.images[indices.len() * source.sample_len()..].fill(0.0);
         self.labels[indices.len()..].fill(PADDING_LABEL);
         Ok(())
     }
+}
+
+/// Hands `consume` the batches of `chunks` in order. A background thread prepares each batch
+/// while `consume` works on the one before (two buffers in turn), so the data is the same as
+/// when prepared in line and training stays bit-for-bit reproducible. Stops at the first error
+/// or when `consume` breaks; the time spent is added to `timing`.
+fn prefetched<'a>(
+    source: &dyn BatchSource,
+    chunks: impl Iterator<Item = &'a [usize]> + Send,
+    batch: usize,
+    epoch: usize,
+    timing: &mut BatchTiming,
+    mut consume: impl FnMut(&BatchBuffer) -> Result<ControlFlow<()>>,
+) -> Result<()> {
+    std::thread::scope(|scope| {
+        let (ready_tx, ready_rx) = mpsc::sync_channel::<(Result<BatchBuffer>, f64)>(1);
+        let (free_tx, free_rx) = mpsc::channel::<BatchBuffer>();
+        for _ in 0..2 {
+            free_tx.send(BatchBuffer::new(batch, source.sample_len())).expect("the receiver is alive");
+        }
+        scope.spawn(move || {
+            for indices in chunks {
+                // Both ends close when the consumer returns, which ends this thread.
+                let Ok(mut buffer) = free_rx.recv() else { return };
+                let started = Instant::now();
+                let loaded = buffer.load(source, indices, epoch).map(|()| buffer);
+                if ready_tx.send((loaded, started.elapsed().as_secs_f64())).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut first = true;
+        loop {
+            let waiting = Instant::now();
+            let Ok((loaded, prepare_seconds)) = ready_rx.recv() else { return Ok(()) };
+            let waited = waiting.elapsed().as_secs_f64();
+            match std::mem::replace(&mut first, false) {
+                true => timing.first_batch_seconds += waited,
+                false => timing.wait_seconds += waited,
+            }
+            timing.prepare_seconds += prepare_seconds;
+            timing.batches += 1;
+            let buffer = loaded?;
+            if consume(&buffer)?.is_break() {
+                return Ok(());
+            }
+            // Fails only once the producer has finished, when the buffer is no longer needed.
+            let _ = free_tx.send(buffer);
+        }
+    })
 }
 
 enum EpochRun {
@@ -311,34 +387,41 @@ fn train_epoch(
     model: &mut dyn Trainable,
     train: &dyn BatchSource,
     order: &[usize],
-    buffer: &mut BatchBuffer,
+    epoch: usize,
     lr: f64,
     bar: Option<&ProgressBar>,
+    timing: &mut BatchTiming,
 ) -> Result<EpochRun> {
+    let batch = model.batch_size();
     let mut total = StepStats::default();
-    for (step, indices) in order.chunks_exact(buffer.batch()).enumerate() {
-        buffer.load(train, indices)?;
+    let mut steps = 0;
+    let mut non_finite = false;
+    prefetched(train, order.chunks_exact(batch), batch, epoch, timing, |buffer| {
+        steps += 1;
         let stats = model.train_step(&buffer.images, &buffer.labels, lr as f32)?;
         if !stats.loss_sum.is_finite() {
-            return Ok(EpochRun::NonFinite { step: step + 1 });
+            non_finite = true;
+            return Ok(ControlFlow::Break(()));
         }
         total.add(stats);
         if let Some(bar) = bar {
             bar.set_message(format!("- loss {:.4} - accuracy {:.4}", total.mean_loss(), total.accuracy()));
             bar.inc(1);
         }
-    }
-    Ok(EpochRun::Finished(total))
+        Ok(ControlFlow::Continue(()))
+    })?;
+    Ok(if non_finite { EpochRun::NonFinite { step: steps } } else { EpochRun::Finished(total) })
 }
 
 /// Loss and accuracy over every sample of `source`, in order.
-fn evaluate_all(model: &mut dyn Trainable, source: &dyn BatchSource, buffer: &mut BatchBuffer) -> Result<StepStats> {
+fn evaluate_all(model: &mut dyn Trainable, source: &dyn BatchSource, timing: &mut BatchTiming) -> Result<StepStats> {
+    let batch = model.batch_size();
     let indices: Vec<usize> = (0..source.len()).collect();
     let mut total = StepStats::default();
-    for chunk in indices.chunks(buffer.batch()) {
-        buffer.load(source, chunk)?;
+    prefetched(source, indices.chunks(batch), batch, 0, timing, |buffer| {
         total.add(model.evaluate(&buffer.images, &buffer.labels)?);
-    }
+        Ok(ControlFlow::Continue(()))
+    })?;
     Ok(total)
 }
 

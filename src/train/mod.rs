@@ -30,14 +30,17 @@ pub struct History {
 }
 
 /// Where batches come from: `len` samples of `sample_len` f32 each (NCHW without the N), with
-/// class labels. `fill` writes the samples at `indices` into the start of `images`/`labels`.
+/// class labels. `Sync`, as the trainer prepares the next batch on another thread.
 pub trait BatchSource: Sync {
     fn len(&self) -> usize;
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
     fn sample_len(&self) -> usize;
-    fn fill(&self, indices: &[usize], images: &mut [f32], labels: &mut [u32]) -> Result<()>;
+    /// Writes the samples at `indices` into the start of `images`/`labels`. `epoch` is the
+    /// trainer's 1-based epoch for training batches, 0 for evaluation: a source that augments keys its random draws
+    /// by it, so each epoch sees new variants and a run repeats exactly; others ignore it.
+    fn fill(&self, indices: &[usize], epoch: usize, images: &mut [f32], labels: &mut [u32]) -> Result<()>;
 }
 
 /// Samples held in memory as f32 (tests, generated data).
@@ -68,7 +71,7 @@ impl BatchSource for InMemoryDataset {
     fn sample_len(&self) -> usize {
         self.sample_len
     }
-    fn fill(&self, indices: &[usize], images: &mut [f32], labels: &mut [u32]) -> Result<()> {
+    fn fill(&self, indices: &[usize], _epoch: usize, images: &mut [f32], labels: &mut [u32]) -> Result<()> {
         for (slot, &i) in indices.iter().enumerate() {
             let src = self
                 .images

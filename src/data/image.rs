@@ -1,0 +1,240 @@
+//! One image file's bytes to the model's input: the format recognised from the content (not the
+//! file name), EXIF orientation applied, converted to RGB or grayscale, resized with a triangle
+//! filter to the input size (stretched, centre-cropped or padded), as planar (CHW) u8.
+//!
+//! The loader, `predict` and the web server all go through [`decode_and_resize`], so an image is
+//! prepared the same way for training and for inference.
+
+use std::io::Cursor;
+
+use image::imageops::FilterType;
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
+use thiserror::Error;
+
+/// How a model takes its images.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InputFormat {
+    /// 1 (grayscale) or 3 (RGB).
+    pub channels: usize,
+    /// (height, width) in pixels.
+    pub size: (u32, u32),
+    /// How an image of another aspect ratio is brought to `size`.
+    pub fit: Fit,
+}
+
+/// How an image is brought to the input size when its aspect ratio differs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Fit {
+    /// Resized to exactly the input size, distorting the aspect ratio (Keras's default).
+    #[default]
+    Stretch,
+    /// Scaled so the shorter side fits, the longer side cut equally on both ends.
+    CenterCrop,
+    /// Scaled so the longer side fits, centred on black.
+    Pad,
+}
+
+impl std::str::FromStr for Fit {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "stretch" => Ok(Fit::Stretch),
+            "crop" | "center-crop" => Ok(Fit::CenterCrop),
+            "pad" => Ok(Fit::Pad),
+            _ => Err(format!("unknown fit {s:?}: expected stretch, crop or pad")),
+        }
+    }
+}
+
+impl InputFormat {
+    /// RGB at `height` x `width`, stretched.
+    pub fn rgb(height: u32, width: u32) -> Self {
+        Self { channels: 3, size: (height, width), fit: Fit::Stretch }
+    }
+
+    /// Values per image: channels * height * width.
+    pub fn sample_len(&self) -> usize {
+        self.channels * self.size.0 as usize * self.size.1 as usize
+    }
+
+    /// Checks the channels (1 or 3) and that the size is not zero.
+    pub fn validate(&self) -> crate::Result<()> {
+        if !matches!(self.channels, 1 | 3) || self.size.0 == 0 || self.size.1 == 0 {
+            return Err(crate::Error::Invalid(format!(
+                "input format: expected 1 or 3 channels and a non-zero size, got {} channels at {}x{}",
+                self.channels, self.size.0, self.size.1
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Why a file's bytes did not give an image.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("the file is empty")]
+    Empty,
+    #[error("not an image: the content is none of JPEG, PNG, GIF, BMP, WebP, TIFF or the other formats known")]
+    NotAnImage,
+    #[error("truncated {format}: {detail}")]
+    Truncated { format: String, detail: String },
+    #[error("unreadable {format}: {detail}")]
+    Unreadable { format: String, detail: String },
+}
+
+/// A decoded and resized image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodedImage {
+    /// Planar (CHW) u8, `InputFormat::sample_len` values.
+    pub pixels: Vec<u8>,
+    /// The format found in the content.
+    pub format: ImageFormat,
+    /// (width, height) of the image as stored, before orientation and resizing.
+    pub original_size: (u32, u32),
+}
+
+/// Decodes an image file's bytes (whatever its name says) and prepares it per `input`: EXIF
+/// orientation applied; 16-bit, alpha, palette and grayscale converted to RGB8 (alpha dropped, as
+/// Keras and PIL's `convert("RGB")` do) or to 8-bit luma; resized per `input.fit` with a triangle
+/// filter (large images are first reduced by area averaging to twice the target, which is faster
+/// and as smooth); planar (CHW) u8 out.
+pub fn decode_and_resize(bytes: &[u8], input: &InputFormat) -> Result<DecodedImage, DecodeError> {
+    if bytes.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|_| DecodeError::NotAnImage)?;
+    let format = reader.format().ok_or(DecodeError::NotAnImage)?;
+    let name = format_name(format);
+    if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
+        return Err(DecodeError::Truncated {
+            format: name,
+            detail: "the data ends before the end-of-image marker".into(),
+        });
+    }
+    let unreadable = |e: image::ImageError| classify(&name, e);
+    let mut decoder = reader.into_decoder().map_err(unreadable)?;
+    let original_size = decoder.dimensions();
+    // A broken EXIF block is no reason to lose the image: it keeps the stored orientation.
+    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let decoded = DynamicImage::from_decoder(decoder).map_err(unreadable)?;
+    let mut image = match input.channels {
+        1 => DynamicImage::ImageLuma8(decoded.into_luma8()),
+        _ => DynamicImage::ImageRgb8(decoded.into_rgb8()),
+    };
+    image.apply_orientation(orientation);
+    let resized = fit_to(image, input);
+    Ok(DecodedImage { pixels: planar(&resized, input.channels), format, original_size })
+}
+
+/// The format's name as people write it: JPEG, PNG, WEBP...
+pub fn format_name(format: ImageFormat) -> String {
+    format!("{format:?}").to_uppercase()
+}
+
+/// Pixels in [0, 1]: `value / 255` for each u8.
+pub fn to_f32_planar(pixels: &[u8]) -> Vec<f32> {
+    let mut out = vec![0.0; pixels.len()];
+    to_f32_into(pixels, &mut out);
+    out
+}
+
+/// [`to_f32_planar`] into a buffer of the same length (a batch slot).
+pub fn to_f32_into(pixels: &[u8], out: &mut [f32]) {
+    for (value, &byte) in out.iter_mut().zip(pixels) {
+        *value = f32::from(byte) / 255.0;
+    }
+}
+
+/// An I/O error inside a decoder means its reader ran out of bytes: the file is cut short.
+fn classify(format: &str, error: image::ImageError) -> DecodeError {
+    let detail = error.to_string();
+    let truncated = match &error {
+        image::ImageError::IoError(e) => e.kind() == std::io::ErrorKind::UnexpectedEof,
+        _ => ["eof", "end of file", "unexpected end", "truncated", "no more bytes"]
+            .iter()
+            .any(|hint| detail.to_lowercase().contains(hint)),
+    };
+    let format = format.to_string();
+    if truncated { DecodeError::Truncated { format, detail } } else { DecodeError::Unreadable { format, detail } }
+}
+
+/// Whether a JPEG has its end-of-image marker (FF D9) after the start of its last scan (FF DA).
+/// The JPEG decoder fills a cut-off scan with grey instead of failing; this finds such files.
+/// Scan data cannot hold FF D9 (an FF there is followed by 00 or a restart marker), and an EXIF
+/// thumbnail's own markers come before the main image's scans.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let last_scan = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
+    match last_scan {
+        Some(start) => bytes[start..].windows(2).any(|w| w == [0xFF, 0xD9]),
+        None => false,
+    }
+}
+
+/// Brings `image` to the input size per its fit.
+fn fit_to(image: DynamicImage, input: &InputFormat) -> DynamicImage {
+    let (height, width) = input.size;
+    let (w, h) = (image.width(), image.height());
+    match input.fit {
+        Fit::Stretch => resize(&image, width, height),
+        Fit::CenterCrop => {
+            // Crop the source to the target's aspect ratio, then resize: (w/h > width/height) = wider.
+            let (cw, ch) = if u64::from(w) * u64::from(height) > u64::from(h) * u64::from(width) {
+                (scaled(h, width, height).min(w), h)
+            } else {
+                (w, scaled(w, height, width).min(h))
+            };
+            resize(&image.crop_imm((w - cw) / 2, (h - ch) / 2, cw, ch), width, height)
+        }
+        Fit::Pad => {
+            let (nw, nh) = if u64::from(w) * u64::from(height) > u64::from(h) * u64::from(width) {
+                (width, scaled(h, width, w).min(height))
+            } else {
+                (scaled(w, height, h).min(width), height)
+            };
+            let inner = resize(&image, nw, nh);
+            let mut canvas = match image {
+                DynamicImage::ImageLuma8(_) => DynamicImage::new_luma8(width, height),
+                _ => DynamicImage::new_rgb8(width, height),
+            };
+            image::imageops::overlay(&mut canvas, &inner, i64::from((width - nw) / 2), i64::from((height - nh) / 2));
+            canvas
+        }
+    }
+}
+
+/// `value * numerator / denominator`, rounded, at least 1.
+fn scaled(value: u32, numerator: u32, denominator: u32) -> u32 {
+    let exact = u64::from(value) * u64::from(numerator);
+    let rounded = (exact + u64::from(denominator) / 2) / u64::from(denominator);
+    rounded.clamp(1, u64::from(u32::MAX)) as u32
+}
+
+/// Triangle-filtered resize to exactly `width` x `height`; a source more than three times larger
+/// is first area-averaged down to twice the target (the triangle filter's cost grows with the
+/// reduction ratio; area averaging's does not).
+fn resize(image: &DynamicImage, width: u32, height: u32) -> DynamicImage {
+    if (image.width(), image.height()) == (width, height) {
+        return image.clone();
+    }
+    if image.width() > 3 * width && image.height() > 3 * height {
+        let reduced = image.thumbnail_exact(2 * width, 2 * height);
+        return reduced.resize_exact(width, height, FilterType::Triangle);
+    }
+    image.resize_exact(width, height, FilterType::Triangle)
+}
+
+/// Interleaved (HWC) pixels to planar (CHW).
+fn planar(image: &DynamicImage, channels: usize) -> Vec<u8> {
+    let interleaved = image.as_bytes();
+    if channels == 1 {
+        return interleaved.to_vec();
+    }
+    let plane = interleaved.len() / channels;
+    let mut out = vec![0u8; interleaved.len()];
+    for (i, pixel) in interleaved.chunks_exact(channels).enumerate() {
+        for (c, &value) in pixel.iter().enumerate() {
+            out[c * plane + i] = value;
+        }
+    }
+    out
+}
