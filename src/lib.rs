@@ -5,6 +5,7 @@ pub mod cpu;
 pub mod error;
 pub mod gpu;
 pub mod model;
+pub mod report;
 pub mod shape;
 pub mod train;
 

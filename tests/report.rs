@@ -1,0 +1,173 @@
+//! The report module: metrics against hand-computed cases and against a direct count of the pairs,
+//! and scikit-learn's report layout.
+
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use wgcnn::report::{ConfusionMatrix, Scores};
+
+const TOLERANCE: f64 = 1e-12;
+
+fn assert_close(got: f64, want: f64, what: &str) {
+    assert!((got - want).abs() <= TOLERANCE, "{what}: got {got}, want {want}");
+}
+
+fn assert_scores(got: &Scores, [precision, recall, f1]: [f64; 3], support: u64, what: &str) {
+    assert_close(got.precision, precision, &format!("{what} precision"));
+    assert_close(got.recall, recall, &format!("{what} recall"));
+    assert_close(got.f1, f1, &format!("{what} f1"));
+    assert_eq!(got.support, support, "{what} support");
+}
+
+/// Three classes; `bird` is never predicted.
+///
+/// ```text
+///          cat dog bird   support
+/// cat        3   1    0   4
+/// dog        1   2    0   3
+/// bird       1   1    0   2
+/// predicted  5   4    0   9
+/// ```
+fn pets() -> ConfusionMatrix {
+    let pairs = [(0, 0), (0, 0), (0, 0), (0, 1), (1, 1), (1, 1), (1, 0), (2, 0), (2, 1)];
+    ConfusionMatrix::from_pairs(["cat", "dog", "bird"], pairs).unwrap()
+}
+
+/// scikit-learn's documentation example: y_true = [0, 1, 2, 2, 2], y_pred = [0, 0, 2, 2, 1].
+fn sklearn_example() -> ConfusionMatrix {
+    ConfusionMatrix::from_pairs(["class 0", "class 1", "class 2"], [(0, 0), (1, 0), (2, 2), (2, 2), (2, 1)]).unwrap()
+}
+
+#[test]
+fn hand_computed_metrics_with_a_class_never_predicted() {
+    let matrix = pets();
+    assert_eq!((matrix.total(), matrix.correct()), (9, 5));
+    let report = matrix.report();
+    let names: Vec<&str> = report.classes.iter().map(|c| c.class.as_str()).collect();
+    assert_eq!(names, ["cat", "dog", "bird"]);
+    assert_scores(&report.classes[0].scores, [3.0 / 5.0, 3.0 / 4.0, 2.0 / 3.0], 4, "cat");
+    assert_scores(&report.classes[1].scores, [2.0 / 4.0, 2.0 / 3.0, 4.0 / 7.0], 3, "dog");
+    // Never predicted: precision 0/0 is 0, not NaN, and so is F1.
+    assert_scores(&report.classes[2].scores, [0.0, 0.0, 0.0], 2, "bird");
+    assert_close(report.accuracy, 5.0 / 9.0, "accuracy");
+    // Macro: plain means over the three classes, bird's zeros included.
+    assert_scores(&report.macro_avg, [1.1 / 3.0, 17.0 / 36.0, 26.0 / 63.0], 9, "macro avg");
+    // Weighted by support 4, 3, 2; weighted recall is always the accuracy.
+    assert_scores(&report.weighted_avg, [3.9 / 9.0, 5.0 / 9.0, 92.0 / 189.0], 9, "weighted avg");
+}
+
+#[test]
+fn a_class_absent_from_the_data_has_recall_zero_and_an_empty_matrix_has_no_nan() {
+    // `b` has no sample but is predicted once.
+    let report = ConfusionMatrix::from_pairs(["a", "b"], [(0, 0), (0, 1)]).unwrap().report();
+    assert_scores(&report.classes[1].scores, [0.0, 0.0, 0.0], 0, "b");
+    assert_scores(&report.classes[0].scores, [1.0, 0.5, 2.0 / 3.0], 2, "a");
+
+    let empty = ConfusionMatrix::new(["a", "b"]).report();
+    let all = empty.classes.iter().map(|c| c.scores).chain([empty.macro_avg, empty.weighted_avg]);
+    for scores in all {
+        assert_scores(&scores, [0.0, 0.0, 0.0], scores.support, "empty");
+    }
+    assert_eq!(empty.accuracy, 0.0);
+}
+
+#[test]
+fn report_matches_a_direct_count_of_the_pairs() {
+    let classes = ["angry", "happy", "sad", "surprise", "neutral"];
+    let mut rng = StdRng::seed_from_u64(5);
+    // Mostly right, and never predicting class 4, so both code paths are exercised.
+    let pairs: Vec<(usize, usize)> = (0..500)
+        .map(|_| {
+            let actual = rng.random_range(0..5);
+            let predicted = if rng.random_bool(0.6) && actual != 4 { actual } else { rng.random_range(0..4) };
+            (actual, predicted)
+        })
+        .collect();
+    let matrix = ConfusionMatrix::from_pairs(classes, pairs.iter().copied()).unwrap();
+    let report = matrix.report();
+    let count = |keep: &dyn Fn(usize, usize) -> bool| pairs.iter().filter(|&&(t, p)| keep(t, p)).count() as f64;
+    let divide = |a: f64, b: f64| if b == 0.0 { 0.0 } else { a / b };
+    let mut sums = [0.0; 3];
+    let mut weighted = [0.0; 3];
+    for (c, class) in report.classes.iter().enumerate() {
+        for p in 0..5 {
+            assert_eq!(matrix.count(c, p) as f64, count(&|t, q| t == c && q == p), "cell ({c}, {p})");
+        }
+        let hits = count(&|t, p| t == c && p == c);
+        let false_positives = count(&|t, p| t != c && p == c);
+        let false_negatives = count(&|t, p| t == c && p != c);
+        let precision = divide(hits, hits + false_positives);
+        let recall = divide(hits, hits + false_negatives);
+        let f1 = divide(2.0 * hits, 2.0 * hits + false_positives + false_negatives);
+        let support = hits + false_negatives;
+        assert_scores(&class.scores, [precision, recall, f1], support as u64, &class.class);
+        for (i, value) in [precision, recall, f1].into_iter().enumerate() {
+            sums[i] += value / 5.0;
+            weighted[i] += value * support / pairs.len() as f64;
+        }
+    }
+    assert_eq!(report.classes[4].scores.precision, 0.0, "class 4 is never predicted");
+    assert_close(report.accuracy, count(&|t, p| t == p) / pairs.len() as f64, "accuracy");
+    assert_scores(&report.macro_avg, sums, 500, "macro avg");
+    assert_scores(&report.weighted_avg, weighted, 500, "weighted avg");
+}
+
+#[test]
+fn report_prints_like_scikit_learn() {
+    // scikit-learn's own output for this example (its final newline aside).
+    let expected = "              precision    recall  f1-score   support
+
+     class 0       0.50      1.00      0.67         1
+     class 1       0.00      0.00      0.00         1
+     class 2       1.00      0.67      0.80         3
+
+    accuracy                           0.60         5
+   macro avg       0.50      0.56      0.49         5
+weighted avg       0.70      0.60      0.61         5";
+    let report = sklearn_example().report();
+    assert_eq!(report.to_string(), expected);
+    // A precision sets the decimals, as `digits` does.
+    let four = format!("{report:.4}");
+    assert!(four.contains("\n     class 2     1.0000    0.6667    0.8000         3\n"), "{four}");
+}
+
+#[test]
+fn long_class_names_widen_the_first_column() {
+    let report = ConfusionMatrix::from_pairs(["a rather long class name", "b"], [(0, 0), (1, 1)]).unwrap().report();
+    let text = report.to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[2], "a rather long class name       1.00      1.00      1.00         1");
+    assert_eq!(lines[3], "                       b       1.00      1.00      1.00         1");
+    assert!(lines.iter().all(|l| l.is_empty() || l.len() == lines[2].len()), "{text}");
+}
+
+#[test]
+fn confusion_matrix_prints_as_an_aligned_table() {
+    let expected = "\
+true \\ predicted  class 0  class 1  class 2
+         class 0        1        0        0
+         class 1        1        0        0
+         class 2        0        1        2";
+    assert_eq!(sklearn_example().to_string(), expected);
+}
+
+#[test]
+fn pairs_outside_the_classes_are_errors() {
+    let mut matrix = ConfusionMatrix::new(["a", "b"]);
+    let error = matrix.add(2, 0).unwrap_err().to_string();
+    assert!(error.contains("true 2") && error.contains("2 classes"), "{error}");
+    assert!(ConfusionMatrix::from_pairs(["a", "b"], [(0, 5)]).is_err());
+    assert_eq!(matrix.total(), 0, "a rejected pair is not counted");
+}
+
+#[test]
+fn report_and_matrix_serialise_for_json() {
+    let matrix = pets();
+    let json = serde_json::to_value(matrix.report()).unwrap();
+    assert_eq!(json["classes"][2]["class"], "bird");
+    assert_eq!(json["classes"][2]["precision"], 0.0);
+    assert_eq!(json["classes"][0]["support"], 4);
+    assert_eq!(json["weighted avg"]["support"], 9);
+    assert!(json["macro avg"]["f1-score"].is_f64());
+    let json = serde_json::to_value(&matrix).unwrap();
+    assert_eq!(json["classes"], serde_json::json!(["cat", "dog", "bird"]));
+    assert_eq!(json["counts"], serde_json::json!([[3, 1, 0], [1, 2, 0], [1, 1, 0]]));
+}
