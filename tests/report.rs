@@ -1,8 +1,8 @@
 //! The report module: metrics against hand-computed cases and against a direct count of the pairs,
-//! and scikit-learn's report layout.
+//! scikit-learn's report layout, and reading predictions from model outputs.
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use wgcnn::report::{ConfusionMatrix, Scores};
+use wgcnn::report::{ConfusionMatrix, Prediction, Scores};
 
 const TOLERANCE: f64 = 1e-12;
 
@@ -170,4 +170,56 @@ fn report_and_matrix_serialise_for_json() {
     let json = serde_json::to_value(&matrix).unwrap();
     assert_eq!(json["classes"], serde_json::json!(["cat", "dog", "bird"]));
     assert_eq!(json["counts"], serde_json::json!([[3, 1, 0], [1, 2, 0], [1, 1, 0]]));
+}
+
+fn names(names: &[&str]) -> Vec<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn predictions_read_softmax_rows_and_sigmoid_outputs() {
+    let emotions = names(&["angry", "happy", "sad"]);
+    let p = Prediction::from_row(&[0.1, 0.7, 0.2], &emotions).unwrap();
+    assert_eq!((p.index, p.label.as_str(), p.confidence), (1, "happy", 0.7));
+    assert_eq!(p.probabilities, [("angry".into(), 0.1), ("happy".into(), 0.7), ("sad".into(), 0.2)]);
+
+    let binary = names(&["happy", "sad"]);
+    let p = Prediction::from_row(&[0.9], &binary).unwrap();
+    assert_eq!((p.index, p.label.as_str(), p.confidence), (1, "sad", 0.9));
+    // Exactly undecided: the lower index wins.
+    let p = Prediction::from_row(&[0.5], &binary).unwrap();
+    assert_eq!((p.index, p.confidence), (0, 0.5));
+    let p = Prediction::from_row(&[0.4, 0.4, 0.2], &emotions).unwrap();
+    assert_eq!(p.index, 0);
+    // A two-output softmax model is read as rows too.
+    let p = Prediction::from_row(&[0.2, 0.8], &binary).unwrap();
+    assert_eq!((p.index, p.confidence), (1, 0.8));
+
+    let batch = Prediction::from_batch(&[0.1, 0.7, 0.2, 0.6, 0.3, 0.1], 3, &emotions).unwrap();
+    let labels: Vec<&str> = batch.iter().map(|p| p.label.as_str()).collect();
+    assert_eq!(labels, ["happy", "angry"]);
+    let sigmoid_batch = Prediction::from_batch(&[0.37, 0.8], 1, &binary).unwrap();
+    assert_eq!(sigmoid_batch.iter().map(|p| p.index).collect::<Vec<_>>(), [0, 1]);
+}
+
+#[test]
+fn predictions_reject_outputs_that_do_not_fit_the_classes() {
+    let emotions = names(&["angry", "happy", "sad"]);
+    let error = Prediction::from_row(&[0.5, 0.5], &emotions).unwrap_err().to_string();
+    assert!(error.contains("2 values") && error.contains("3 class names"), "{error}");
+    assert!(Prediction::from_row(&[0.5], &emotions).is_err(), "one sigmoid value needs exactly two classes");
+    assert!(Prediction::from_row(&[1.0], &names(&["only"])).is_err());
+    assert!(Prediction::from_row(&[], &names(&["a", "b"])).is_err());
+    let error = Prediction::from_row(&[0.2, f32::NAN, 0.3], &emotions).unwrap_err().to_string();
+    assert!(error.contains("NaN"), "{error}");
+    let error = Prediction::from_batch(&[0.1; 5], 3, &emotions).unwrap_err().to_string();
+    assert!(error.contains("5 model outputs"), "{error}");
+    assert!(Prediction::from_batch(&[0.1; 3], 0, &emotions).is_err());
+}
+
+#[test]
+fn prediction_json_lists_probabilities_in_class_order() {
+    let p = Prediction::from_row(&[0.25], &names(&["sad", "happy"])).unwrap();
+    let json = serde_json::to_string(&p).unwrap();
+    assert_eq!(json, r#"{"index":0,"label":"sad","confidence":0.75,"probabilities":{"sad":0.75,"happy":0.25}}"#);
 }
