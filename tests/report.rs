@@ -1,8 +1,16 @@
 //! The report module: metrics against hand-computed cases and against a direct count of the pairs,
-//! scikit-learn's report layout, and reading predictions from model outputs.
+//! scikit-learn's report layout, reading predictions from model outputs, and the PNG plots.
+//!
+//! The plots go to a fresh temporary folder removed afterwards; set `WGCNN_PLOT_DIR` to keep them
+//! there instead (to look at them).
 
+use std::path::{Path, PathBuf};
+
+use image::{Rgb, RgbImage};
 use rand::{Rng, SeedableRng, rngs::StdRng};
+use wgcnn::report::plots::{self, GridItem};
 use wgcnn::report::{ConfusionMatrix, Prediction, Scores};
+use wgcnn::train::{EpochRecord, History};
 
 const TOLERANCE: f64 = 1e-12;
 
@@ -222,4 +230,161 @@ fn prediction_json_lists_probabilities_in_class_order() {
     let p = Prediction::from_row(&[0.25], &names(&["sad", "happy"])).unwrap();
     let json = serde_json::to_string(&p).unwrap();
     assert_eq!(json, r#"{"index":0,"label":"sad","confidence":0.75,"probabilities":{"sad":0.75,"happy":0.25}}"#);
+}
+
+/// Where the plots go: `WGCNN_PLOT_DIR` (kept) or a fresh temporary folder (removed when dropped).
+struct PlotDir {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl PlotDir {
+    fn new(test: &str) -> Self {
+        let (path, keep) = match std::env::var_os("WGCNN_PLOT_DIR") {
+            Some(dir) => (PathBuf::from(dir), true),
+            None => (std::env::temp_dir().join(format!("wgcnn-report-{}-{test}", std::process::id())), false),
+        };
+        std::fs::create_dir_all(&path).unwrap();
+        PlotDir { path, keep }
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+}
+
+impl Drop for PlotDir {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// The PNG at `path` decodes, has `size`, is not one flat colour, and no temporary file is left
+/// beside it.
+fn check_png(path: &Path, size: (u32, u32)) {
+    let image = image::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).to_rgb8();
+    assert_eq!(image.dimensions(), size, "{}", path.display());
+    let mut colours: Vec<[u8; 3]> = image.pixels().map(|p| p.0).collect();
+    colours.sort_unstable();
+    colours.dedup();
+    assert!(colours.len() > 10, "{} has only {} colours", path.display(), colours.len());
+    // The temporary files of this plot (other tests may be writing theirs in a shared folder).
+    let temp_prefix = format!(".{}.", path.file_name().unwrap().to_string_lossy());
+    let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(&temp_prefix))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+fn history() -> History {
+    let epochs = (1..=12)
+        .map(|epoch| {
+            let e = epoch as f64;
+            EpochRecord {
+                epoch,
+                loss: 1.2 / e.sqrt(),
+                accuracy: 1.0 - 0.6 / e.sqrt(),
+                val_loss: Some(1.3 / e.sqrt() + 0.02 * e),
+                val_accuracy: Some(0.9 - 0.55 / e.sqrt()),
+                lr: if epoch <= 5 {
+                    1e-3
+                } else if epoch <= 9 {
+                    2e-4
+                } else {
+                    4e-5
+                },
+                seconds: 10.0,
+            }
+        })
+        .collect();
+    History { epochs }
+}
+
+fn face(seed: u64, size: (u32, u32)) -> RgbImage {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let base: [u8; 3] = [rng.random(), rng.random(), rng.random()];
+    RgbImage::from_fn(size.0, size.1, |x, y| {
+        let shade = ((x + y) % 64) as u8;
+        Rgb(base.map(|c| c.wrapping_add(shade)))
+    })
+}
+
+#[test]
+fn each_plot_writes_a_png_of_the_stated_size() {
+    let dir = PlotDir::new("plots");
+    let path = dir.file("training.png");
+    plots::training_curves(&history(), &path).unwrap();
+    check_png(&path, plots::TRAINING_CURVES_SIZE);
+
+    let classes = names(&["angry", "happy", "sad"]);
+    let path = dir.file("classes.png");
+    let splits = [("train", vec![3995, 7215, 4830]), ("validation", vec![958, 1774, 1247])];
+    plots::class_counts(&classes, &splits, &path).unwrap();
+    check_png(&path, plots::CLASS_COUNTS_SIZE);
+
+    let path = dir.file("confusion.png");
+    plots::confusion_matrix(&pets(), &path).unwrap();
+    let side = plots::CONFUSION_FRAME + 3 * plots::CONFUSION_CELL;
+    check_png(&path, (side, side));
+
+    // 5 images: 3 columns, 2 rows; sizes and aspect ratios differ.
+    let captions = [("happy 87%", Some(true)), ("sad 63%", Some(false)), ("angry 51%", None)];
+    let items: Vec<GridItem> = (0..5)
+        .map(|i| {
+            let (caption, correct) = captions[i % 3];
+            let size = [(48, 48), (200, 120), (30, 90)][i % 3];
+            GridItem { image: face(i as u64, size), caption: caption.into(), correct }
+        })
+        .collect();
+    let path = dir.file("grid.png");
+    plots::prediction_grid(&items, &path).unwrap();
+    let tile = (plots::GRID_IMAGE + 2 * plots::GRID_PAD, plots::GRID_IMAGE + plots::GRID_CAPTION + 2 * plots::GRID_PAD);
+    check_png(&path, (3 * tile.0, 2 * tile.1));
+    // The second caption (wrong) is drawn in red somewhere under its image.
+    let grid = image::open(&path).unwrap().to_rgb8();
+    let strip_top = plots::GRID_PAD + plots::GRID_IMAGE;
+    let reddish = (tile.0..2 * tile.0)
+        .flat_map(|x| (strip_top..strip_top + plots::GRID_CAPTION).map(move |y| (x, y)))
+        .any(|(x, y)| matches!(grid.get_pixel(x, y).0, [r, g, b] if r > 150 && g < 80 && b < 80));
+    assert!(reddish, "no red caption under the wrong prediction");
+}
+
+#[test]
+fn a_history_without_validation_and_a_single_epoch_still_plots() {
+    let dir = PlotDir::new("single");
+    let mut history = history();
+    history.epochs.truncate(1);
+    history.epochs[0].val_loss = None;
+    history.epochs[0].val_accuracy = None;
+    let path = dir.file("training-one-epoch.png");
+    plots::training_curves(&history, &path).unwrap();
+    check_png(&path, plots::TRAINING_CURVES_SIZE);
+    let error = plots::training_curves(&History::default(), dir.file("empty.png")).unwrap_err().to_string();
+    assert!(error.contains("empty.png") && error.contains("no epoch"), "{error}");
+}
+
+#[test]
+fn plots_into_a_missing_folder_or_with_bad_input_give_errors_naming_the_path() {
+    let dir = PlotDir::new("errors");
+    let missing = dir.file("no-such-folder").join("plot.png");
+    let classes = names(&["a", "b"]);
+    let item = GridItem { image: face(1, (8, 8)), caption: "a 90%".into(), correct: None };
+    let errors = [
+        plots::training_curves(&history(), &missing),
+        plots::class_counts(&classes, &[("train", vec![1, 2])], &missing),
+        plots::confusion_matrix(&pets(), &missing),
+        plots::prediction_grid(&[item], &missing),
+        plots::class_counts(&classes, &[("train", vec![1, 2, 3])], dir.file("bad.png")),
+        plots::prediction_grid(&[], dir.file("bad.png")),
+    ];
+    for (i, result) in errors.into_iter().enumerate() {
+        let error = result.expect_err("an error").to_string();
+        let named = if i < 4 { missing.display().to_string() } else { dir.file("bad.png").display().to_string() };
+        assert!(error.contains(&named), "error {i} does not name {named}: {error}");
+    }
+    assert!(!missing.parent().unwrap().exists());
 }
