@@ -6,6 +6,7 @@ pub mod data;
 pub mod error;
 pub mod gpu;
 pub mod model;
+pub mod report;
 pub mod shape;
 pub mod train;
 

@@ -62,7 +62,12 @@ impl Predictor {
     /// A predictor of `architecture` with `weights`, running `batch` images per call.
     pub fn new(backend: &Backend, architecture: &Architecture, weights: &[NamedTensor], batch: usize) -> Result<Self> {
         let model = backend.model(architecture, batch, weights, &TrainOptions::default())?;
-        Ok(Self { model, sample_len: architecture.input.elements(), outputs: architecture.outputs() })
+        Ok(Self::from_model(model, architecture))
+    }
+
+    /// A predictor over a model already built (e.g. the one just trained) of `architecture`.
+    pub fn from_model(model: Box<dyn Trainable + Send>, architecture: &Architecture) -> Self {
+        Self { model, sample_len: architecture.input.elements(), outputs: architecture.outputs() }
     }
 
     /// Values per image (channels x height x width).

@@ -483,6 +483,22 @@ impl Architecture {
         Architecture { input, ..self }
     }
 
+    /// The same architecture with an output head for `classes` classes: one sigmoid unit for two,
+    /// a softmax unit per class for more. Errors when the last layer is not a dense layer or
+    /// `classes` is under 2.
+    pub fn with_classes(mut self, classes: usize) -> Result<Architecture> {
+        let units = if classes == 2 { 1 } else { classes };
+        match self.layers.last_mut() {
+            Some(LayerSpec::Dense { units: head, .. }) if classes >= 2 => {
+                *head = units;
+                Ok(self)
+            }
+            _ => Err(Error::Invalid(format!(
+                "architecture {self}: cannot give it a head for {classes} classes (it needs a final dense layer and 2 or more classes)"
+            ))),
+        }
+    }
+
     /// Units of the output head: 1 for a binary (sigmoid) model, else the classes (softmax); 0 when
     /// the last layer is not dense (an invalid architecture, which [`Architecture::layers_info`] reports).
     pub fn outputs(&self) -> usize {
