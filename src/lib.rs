@@ -9,5 +9,6 @@ pub mod model;
 pub mod report;
 pub mod shape;
 pub mod train;
+pub mod workflow;
 
 pub use error::{Error, Result};

@@ -1,16 +1,23 @@
 //! The `wgcnn` command line.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use wgcnn::data::augment::Augment;
+use wgcnn::data::folder::{ImageFolder, LoadOptions};
+use wgcnn::data::image::Fit;
+use wgcnn::data::split::SplitRatios;
 use wgcnn::data::synth::{Emotion, write_dataset};
 use wgcnn::gpu::context::{DEVICE_ENV, describe_adapter, list_adapters};
 use wgcnn::gpu::{DeviceChoice, Gpu};
 use wgcnn::model::TrainOptions;
 use wgcnn::model::backend::Backend;
-use wgcnn::model::spec::Architecture;
+use wgcnn::model::spec::{Architecture, InputShape};
+use wgcnn::report::GridItem;
+use wgcnn::train::fit::Progress;
 use wgcnn::train::throughput::measure_training;
+use wgcnn::workflow::{self, LoadedModel, TrainSettings};
 
 #[derive(Parser)]
 #[command(
@@ -46,6 +53,42 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         warmup: usize,
     },
+    /// Train a model on a folder of class subfolders (as Keras's image_dataset_from_directory):
+    /// prints the class counts and the model summary, trains with progress bars, and writes into
+    /// --out: model.safetensors, history.csv, training.png, classes.png, and the test split's
+    /// evaluation (evaluation.txt, evaluation.json, confusion.png).
+    Train(Box<TrainArgs>),
+    /// Evaluate a saved model on a folder of class subfolders: accuracy, per-class precision,
+    /// recall, F1 and support (as scikit-learn's classification_report), and the confusion matrix
+    /// as text and as confusion.png.
+    Eval {
+        /// A model.safetensors written by `wgcnn train`.
+        model: PathBuf,
+        /// A folder of class subfolders named as the model's classes.
+        data: PathBuf,
+        /// Print the report as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Folder for confusion.png (default: the model's folder).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Predict images: each one's label, the confidence of that label (always the probability of
+    /// the predicted class), and the probability of every class.
+    Predict {
+        /// A model.safetensors written by `wgcnn train`.
+        model: PathBuf,
+        /// Image files (JPEG, PNG, GIF, BMP, WebP...; recognised by content).
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Also write the images in a grid with the label and confidence under each (green or red
+        /// when the image's folder names its true class).
+        #[arg(long)]
+        grid: Option<PathBuf>,
+    },
     /// Draw synthetic cartoon faces (the mouth's curve carries the emotion) and write them as
     /// PNGs, one folder per class, a dataset the loader reads like any other.
     Synth {
@@ -65,6 +108,171 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// A folder of class subfolders (class names from the sorted folder names).
+    data: PathBuf,
+    /// Run folder to write (created if missing).
+    #[arg(long)]
+    out: PathBuf,
+    /// A reference model: happy-sad (Model A, 3x256x256) or emotions3 (Model B, 3x128x128).
+    #[arg(long, conflicts_with = "arch", default_value = "happy-sad")]
+    preset: String,
+    /// An architecture spec instead of a preset, e.g. c16-p-c32-p-f-d64-d1 (see the README).
+    #[arg(long)]
+    arch: Option<String>,
+    /// Input size in pixels (square); default: the preset's (256 or 128).
+    #[arg(long)]
+    size: Option<usize>,
+    /// One grayscale channel instead of RGB.
+    #[arg(long)]
+    grayscale: bool,
+    /// How images of another aspect ratio reach the input: stretch, crop or pad.
+    #[arg(long, default_value = "stretch")]
+    fit: Fit,
+    /// The most epochs (early stopping may end sooner).
+    #[arg(long, default_value_t = 20)]
+    epochs: usize,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Adam's starting learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Train, validation and test shares.
+    #[arg(long, default_value = "0.7,0.2,0.1")]
+    split: SplitRatios,
+    /// Training-split augmentation: off, moderate, or a list such as flip,rotate=10,shift=0.1,zoom=0.1,brightness=0.1,contrast=0.1.
+    #[arg(long, default_value = "off")]
+    augment: Augment,
+    /// Early stopping: epochs without a lower validation loss before stopping (the best epoch's
+    /// weights are restored); 0 turns it off.
+    #[arg(long, default_value_t = 5)]
+    patience: usize,
+    /// Learning rate times --lr-factor after this many epochs without a lower validation loss; 0 turns it off.
+    #[arg(long, default_value_t = 3)]
+    lr_patience: usize,
+    #[arg(long, default_value_t = 0.5)]
+    lr_factor: f64,
+    #[arg(long, default_value_t = 1e-6)]
+    min_lr: f64,
+    /// Weigh each class's loss by the inverse of its share (for imbalanced data).
+    #[arg(long)]
+    balance_classes: bool,
+    /// A second folder of the same classes to evaluate on after training (e.g. an official test set).
+    #[arg(long)]
+    test_data: Option<PathBuf>,
+    /// Seeds the weights, the split, shuffling, augmentation and dropout.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+fn train(choice: &DeviceChoice, args: &TrainArgs) -> anyhow::Result<()> {
+    let base = match &args.arch {
+        Some(spec) => Architecture::parse(spec, Architecture::preset(&args.preset)?.input)?,
+        None => Architecture::preset(&args.preset)?,
+    };
+    let size = args.size.unwrap_or(base.input.height);
+    let channels = if args.grayscale { 1 } else { base.input.channels };
+    let architecture = base.with_input(InputShape::new(channels, size, size));
+    let settings = TrainSettings {
+        data_dir: args.data.clone(),
+        test_dir: args.test_data.clone(),
+        architecture,
+        fit: args.fit,
+        split: args.split,
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        lr: args.lr,
+        seed: args.seed,
+        patience: (args.patience > 0).then_some(args.patience),
+        lr_patience: (args.lr_patience > 0).then_some(args.lr_patience),
+        lr_factor: args.lr_factor,
+        min_lr: args.min_lr,
+        augment: args.augment,
+        balance_classes: args.balance_classes,
+        out_dir: args.out.clone(),
+        progress: Progress::Auto,
+    };
+    let run = workflow::train(&Backend::new(choice)?, &settings)?;
+    println!("
+run folder: {}", args.out.display());
+    if let Some(test) = &run.test {
+        println!("test-split accuracy: {:.4}", test.report.accuracy);
+    }
+    if let Some(test) = &run.test_dir {
+        println!("test-folder accuracy: {:.4}", test.report.accuracy);
+    }
+    Ok(())
+}
+
+fn eval(choice: &DeviceChoice, model: &Path, data: &Path, json: bool, out: Option<&Path>) -> anyhow::Result<()> {
+    let mut loaded = LoadedModel::load(model, &Backend::new(choice)?, workflow::INFERENCE_BATCH)?;
+    let (dataset, report) = ImageFolder::load(data, &loaded.format, &LoadOptions::default())?;
+    if !json {
+        print!("{report}");
+    }
+    let all: Vec<usize> = (0..dataset.len()).collect();
+    let evaluation = workflow::evaluate(&mut loaded.predictor, &dataset, &all, &loaded.file.class_names)?;
+    let out = out.map(Path::to_path_buf).unwrap_or_else(|| model.parent().unwrap_or(Path::new(".")).to_path_buf());
+    let png = out.join("confusion.png");
+    wgcnn::report::plots::confusion_matrix(&evaluation.confusion, &png)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&evaluation)?);
+    } else {
+        println!("\n{}\n\nwrote {}", evaluation.text(), png.display());
+    }
+    Ok(())
+}
+
+fn predict(choice: &DeviceChoice, model: &Path, images: &[PathBuf], json: bool, grid: Option<&Path>) -> anyhow::Result<()> {
+    let mut loaded = LoadedModel::load(model, &Backend::new(choice)?, workflow::INFERENCE_BATCH.min(images.len()))?;
+    let files = images
+        .iter()
+        .map(|path| std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: cannot read it: {e}", path.display())))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let bytes: Vec<&[u8]> = files.iter().map(Vec::as_slice).collect();
+    let predictions = loaded.predict_bytes(&bytes)?;
+    let mut failed = 0;
+    let mut entries = Vec::new();
+    let mut grid_items = Vec::new();
+    for ((path, prediction), file) in images.iter().zip(&predictions).zip(&files) {
+        match prediction {
+            Ok(p) => {
+                if !json {
+                    let all: Vec<String> = p.probabilities.iter().map(|(c, v)| format!("{c} {v:.4}")).collect();
+                    println!("{}: {} ({:.1}%)  [{}]", path.display(), p.label, p.confidence * 100.0, all.join(", "));
+                }
+                entries.push(serde_json::json!({ "file": path, "prediction": p }));
+                if grid.is_some() {
+                    let truth = path.parent().and_then(|d| d.file_name()).and_then(|d| d.to_str());
+                    let correct = truth.filter(|t| loaded.file.class_names.iter().any(|c| c == t)).map(|t| t == p.label);
+                    let image = image::load_from_memory(file)?.to_rgb8();
+                    let caption = format!("{} {:.0}%", p.label, p.confidence * 100.0);
+                    grid_items.push(GridItem { image, caption, correct });
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("wgcnn: {}: {e}", path.display());
+                entries.push(serde_json::json!({ "file": path, "error": e.to_string() }));
+            }
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&entries)?);
+    }
+    if let Some(grid) = grid {
+        wgcnn::report::plots::prediction_grid(&grid_items, grid)?;
+        if !json {
+            println!("wrote {}", grid.display());
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} images could not be read as images", images.len());
+    }
+    Ok(())
 }
 
 fn synth(out: &std::path::Path, per_class: usize, classes: &str, size: u32, seed: u64) -> anyhow::Result<()> {
@@ -129,6 +337,9 @@ fn main() -> ExitCode {
             bench_train(&cli.device, &preset, batch_size, steps, warmup)
         }
         Command::Synth { out, per_class, classes, size, seed } => synth(&out, per_class, &classes, size, seed),
+        Command::Train(args) => train(&cli.device, &args),
+        Command::Eval { model, data, json, out } => eval(&cli.device, &model, &data, json, out.as_deref()),
+        Command::Predict { model, images, json, grid } => predict(&cli.device, &model, &images, json, grid.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -24,6 +24,41 @@ pub struct Augment {
     pub contrast: f32,
 }
 
+/// `off`, `moderate` ([`Augment::moderate`]), or a comma-separated list of `flip`,
+/// `rotate=DEG`, `shift=F`, `zoom=F`, `brightness=F`, `contrast=F` (the rest off), as
+/// `wgcnn train --augment` takes it. Strengths are checked by [`Augment::validate`].
+impl std::str::FromStr for Augment {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let mut augment = match s.trim() {
+            "off" | "none" | "" => return Ok(Augment::default()),
+            "moderate" => return Ok(Augment::moderate()),
+            _ => Augment::default(),
+        };
+        for item in s.split(',').map(str::trim) {
+            let (key, value) = item.split_once('=').unwrap_or((item, ""));
+            let number = || {
+                value.parse::<f32>().map_err(|_| format!("augmentation {key:?} needs a number, as {key}=0.1; got {item:?}"))
+            };
+            match key {
+                "flip" if value.is_empty() => augment.flip = true,
+                "rotate" => augment.rotate_deg = number()?,
+                "shift" => augment.shift = number()?,
+                "zoom" => augment.zoom = number()?,
+                "brightness" => augment.brightness = number()?,
+                "contrast" => augment.contrast = number()?,
+                _ => {
+                    return Err(format!(
+                        "unknown augmentation {item:?}: expected off, moderate, or a list of flip, rotate=DEG, shift=F, zoom=F, brightness=F, contrast=F"
+                    ));
+                }
+            }
+        }
+        augment.validate().map_err(|e| e.to_string())?;
+        Ok(augment)
+    }
+}
+
 /// The layout of one planar image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PlanarShape {

@@ -37,6 +37,24 @@ impl SplitRatios {
     }
 }
 
+/// Three comma-separated shares, train,validation,test, e.g. `0.7,0.2,0.1`.
+impl std::str::FromStr for SplitRatios {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let shares: Vec<f64> = s
+            .split(',')
+            .map(|x| x.trim().parse::<f64>())
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|_| format!("split {s:?}: expected three numbers, train,validation,test, as 0.7,0.2,0.1"))?;
+        let [train, validation, test] = shares[..] else {
+            return Err(format!("split {s:?}: expected three shares, train,validation,test, as 0.7,0.2,0.1"));
+        };
+        let ratios = SplitRatios { train, validation, test };
+        ratios.validate().map_err(|e| e.to_string())?;
+        Ok(ratios)
+    }
+}
+
 impl Default for SplitRatios {
     fn default() -> Self {
         SplitRatios::TUTORIAL

@@ -1,0 +1,328 @@
+//! The user's workflow end to end, as the `wgcnn` commands and the examples run it: train a model
+//! on a folder of class subfolders and write a run folder (model, metrics CSV, plots, test
+//! evaluation); evaluate a saved model on a folder; predict image files with a confidence.
+//!
+//! Each step prints what a Keras notebook printed (class counts, the model summary, progress, the
+//! classification report), so the commands and the examples share one implementation.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::data::augment::Augment;
+use crate::data::folder::{Dataset, ImageFolder, LoadOptions, LoadReport};
+use crate::data::image::{DecodeError, Fit, InputFormat, decode_and_resize, to_f32_into};
+use crate::data::loader::ImageBatches;
+use crate::data::split::{SplitRatios, stratified_split};
+use crate::model::backend::{Backend, Predictor};
+use crate::model::file::{ModelFile, write_atomically};
+use crate::model::spec::Architecture;
+use crate::model::{NamedTensor, TrainOptions};
+use crate::report::{ClassificationReport, ConfusionMatrix, Prediction, plots};
+use crate::train::callbacks::{EarlyStopping, Monitor, ReduceLrOnPlateau};
+use crate::train::fit::{FitConfig, FitOutcome, Progress, StopReason, fit};
+use crate::{Error, Result};
+
+/// Images per call when evaluating and predicting: a whole small batch, not so large that the
+/// activations of a 256x256 model crowd memory.
+pub const INFERENCE_BATCH: usize = 16;
+
+/// Everything `wgcnn train` needs.
+#[derive(Clone, Debug)]
+pub struct TrainSettings {
+    /// A folder of class subfolders.
+    pub data_dir: PathBuf,
+    /// A second folder of the same classes to evaluate on besides the test split (e.g. an
+    /// official test set).
+    pub test_dir: Option<PathBuf>,
+    /// The model; its input sets the image size and channels, its head is fitted to the classes.
+    pub architecture: Architecture,
+    /// How images of another aspect ratio reach the input size.
+    pub fit: Fit,
+    pub split: SplitRatios,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    /// Seeds the weights, the split, shuffling, augmentation and dropout.
+    pub seed: u64,
+    /// Early stopping on the validation loss after this many epochs without improvement,
+    /// restoring the best epoch's weights.
+    pub patience: Option<usize>,
+    /// Learning rate times `lr_factor` after this many epochs without a lower validation loss.
+    pub lr_patience: Option<usize>,
+    pub lr_factor: f64,
+    pub min_lr: f64,
+    /// Training split only.
+    pub augment: Augment,
+    /// Weigh each class's loss by the inverse of its share of the training split.
+    pub balance_classes: bool,
+    /// The run folder: model.safetensors, history.csv, training.png, classes.png, and the test
+    /// evaluation (evaluation.txt, evaluation.json, confusion.png).
+    pub out_dir: PathBuf,
+    pub progress: Progress,
+}
+
+/// What a training run produced.
+pub struct TrainRun {
+    pub model: ModelFile,
+    pub model_path: PathBuf,
+    pub load: LoadReport,
+    pub load_seconds: f64,
+    pub outcome: FitOutcome,
+    /// On the test split (None when the split has no test share).
+    pub test: Option<Evaluation>,
+    /// On `TrainSettings::test_dir`.
+    pub test_dir: Option<Evaluation>,
+}
+
+/// A model's predictions on labelled images, and the scores they give.
+#[derive(Clone, Debug, Serialize)]
+pub struct Evaluation {
+    pub report: ClassificationReport,
+    pub confusion: ConfusionMatrix,
+    /// Per image: the file, its true class, and the prediction.
+    #[serde(skip)]
+    pub predictions: Vec<(PathBuf, usize, Prediction)>,
+}
+
+impl Evaluation {
+    /// The report and the confusion matrix as text, as `wgcnn eval` prints them.
+    pub fn text(&self) -> String {
+        format!("{}\n\nconfusion matrix (rows: true class, columns: predicted)\n{}", self.report, self.confusion)
+    }
+
+    /// Writes `<stem>.txt`, `<stem>.json` and `confusion.png` (or `<stem>-confusion.png`) into `dir`.
+    pub fn write(&self, dir: &Path, stem: &str) -> Result<()> {
+        let json = serde_json::to_string_pretty(self).map_err(|e| Error::Invalid(e.to_string()))?;
+        write_file(&dir.join(format!("{stem}.txt")), (self.text() + "\n").as_bytes())?;
+        write_file(&dir.join(format!("{stem}.json")), json.as_bytes())?;
+        let png = if stem == "evaluation" { "confusion.png".to_string() } else { format!("{stem}-confusion.png") };
+        plots::confusion_matrix(&self.confusion, dir.join(png))
+    }
+}
+
+/// Writes a whole file through a temporary one, the error naming the path.
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomically(path, bytes).map_err(|e| Error::Invalid(format!("{}: cannot write it: {e}", path.display())))
+}
+
+/// The normalisation a model file records for images prepared with `format`.
+pub fn normalisation(format: &InputFormat) -> String {
+    let colour = if format.channels == 1 { "gray" } else { "rgb" };
+    let fit = match format.fit {
+        Fit::Stretch => "stretch",
+        Fit::CenterCrop => "crop",
+        Fit::Pad => "pad",
+    };
+    format!("{colour}/255 {fit}")
+}
+
+/// How a saved model takes its images: size and channels from its architecture, the fit from its
+/// normalisation (stretch when it names none).
+pub fn input_format(model: &ModelFile) -> Result<InputFormat> {
+    let input = model.architecture.input;
+    let fit = match model.normalisation.split_whitespace().nth(1) {
+        Some(name) => name.parse().map_err(Error::Invalid)?,
+        None => Fit::Stretch,
+    };
+    let format = InputFormat { channels: input.channels, size: (input.height as u32, input.width as u32), fit };
+    format.validate()?;
+    Ok(format)
+}
+
+/// Loads `dir` at `format`, printing the load report.
+fn load_folder(dir: &Path, format: &InputFormat) -> Result<(Dataset, LoadReport, f64)> {
+    let start = Instant::now();
+    let (dataset, report) = ImageFolder::load(dir, format, &LoadOptions::default())?;
+    let seconds = start.elapsed().as_secs_f64();
+    print!("{report}");
+    println!("loaded {} images in {seconds:.1} s ({} KiB as u8)", dataset.len(), dataset.images.len() / 1024);
+    Ok((dataset, report, seconds))
+}
+
+/// Trains a model as [`TrainSettings`] says, writing the run folder; prints as it goes.
+pub fn train(backend: &Backend, settings: &TrainSettings) -> Result<TrainRun> {
+    let out = &settings.out_dir;
+    fs::create_dir_all(out).map_err(|e| Error::Invalid(format!("{}: cannot create the run folder: {e}", out.display())))?;
+    let input = settings.architecture.input;
+    let format = InputFormat { channels: input.channels, size: (input.height as u32, input.width as u32), fit: settings.fit };
+    let (dataset, load, load_seconds) = load_folder(&settings.data_dir, &format)?;
+    let classes = dataset.class_names.len();
+    let architecture = settings.architecture.clone().with_classes(classes)?;
+
+    let split = stratified_split(&dataset.labels, settings.split, settings.seed)?;
+    let counts = split.class_counts(&dataset.labels, classes);
+    println!("\nclass counts per split:");
+    println!("  {:<12} {:>8} {:>10} {:>8}", "class", "train", "validation", "test");
+    for (c, name) in dataset.class_names.iter().enumerate() {
+        println!("  {name:<12} {:>8} {:>10} {:>8}", counts[0][c], counts[1][c], counts[2][c]);
+    }
+    let named: Vec<(&str, Vec<usize>)> = split.parts().iter().map(|(n, _)| *n).zip(counts.iter().cloned()).collect();
+    plots::class_counts(&dataset.class_names, &named, out.join("classes.png"))?;
+
+    println!("\n{}", architecture.summary()?);
+    println!("adapter: {}", backend.describe());
+    let options = TrainOptions {
+        class_weights: settings.balance_classes.then(|| inverse_frequency(&counts[0])),
+        seed: settings.seed,
+        ..TrainOptions::default()
+    };
+    let weights = architecture.initial_weights(settings.seed)?;
+    let mut model = backend.model(&architecture, settings.batch_size, &weights, &options)?;
+    let train_source = ImageBatches::new(&dataset, &split.train)?.with_augment(settings.augment, settings.seed)?;
+    let validation_source = ImageBatches::new(&dataset, &split.validation)?;
+    let config = FitConfig {
+        epochs: settings.epochs,
+        lr: settings.lr,
+        seed: settings.seed,
+        shuffle: true,
+        early_stopping: settings.patience.map(|patience| EarlyStopping {
+            monitor: Monitor::ValLoss,
+            patience,
+            restore_best_weights: true,
+            ..EarlyStopping::default()
+        }),
+        reduce_lr: settings.lr_patience.map(|patience| ReduceLrOnPlateau {
+            monitor: Monitor::ValLoss,
+            factor: settings.lr_factor,
+            patience,
+            min_lr: settings.min_lr,
+            ..ReduceLrOnPlateau::default()
+        }),
+        metrics_csv: Some(out.join("history.csv")),
+        progress: settings.progress,
+    };
+    let validation = (!split.validation.is_empty()).then_some(&validation_source as &dyn crate::train::BatchSource);
+    let outcome = fit(model.as_mut(), &train_source, validation, &config)?;
+    println!("{}", outcome.stop);
+    println!("batches: {}", outcome.batches);
+
+    let model_file = ModelFile {
+        architecture: architecture.clone(),
+        class_names: dataset.class_names.clone(),
+        normalisation: normalisation(&format),
+        history: outcome.history.clone(),
+        weights: model.weights()?,
+        optimizer: None,
+    };
+    let model_path = out.join("model.safetensors");
+    model_file.save(&model_path)?;
+    println!("saved {}", model_path.display());
+    if !outcome.history.epochs.is_empty() {
+        plots::training_curves(&outcome.history, out.join("training.png"))?;
+    }
+    if let StopReason::NonFinite { .. } = outcome.stop {
+        return Err(Error::Invalid(format!("{}; the last good weights are in {}", outcome.stop, model_path.display())));
+    }
+
+    let mut predictor = Predictor::from_model(model, &architecture);
+    let test = if split.test.is_empty() {
+        None
+    } else {
+        let evaluation = evaluate(&mut predictor, &dataset, &split.test, &dataset.class_names)?;
+        println!("\ntest split ({} images):\n{}", split.test.len(), evaluation.text());
+        evaluation.write(out, "evaluation")?;
+        Some(evaluation)
+    };
+    let test_dir = match &settings.test_dir {
+        None => None,
+        Some(dir) => {
+            println!();
+            let (test_set, _, _) = load_folder(dir, &format)?;
+            let all: Vec<usize> = (0..test_set.len()).collect();
+            let evaluation = evaluate(&mut predictor, &test_set, &all, &dataset.class_names)?;
+            println!("\n{} ({} images):\n{}", dir.display(), all.len(), evaluation.text());
+            evaluation.write(out, "evaluation-test-folder")?;
+            Some(evaluation)
+        }
+    };
+    Ok(TrainRun { model: model_file, model_path, load, load_seconds, outcome, test, test_dir })
+}
+
+/// Keras-style balanced class weights: n_samples / (n_classes * n_class), 1 for an empty class.
+fn inverse_frequency(counts: &[usize]) -> Vec<f32> {
+    let total: usize = counts.iter().sum();
+    counts.iter().map(|&n| if n == 0 { 1.0 } else { total as f32 / (counts.len() * n) as f32 }).collect()
+}
+
+/// Predicts the images `indices` of `dataset` and scores them against their folders' classes.
+/// `class_names` are the model's; every class of the dataset must be one of them (by name).
+pub fn evaluate(
+    predictor: &mut Predictor,
+    dataset: &Dataset,
+    indices: &[usize],
+    class_names: &[String],
+) -> Result<Evaluation> {
+    let to_model_class: Vec<usize> = dataset
+        .class_names
+        .iter()
+        .map(|name| {
+            class_names.iter().position(|c| c == name).ok_or_else(|| {
+                Error::Invalid(format!("the data has a class {name:?} that the model does not know (its classes: {})", class_names.join(", ")))
+            })
+        })
+        .collect::<Result<_>>()?;
+    let sample_len = dataset.sample_len();
+    let mut confusion = ConfusionMatrix::new(class_names.iter().cloned());
+    let mut predictions = Vec::with_capacity(indices.len());
+    let mut images = vec![0.0; INFERENCE_BATCH * sample_len];
+    for chunk in indices.chunks(INFERENCE_BATCH) {
+        for (k, &i) in chunk.iter().enumerate() {
+            to_f32_into(dataset.image(i), &mut images[k * sample_len..(k + 1) * sample_len]);
+        }
+        let rows = predictor.predict(&images[..chunk.len() * sample_len])?;
+        for (&i, row) in chunk.iter().zip(rows) {
+            let prediction = Prediction::from_row(&row, class_names)?;
+            let actual = to_model_class[dataset.labels[i] as usize];
+            confusion.add(actual, prediction.index)?;
+            predictions.push((dataset.paths[i].clone(), actual, prediction));
+        }
+    }
+    Ok(Evaluation { report: confusion.report(), confusion, predictions })
+}
+
+/// A saved model ready to predict: the file, the format its images take, and a predictor.
+pub struct LoadedModel {
+    pub file: ModelFile,
+    pub format: InputFormat,
+    pub predictor: Predictor,
+}
+
+impl LoadedModel {
+    /// Loads `path` onto `backend`, predicting `batch` images per call.
+    pub fn load(path: &Path, backend: &Backend, batch: usize) -> Result<Self> {
+        let file = ModelFile::load(path)?;
+        let format = input_format(&file)?;
+        let predictor = Predictor::new(backend, &file.architecture, &file.weights, batch)?;
+        Ok(Self { file, format, predictor })
+    }
+
+    /// The model's weights (as saved).
+    pub fn weights(&self) -> &[NamedTensor] {
+        &self.file.weights
+    }
+
+    /// Decodes and predicts images given as file bytes; an image that does not decode gives its
+    /// [`DecodeError`] in its place and does not stop the others.
+    pub fn predict_bytes(&mut self, files: &[&[u8]]) -> Result<Vec<std::result::Result<Prediction, DecodeError>>> {
+        let sample_len = self.format.sample_len();
+        let decoded: Vec<_> = files.iter().map(|bytes| decode_and_resize(bytes, &self.format)).collect();
+        let mut images = Vec::with_capacity(decoded.len() * sample_len);
+        for image in decoded.iter().flatten() {
+            images.extend(image.pixels.iter().map(|&p| p as f32 / 255.0));
+        }
+        let mut rows = self.predictor.predict(&images)?.into_iter();
+        decoded
+            .into_iter()
+            .map(|d| match d {
+                Ok(_) => {
+                    let row = rows.next().expect("one row per decoded image");
+                    Ok(Ok(Prediction::from_row(&row, &self.file.class_names)?))
+                }
+                Err(e) => Ok(Err(e)),
+            })
+            .collect()
+    }
+}
