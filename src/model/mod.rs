@@ -2,6 +2,7 @@
 //! running on a backend (the GPU kernels or the CPU reference).
 
 pub mod cpu;
+pub mod explain;
 pub mod file;
 pub mod gpu;
 pub mod spec;
