@@ -235,6 +235,40 @@ fn inference_forward_matches_cpu() {
     }
 }
 
+#[test]
+fn inference_backward_matches_cpu() {
+    let gpu = gpu();
+    let config = BatchNormConfig::default();
+    for (i, shape) in shapes().into_iter().enumerate() {
+        let case = Case::random(shape, 700 + 10 * i as u64);
+        let t = Tensors::upload(&case);
+        let dispatch =
+            gpu_bn::backward_inference(&gpu, &shape, &config, &t.gamma, &t.running_var, &t.dy, &t.dx).unwrap();
+        gpu.run(&[&dispatch]).unwrap();
+        let want = cpu_bn::backward_inference(&shape, &config, &case.gamma, &case.running_var, &case.dy).unwrap();
+        close("inference dx", &shape, &download(&gpu, &t.dx), &want, ELEMENTWISE);
+    }
+}
+
+#[test]
+fn inference_gradient_matches_finite_differences() {
+    let config = BatchNormConfig::default();
+    for (i, shape) in
+        [BatchNormShape { batch: 3, channels: 2, spatial: 5 }, BatchNormShape { batch: 2, channels: 3, spatial: 1 }]
+            .iter()
+            .enumerate()
+    {
+        let [x, gamma, beta, r] = f64_case(shape, 60 + 10 * i as u64);
+        let mean = random_f64(70 + i as u64, shape.channels, -0.5, 0.5);
+        let var = random_f64(80 + i as u64, shape.channels, 0.5, 2.0);
+        let dx = cpu_bn::backward_inference(shape, &config, &gamma, &var, &r).unwrap();
+        let loss = |x: &[f64]| {
+            weighted_sum(&cpu_bn::forward_inference(shape, &config, x, &gamma, &beta, &mean, &var).unwrap(), &r)
+        };
+        check_gradient(&format!("inference dx {shape:?}"), &x, &dx, loss, 1e-6, 1e-6);
+    }
+}
+
 /// A small f64 case for the gradient checks: off-centre inputs, gamma away from 1.
 fn f64_case(shape: &BatchNormShape, seed: u64) -> [Vec<f64>; 4] {
     let (len, c) = (shape.len(), shape.channels);
@@ -406,6 +440,12 @@ fn bad_shapes_are_errors() {
     let bad_dgamma = gpu_bn::Grads { dgamma: &wrong_channels, ..t.grads() };
     assert!(backward(&t.dy, &bad_dgamma).is_err());
     assert!(backward(&t.dy, &t.grads()).is_ok());
+    let inference_backward = |gamma: &GpuTensor, dy: &GpuTensor| {
+        gpu_bn::backward_inference(&gpu, &shape, &config, gamma, &t.running_var, dy, &t.dx)
+    };
+    assert!(inference_backward(&wrong_channels, &t.dy).is_err());
+    assert!(inference_backward(&t.gamma, &wrong_x).is_err());
+    assert!(inference_backward(&t.gamma, &t.dy).is_ok());
 
     // The CPU reference refuses the same mistakes.
     let x = vec![0f32; shape.len() + 1];
@@ -414,4 +454,5 @@ fn bad_shapes_are_errors() {
     let cpu_train =
         cpu_bn::forward_train(&shape, &config, &x, &per_channel, &per_channel, &mut running_mean, &mut running_var);
     assert!(cpu_train.is_err());
+    assert!(cpu_bn::backward_inference(&shape, &config, &per_channel, &per_channel, &x).is_err());
 }

@@ -135,6 +135,23 @@ pub fn forward_inference<T: Real>(
     Ok(normalize(shape, x, gamma, beta, running_mean, &inv_std))
 }
 
+/// Inference-mode backward (the gradient w.r.t. the input; explaining a prediction needs it). On
+/// its running statistics batch norm is a per-channel affine map, so
+/// `dx = dy * gamma / sqrt(running_var + epsilon)`: [`forward_inference`] of `dy` with a zero mean
+/// and a zero beta, which is how the GPU computes it.
+pub fn backward_inference<T: Real>(
+    shape: &BatchNormShape,
+    config: &BatchNormConfig,
+    gamma: &[T],
+    running_var: &[T],
+    dy: &[T],
+) -> Result<Vec<T>> {
+    check_config(config)?;
+    check_shape(shape, &[("dy", dy.len())], &[("gamma", gamma.len()), ("running_var", running_var.len())])?;
+    let zeros = vec![T::zero(); shape.channels];
+    forward_inference(shape, config, dy, gamma, &zeros, &zeros, running_var)
+}
+
 /// `y = gamma * (x - mean) * inv_std + beta`, channel by channel.
 fn normalize<T: Real>(shape: &BatchNormShape, x: &[T], gamma: &[T], beta: &[T], mean: &[T], inv_std: &[T]) -> Vec<T> {
     x.iter()

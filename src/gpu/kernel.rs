@@ -203,6 +203,19 @@ impl Gpu {
         result.read_after(self, encoder)
     }
 
+    /// Records `dispatches` in order into one compute pass, then copies every one of `results`
+    /// back, all in one submit; their contents in order.
+    pub fn run_and_read_all<'a>(
+        &self,
+        dispatches: impl IntoIterator<Item = &'a Dispatch>,
+        results: &[&GpuTensor],
+    ) -> Result<Vec<Vec<f32>>> {
+        let mut encoder =
+            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgcnn run") });
+        record(&mut encoder, dispatches);
+        super::tensor::read_all_after(self, results, encoder)
+    }
+
     /// Records `dispatches` in order into one compute pass, submits once and waits.
     pub fn run(&self, dispatches: &[&Dispatch]) -> Result<()> {
         let mut encoder =

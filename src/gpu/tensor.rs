@@ -115,42 +115,67 @@ impl GpuTensor {
 
     /// Appends the copy to the host to `encoder`, submits it (one submit for the work recorded
     /// before and the readback), waits and returns the contents.
-    pub fn read_after<T: bytemuck::Pod>(&self, gpu: &Gpu, mut encoder: wgpu::CommandEncoder) -> Result<Vec<T>> {
-        let bytes = self.bytes();
-        if bytes == 0 {
-            gpu.queue.submit([encoder.finish()]);
-            gpu.wait()?;
-            return Ok(Vec::new());
-        }
-        let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("readback"),
-            size: bytes,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        encoder.copy_buffer_to_buffer(&self.buffer, self.offset, &staging, 0, bytes);
-        gpu.queue.submit([encoder.finish()]);
-        let outcome: Arc<Mutex<Option<Result<(), wgpu::BufferAsyncError>>>> = Arc::default();
-        let sink = outcome.clone();
-        staging.map_async(wgpu::MapMode::Read, .., move |r| *sink.lock().unwrap_or_else(|p| p.into_inner()) = Some(r));
-        // Another thread's poll may be the one that fires our callback, a moment after our own
-        // poll has returned: wait for the callback itself, not only for the queue.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        loop {
-            gpu.wait()?;
-            match outcome.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                Some(Ok(())) => break,
-                Some(Err(e)) => return Err(Error::Readback(e.to_string())),
-                None if std::time::Instant::now() > deadline => {
-                    return Err(Error::Readback("the device finished without mapping the buffer".into()));
-                }
-                None => std::thread::yield_now(),
-            }
-        }
-        let view = staging.get_mapped_range(..).map_err(|e| Error::Readback(e.to_string()))?;
-        let out = bytemuck::pod_collect_to_vec(&view);
-        drop(view);
-        staging.unmap();
-        Ok(out)
+    pub fn read_after<T: bytemuck::Pod>(&self, gpu: &Gpu, encoder: wgpu::CommandEncoder) -> Result<Vec<T>> {
+        let mut contents = read_all_after(gpu, &[self], encoder)?;
+        Ok(contents.pop().expect("one tensor read"))
     }
+}
+
+/// Appends copies of `tensors` to the host to `encoder`, one after another into one staging
+/// buffer, submits once, waits, and returns their contents in order: several results of one step
+/// for the price of one readback.
+pub fn read_all_after<T: bytemuck::Pod>(
+    gpu: &Gpu,
+    tensors: &[&GpuTensor],
+    mut encoder: wgpu::CommandEncoder,
+) -> Result<Vec<Vec<T>>> {
+    let total: u64 = tensors.iter().map(|t| t.bytes()).sum();
+    if total == 0 {
+        gpu.queue.submit([encoder.finish()]);
+        gpu.wait()?;
+        return Ok(tensors.iter().map(|_| Vec::new()).collect());
+    }
+    let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("readback"),
+        size: total,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    // Every tensor holds whole 4-byte elements, so each copy starts 4-byte aligned.
+    let mut at = 0;
+    for t in tensors {
+        if t.bytes() > 0 {
+            encoder.copy_buffer_to_buffer(&t.buffer, t.offset, &staging, at, t.bytes());
+        }
+        at += t.bytes();
+    }
+    gpu.queue.submit([encoder.finish()]);
+    let outcome: Arc<Mutex<Option<Result<(), wgpu::BufferAsyncError>>>> = Arc::default();
+    let sink = outcome.clone();
+    staging.map_async(wgpu::MapMode::Read, .., move |r| *sink.lock().unwrap_or_else(|p| p.into_inner()) = Some(r));
+    // Another thread's poll may be the one that fires our callback, a moment after our own
+    // poll has returned: wait for the callback itself, not only for the queue.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        gpu.wait()?;
+        match outcome.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            Some(Ok(())) => break,
+            Some(Err(e)) => return Err(Error::Readback(e.to_string())),
+            None if std::time::Instant::now() > deadline => {
+                return Err(Error::Readback("the device finished without mapping the buffer".into()));
+            }
+            None => std::thread::yield_now(),
+        }
+    }
+    let view = staging.get_mapped_range(..).map_err(|e| Error::Readback(e.to_string()))?;
+    let mut out = Vec::with_capacity(tensors.len());
+    let mut at = 0;
+    for t in tensors {
+        let end = at + t.bytes() as usize;
+        out.push(bytemuck::pod_collect_to_vec(&view[at..end]));
+        at = end;
+    }
+    drop(view);
+    staging.unmap();
+    Ok(out)
 }

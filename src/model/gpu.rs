@@ -2,10 +2,14 @@
 //! parameters, gradients, Adam moments, every dispatch) is allocated and bound once, when the
 //! model is built for a batch size; a training step then uploads the batch, records forward, loss,
 //! backward and Adam into one encoder, submits once and reads back the 4-float loss statistics.
+//! Explaining a prediction ([`Explain`]) runs the inference forward pass and the same backward
+//! kernels down to the input, in one submit per batch.
 
+use std::ops::Range;
 use std::sync::Arc;
 
-use super::spec::{Architecture, LayerInfo, LayerSpec, ParamInfo};
+use super::explain::{self, BackwardResult, CamTensors, Explain, Explanation};
+use super::spec::{Architecture, InputShape, LayerInfo, LayerSpec, ParamInfo};
 use super::{NamedTensor, StepStats, TrainOptions, Trainable, check_batch_size, find_weight, layer_seed};
 use crate::cpu::dropout::DropoutConfig;
 use crate::gpu::ops::{activation, adam, batch_norm, conv2d, dense, dropout, loss, max_pool2d};
@@ -50,6 +54,28 @@ pub struct GpuModel {
     dropouts: Vec<DropoutSlot>,
     adam_config: AdamConfig,
     step: u64,
+    input_shape: InputShape,
+    /// Logits per image.
+    outputs: usize,
+    layers: Vec<LayerInfo>,
+    /// Per layer: its entries of `params`.
+    param_ranges: Vec<Range<usize>>,
+    /// The inference forward pass's outputs and saved argmaxes (its dispatches are in `infer`).
+    infer_forwards: Vec<Forward>,
+    /// Built on first use: it holds a gradient for every activation, as much memory again as
+    /// inference, which a model that only trains never needs.
+    explain: Option<ExplainPass>,
+}
+
+/// The explain pass: after `infer`, the backward pass of the inference network from the gradient
+/// of the class scores w.r.t. the logits down to the input.
+struct ExplainPass {
+    dispatches: Vec<Dispatch>,
+    /// d score / d logits, uploaded per call.
+    seed: GpuTensor,
+    input_gradient: GpuTensor,
+    /// The Grad-CAM layer's output and its gradient.
+    cam: Option<(GpuTensor, GpuTensor)>,
 }
 
 fn with_batch(batch: usize, per_sample: &[usize]) -> Vec<usize> {
@@ -156,93 +182,173 @@ fn relu_fused_into_next_pool(layers: &[LayerInfo], i: usize) -> bool {
         && matches!(layers.get(i + 1).map(|l| &l.spec), Some(LayerSpec::MaxPool2d { .. }))
 }
 
-/// The backward dispatches of layer `i`: parameter gradients into `params`' gradient buffers, and
-/// the input gradient into `dx` (None for the first layer, whose input gradient nobody needs).
-#[allow(clippy::too_many_arguments)] // one layer's whole context; a struct would only rename it
-fn backward(
-    gpu: &Gpu,
+/// Per layer: [`relu_fused_into_next_pool`], except at layer `unfused`, whose output gradient must
+/// be the gradient w.r.t. its ReLU's output (Grad-CAM reads it), not the one before the ReLU.
+fn fused_relus(layers: &[LayerInfo], unfused: Option<usize>) -> Vec<bool> {
+    (0..layers.len()).map(|i| Some(i) != unfused && relu_fused_into_next_pool(layers, i)).collect()
+}
+
+/// Whether a layer's output is its input's storage (no dispatch): flatten, and dropout at
+/// inference. Its output gradient is then its input gradient's storage too.
+fn passes_input_through(layer: &LayerInfo, mode: Mode) -> bool {
+    matches!((&layer.spec, mode), (LayerSpec::Flatten, _) | (LayerSpec::Dropout { .. }, Mode::Infer))
+}
+
+/// What a backward pass is built for. Training mode computes every parameter gradient; inference
+/// mode (explaining a prediction) only carries the gradient down through the inference network:
+/// batch norm on its running statistics, dropout the identity, no parameter gradient.
+struct BackwardPass<'a> {
+    gpu: &'a Gpu,
     batch: usize,
-    layers: &[LayerInfo],
-    i: usize,
-    params: &[Param],
-    x: &GpuTensor,
-    fwd: &Forward,
-    dy: &GpuTensor,
-    dx: Option<&GpuTensor>,
-) -> Result<Vec<Dispatch>> {
-    let layer = &layers[i];
-    let grad = |i: usize| params[i].training.as_ref().map(|t| &t.0).expect("trainable parameter");
-    let in_dims = with_batch(batch, &layer.input);
-    let mut out = Vec::new();
-    // Gradient before a fused ReLU: dy where the output was positive.
-    let mut unrelu = |relu: bool| -> Result<GpuTensor> {
-        if !relu {
-            return Ok(dy.clone());
-        }
-        let g = GpuTensor::zeros(gpu, &format!("{} pre-activation gradient", layer.name), dy.shape())?;
-        out.push(activation::relu_backward(gpu, &fwd.y, dy, &g)?);
-        Ok(g)
-    };
-    match (&layer.spec, &fwd.saved) {
-        (LayerSpec::Conv2d { .. }, _) => {
-            let (shape, relu) = layer.conv2d_shape(batch)?;
-            let g = unrelu(relu && !relu_fused_into_next_pool(layers, i))?;
-            out.extend(conv2d::conv2d_backward_weight(gpu, &shape, x, &g, grad(0), grad(1))?);
-            if let Some(dx) = dx {
-                out.extend(conv2d::conv2d_backward_input(gpu, &shape, &g, &params[0].value, dx)?);
-            }
-        }
-        (LayerSpec::MaxPool2d { .. }, Saved::Argmax(argmax)) => {
-            if let Some(dx) = dx {
-                let shape = layer.pool2d_shape(batch)?;
-                let relu_mask = i > 0 && relu_fused_into_next_pool(layers, i - 1);
-                out.push(max_pool2d::max_pool2d_backward(gpu, &shape, argmax, &fwd.y, dy, dx, relu_mask)?);
-            }
-        }
-        (LayerSpec::BatchNorm, Saved::BatchNorm(saved)) => {
-            let scratch;
-            let dx = match dx {
-                Some(dx) => dx,
-                None => {
-                    scratch = GpuTensor::zeros(gpu, "unused input gradient", &in_dims)?;
-                    &scratch
-                }
+    layers: &'a [LayerInfo],
+    mode: Mode,
+    /// See [`fused_relus`].
+    fused_relu: Vec<bool>,
+}
+
+impl BackwardPass<'_> {
+    /// Tensors for the gradients w.r.t. the input (when `with_input`) and every layer's output,
+    /// in that order.
+    fn gradients(&self, with_input: bool) -> Result<Vec<Option<GpuTensor>>> {
+        let input = with_input
+            .then(|| GpuTensor::zeros(self.gpu, "input gradient", &with_batch(self.batch, &self.layers[0].input)));
+        let mut grads = vec![input.transpose()?];
+        for (i, layer) in self.layers.iter().enumerate() {
+            let dims = with_batch(self.batch, &layer.output);
+            let g = match &grads[i] {
+                Some(prev) if passes_input_through(layer, self.mode) => prev.reshaped(&dims)?,
+                _ => GpuTensor::zeros(self.gpu, &format!("{} output gradient", layer.name), &dims)?,
             };
-            let grads = batch_norm::Grads { dx, dgamma: grad(0), dbeta: grad(1) };
-            out.extend(batch_norm::backward(
-                gpu,
-                &layer.batch_norm_shape(batch),
-                x,
-                &params[0].value,
-                saved,
-                dy,
-                &grads,
-            )?);
+            grads.push(Some(g));
         }
-        (LayerSpec::Relu, _) => {
-            if let Some(dx) = dx {
-                out.push(activation::relu_backward(gpu, &fwd.y, dy, dx)?);
-            }
-        }
-        // Flatten's input and output share storage, and so do their gradients.
-        (LayerSpec::Flatten, _) => {}
-        (LayerSpec::Dense { relu, .. }, _) => {
-            let shape = layer.dense_shape(batch);
-            let g = unrelu(*relu)?;
-            out.push(dense::dense_backward_weight(gpu, &shape, x, &g, grad(0))?);
-            out.push(dense::dense_backward_bias(gpu, &shape, &g, grad(1))?);
-            if let Some(dx) = dx {
-                out.push(dense::dense_backward_input(gpu, &shape, &g, &params[0].value, dx)?);
-            }
-        }
-        (LayerSpec::Dropout { .. }, Saved::Dropout(config)) => {
-            if let Some(dx) = dx {
-                out.push(dropout::dropout_backward(gpu, config, dy, dx)?);
-            }
-        }
-        _ => return Err(Error::Invalid(format!("{}: forward and backward passes disagree", layer.name))),
+        Ok(grads)
     }
-    Ok(out)
+
+    /// Every layer's backward dispatches, indexed by layer (to record last layer first), over the
+    /// activations `acts` (the input, then each layer's output) and `grads` (from
+    /// [`BackwardPass::gradients`]) of a forward pass in the same mode.
+    fn all_layers(
+        &self,
+        params: &[Param],
+        param_ranges: &[Range<usize>],
+        acts: &[GpuTensor],
+        forwards: &[Forward],
+        grads: &[Option<GpuTensor>],
+    ) -> Result<Vec<Vec<Dispatch>>> {
+        (0..self.layers.len())
+            .map(|i| {
+                let dy = grads[i + 1].as_ref().expect("every output has a gradient");
+                self.layer(i, &params[param_ranges[i].clone()], &acts[i], &forwards[i], dy, grads[i].as_ref())
+            })
+            .collect()
+    }
+
+    /// The backward dispatches of layer `i`: in training mode, parameter gradients into `params`'
+    /// gradient buffers; the input gradient into `dx` (None when nobody needs it, as for the first
+    /// layer in training).
+    fn layer(
+        &self,
+        i: usize,
+        params: &[Param],
+        x: &GpuTensor,
+        fwd: &Forward,
+        dy: &GpuTensor,
+        dx: Option<&GpuTensor>,
+    ) -> Result<Vec<Dispatch>> {
+        let (gpu, batch, layer) = (self.gpu, self.batch, &self.layers[i]);
+        let training = self.mode == Mode::Train;
+        let grad = |i: usize| params[i].training.as_ref().map(|t| &t.0).expect("trainable parameter");
+        let in_dims = with_batch(batch, &layer.input);
+        let mut out = Vec::new();
+        // Gradient before a fused ReLU: dy where the output was positive.
+        let mut unrelu = |relu: bool| -> Result<GpuTensor> {
+            if !relu {
+                return Ok(dy.clone());
+            }
+            let g = GpuTensor::zeros(gpu, &format!("{} pre-activation gradient", layer.name), dy.shape())?;
+            out.push(activation::relu_backward(gpu, &fwd.y, dy, &g)?);
+            Ok(g)
+        };
+        match (&layer.spec, &fwd.saved) {
+            (LayerSpec::Conv2d { .. }, _) => {
+                let (shape, relu) = layer.conv2d_shape(batch)?;
+                let g = unrelu(relu && !self.fused_relu[i])?;
+                if training {
+                    out.extend(conv2d::conv2d_backward_weight(gpu, &shape, x, &g, grad(0), grad(1))?);
+                }
+                if let Some(dx) = dx {
+                    out.extend(conv2d::conv2d_backward_input(gpu, &shape, &g, &params[0].value, dx)?);
+                }
+            }
+            (LayerSpec::MaxPool2d { .. }, Saved::Argmax(argmax)) => {
+                if let Some(dx) = dx {
+                    let shape = layer.pool2d_shape(batch)?;
+                    let relu_mask = i > 0 && self.fused_relu[i - 1];
+                    out.push(max_pool2d::max_pool2d_backward(gpu, &shape, argmax, &fwd.y, dy, dx, relu_mask)?);
+                }
+            }
+            (LayerSpec::BatchNorm, Saved::BatchNorm(saved)) => {
+                let scratch;
+                let dx = match dx {
+                    Some(dx) => dx,
+                    None => {
+                        scratch = GpuTensor::zeros(gpu, "unused input gradient", &in_dims)?;
+                        &scratch
+                    }
+                };
+                let grads = batch_norm::Grads { dx, dgamma: grad(0), dbeta: grad(1) };
+                out.extend(batch_norm::backward(
+                    gpu,
+                    &layer.batch_norm_shape(batch),
+                    x,
+                    &params[0].value,
+                    saved,
+                    dy,
+                    &grads,
+                )?);
+            }
+            // Inference: the affine map of the running statistics.
+            (LayerSpec::BatchNorm, Saved::Nothing) => {
+                if let Some(dx) = dx {
+                    out.push(batch_norm::backward_inference(
+                        gpu,
+                        &layer.batch_norm_shape(batch),
+                        &BatchNormConfig::default(),
+                        &params[0].value,
+                        &params[3].value,
+                        dy,
+                        dx,
+                    )?);
+                }
+            }
+            (LayerSpec::Relu, _) => {
+                if let Some(dx) = dx {
+                    out.push(activation::relu_backward(gpu, &fwd.y, dy, dx)?);
+                }
+            }
+            // Flatten's input and output share storage, and so do their gradients; so do dropout's
+            // at inference, where it is the identity.
+            (LayerSpec::Flatten, _) | (LayerSpec::Dropout { .. }, Saved::Nothing) => {}
+            (LayerSpec::Dense { relu, .. }, _) => {
+                let shape = layer.dense_shape(batch);
+                let g = unrelu(*relu)?;
+                if training {
+                    out.push(dense::dense_backward_weight(gpu, &shape, x, &g, grad(0))?);
+                    out.push(dense::dense_backward_bias(gpu, &shape, &g, grad(1))?);
+                }
+                if let Some(dx) = dx {
+                    out.push(dense::dense_backward_input(gpu, &shape, &g, &params[0].value, dx)?);
+                }
+            }
+            (LayerSpec::Dropout { .. }, Saved::Dropout(config)) => {
+                if let Some(dx) = dx {
+                    out.push(dropout::dropout_backward(gpu, config, dy, dx)?);
+                }
+            }
+            _ => return Err(Error::Invalid(format!("{}: forward and backward passes disagree", layer.name))),
+        }
+        Ok(out)
+    }
 }
 
 impl GpuModel {
@@ -288,60 +394,47 @@ impl GpuModel {
             inputs.push(f.y.clone());
             forwards.push(f);
         }
-        // Gradients w.r.t. every activation after the input (flatten shares its input's).
-        let mut grads: Vec<Option<GpuTensor>> = vec![None];
-        for (i, layer) in layers.iter().enumerate() {
-            let g = match (&layer.spec, &grads[i]) {
-                (LayerSpec::Flatten, Some(prev)) => prev.reshaped(&with_batch(batch, &layer.output))?,
-                _ => GpuTensor::zeros(
-                    &gpu,
-                    &format!("{} output gradient", layer.name),
-                    &with_batch(batch, &layer.output),
-                )?,
-            };
-            grads.push(Some(g));
-        }
+        let pass = BackwardPass {
+            gpu: &gpu,
+            batch,
+            layers: &layers,
+            mode: Mode::Train,
+            fused_relu: fused_relus(&layers, None),
+        };
+        // Gradients w.r.t. every activation after the input.
+        let grads = pass.gradients(false)?;
         let logits = inputs.last().expect("at least one layer");
         let dlogits = grads.last().and_then(|g| g.as_ref()).expect("at least one layer");
         train.push(loss::cross_entropy(&gpu, logits, &labels, &class_weights, dlogits, &stats)?);
         let mut dropouts = Vec::new();
-        for i in (0..layers.len()).rev() {
-            let dy = grads[i + 1].as_ref().expect("every output has a gradient");
-            let first = train.len();
-            let dispatches = backward(
-                &gpu,
-                batch,
-                &layers,
-                i,
-                &params[param_ranges[i].clone()],
-                &inputs[i],
-                &forwards[i],
-                dy,
-                grads[i].as_ref(),
-            )?;
+        let backward = pass.all_layers(&params, &param_ranges, &inputs, &forwards, &grads)?;
+        for (i, dispatches) in backward.into_iter().enumerate().rev() {
             if let Saved::Dropout(config) = forwards[i].saved {
                 dropouts.push(DropoutSlot {
                     config,
                     len: forwards[i].y.len(),
                     forward: forward_start[i],
-                    backward: first,
+                    backward: train.len(),
                 });
             }
             train.extend(dispatches);
         }
 
         // Inference: its own activations, so evaluation never disturbs what training saved.
-        let mut x = input.clone();
+        // Kept with what each layer saved, for the explain pass (built on first use).
         let mut infer = Vec::new();
+        let mut infer_forwards: Vec<Forward> = Vec::new();
         for (i, (layer, range)) in layers.iter().zip(&param_ranges).enumerate() {
+            let x = infer_forwards.last().map_or(&input, |f| &f.y);
             let mut f =
-                forward(&gpu, batch, layer, &params[range.clone()], &x, Mode::Infer, layer_seed(options.seed, i))?;
+                forward(&gpu, batch, layer, &params[range.clone()], x, Mode::Infer, layer_seed(options.seed, i))?;
             infer.append(&mut f.dispatches);
-            x = f.y;
+            infer_forwards.push(f);
         }
+        let x = &infer_forwards.last().expect("at least one layer").y;
         let eval_dlogits = GpuTensor::zeros(&gpu, "evaluation logit gradient", x.shape())?;
-        let evaluate_loss = loss::cross_entropy(&gpu, &x, &labels, &class_weights, &eval_dlogits, &stats)?;
-        let predict_probabilities = loss::probabilities(&gpu, &x, &probabilities)?;
+        let evaluate_loss = loss::cross_entropy(&gpu, x, &labels, &class_weights, &eval_dlogits, &stats)?;
+        let predict_probabilities = loss::probabilities(&gpu, x, &probabilities)?;
 
         let adam_config = options.adam;
         let adam = params
@@ -368,6 +461,12 @@ impl GpuModel {
             dropouts,
             adam_config,
             step: 0,
+            input_shape: architecture.input,
+            outputs,
+            layers,
+            param_ranges,
+            infer_forwards,
+            explain: None,
         })
     }
 
@@ -474,6 +573,75 @@ impl Trainable for GpuModel {
             p.value.write(&self.gpu, &find_weight(weights, &p.info)?.data)?;
         }
         Ok(())
+    }
+}
+
+impl GpuModel {
+    /// Builds the explain pass over the inference forward pass's activations.
+    fn build_explain_pass(&self) -> Result<ExplainPass> {
+        let cam_layer = explain::grad_cam_layer(&self.layers);
+        let pass = BackwardPass {
+            gpu: &self.gpu,
+            batch: self.batch,
+            layers: &self.layers,
+            mode: Mode::Infer,
+            fused_relu: fused_relus(&self.layers, cam_layer),
+        };
+        let grads = pass.gradients(true)?;
+        let acts: Vec<GpuTensor> =
+            std::iter::once(self.input.clone()).chain(self.infer_forwards.iter().map(|f| f.y.clone())).collect();
+        let backward = pass.all_layers(&self.params, &self.param_ranges, &acts, &self.infer_forwards, &grads)?;
+        let grad = |i: usize| grads[i].clone().expect("inference gradients reach the input");
+        let explain = ExplainPass {
+            dispatches: backward.into_iter().rev().flatten().collect(),
+            seed: grad(self.layers.len()),
+            input_gradient: grad(0),
+            cam: cam_layer.map(|i| (acts[i + 1].clone(), grad(i + 1))),
+        };
+        self.gpu.check_errors()?;
+        Ok(explain)
+    }
+}
+
+impl Explain for GpuModel {
+    /// Runs the images in batches of the model's batch size (the last one padded with zero images
+    /// and a zero seed), one submit and one readback each.
+    fn explain(&mut self, images: &[f32], classes: &[u32]) -> Result<Vec<Explanation>> {
+        explain::check_request(self.input_shape, self.outputs.max(2), images, classes)?;
+        if classes.is_empty() {
+            return Ok(Vec::new());
+        }
+        if self.explain.is_none() {
+            self.explain = Some(self.build_explain_pass()?);
+        }
+        let pass = self.explain.as_ref().expect("built above");
+        let logits = &self.infer_forwards.last().expect("at least one layer").y;
+        let mut reads = vec![logits, &pass.input_gradient];
+        let mut result = BackwardResult { logits: Vec::new(), input_gradient: Vec::new(), cam: None };
+        if let Some((activations, gradients)) = &pass.cam {
+            reads.extend([activations, gradients]);
+            let shape = activations.shape()[1..].try_into().expect("a convolution's output is [n, c, h, w]");
+            result.cam = Some(CamTensors { activations: Vec::new(), gradients: Vec::new(), shape });
+        }
+        for (chunk, chunk_classes) in images.chunks(self.batch * self.sample_len).zip(classes.chunks(self.batch)) {
+            let mut padded = chunk.to_vec();
+            padded.resize(self.batch * self.sample_len, 0.0);
+            let mut seed = explain::score_gradient(self.outputs, chunk_classes);
+            seed.resize(self.batch * self.outputs, 0.0);
+            self.input.write(&self.gpu, &padded)?;
+            pass.seed.write(&self.gpu, &seed)?;
+            let out = self.gpu.run_and_read_all(self.infer.iter().chain(&pass.dispatches), &reads)?;
+            // The real rows of each tensor, which leads with the batch.
+            let rows = chunk_classes.len();
+            let real = |i: usize| &out[i][..out[i].len() / self.batch * rows];
+            result.logits.extend_from_slice(real(0));
+            result.input_gradient.extend_from_slice(real(1));
+            if let Some(cam) = &mut result.cam {
+                cam.activations.extend_from_slice(real(2));
+                cam.gradients.extend_from_slice(real(3));
+            }
+        }
+        explain::assemble(self.input_shape, self.outputs, classes, &result)
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod cpu;
+pub mod explain;
 pub mod file;
 pub mod gpu;
 pub mod spec;

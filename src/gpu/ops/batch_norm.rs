@@ -1,5 +1,5 @@
-//! Batch normalisation (`shaders/batch_norm.wgsl`): training forward, inference forward and the
-//! training-mode backward pass, with the semantics of [`crate::cpu::batch_norm`].
+//! Batch normalisation (`shaders/batch_norm.wgsl`): training forward, inference forward, and the
+//! backward passes of both modes, with the semantics of [`crate::cpu::batch_norm`].
 //!
 //! Saved statistics: [`forward_train`] allocates the per-channel batch mean and inverse standard
 //! deviation itself and hands them back in [`SavedStats`] beside its dispatches. A layer builds its
@@ -174,6 +174,30 @@ pub fn forward_inference(
         &[x, weights.gamma, weights.beta, weights.running_mean, weights.running_var, y],
         elementwise_grid(shape.len(), WG),
     )
+}
+
+/// Inference-mode backward, one dispatch: `dx = dy * gamma / sqrt(running_var + epsilon)`, the
+/// per-channel affine map of batch norm on its running statistics, run by the inference forward
+/// kernel on `dy` with a zero mean and a zero beta (allocated here and kept alive by the dispatch).
+/// As [`crate::cpu::batch_norm::backward_inference`].
+pub fn backward_inference(
+    gpu: &Gpu,
+    shape: &BatchNormShape,
+    config: &BatchNormConfig,
+    gamma: &GpuTensor,
+    running_var: &GpuTensor,
+    dy: &GpuTensor,
+    dx: &GpuTensor,
+) -> Result<Dispatch> {
+    cpu::check_config(config)?;
+    check_shape(
+        shape,
+        &[("dy", dy.len()), ("dx", dx.len())],
+        &[("gamma", gamma.len()), ("running_var", running_var.len())],
+    )?;
+    let zeros = GpuTensor::zeros(gpu, "batch_norm zero mean and beta", &[shape.channels])?;
+    let weights = Weights { gamma, beta: &zeros, running_mean: &zeros, running_var };
+    forward_inference(gpu, shape, config, dy, &weights, dx)
 }
 
 /// Training-mode backward, two dispatches: `dbeta = sum(dy)` and `dgamma = sum(dy * xhat)` per
