@@ -27,8 +27,11 @@ pub struct Augment {
 /// The layout of one planar image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PlanarShape {
+    /// Planes (1 or 3).
     pub channels: usize,
+    /// Rows per plane.
     pub height: usize,
+    /// Values per row.
     pub width: usize,
 }
 
