@@ -37,6 +37,8 @@ pub enum Error {
     #[error("reading back a GPU buffer failed: {0}")]
     Readback(String),
 
+    /// A dataset folder that cannot be used (missing, too few classes, an empty class), or a
+    /// synthetic dataset that cannot be written there.
     #[error("dataset folder {path}: {reason}")]
     Dataset { path: std::path::PathBuf, reason: String },
 

@@ -62,8 +62,11 @@ impl std::str::FromStr for Augment {
 /// The layout of one planar image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PlanarShape {
+    /// Planes (1 or 3).
     pub channels: usize,
+    /// Rows per plane.
     pub height: usize,
+    /// Values per row.
     pub width: usize,
 }
 

@@ -59,6 +59,7 @@ impl Dataset {
         self.labels.len()
     }
 
+    /// Whether there are no images.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
@@ -111,7 +112,9 @@ impl SkipReason {
 /// A file that was skipped, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SkippedFile {
+    /// The file.
     pub path: PathBuf,
+    /// Why it gave no usable image.
     pub reason: SkipReason,
 }
 
@@ -134,6 +137,7 @@ impl DuplicateGroup {
 /// An image whose file extension names another format than its content (it is read by content).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExtensionMismatch {
+    /// The file.
     pub path: PathBuf,
     /// The format found in the content.
     pub format: ImageFormat,

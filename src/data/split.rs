@@ -8,8 +8,11 @@ use crate::{Error, Result};
 /// Shares of the samples for training, validation and test; they must sum to 1.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SplitRatios {
+    /// Share for training.
     pub train: f64,
+    /// Share for validation (0: no validation split).
     pub validation: f64,
+    /// Share for the final test (0: no test split).
     pub test: f64,
 }
 
@@ -64,8 +67,11 @@ impl Default for SplitRatios {
 /// Sample indices of each split, each list sorted.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Split {
+    /// Indices for training.
     pub train: Vec<usize>,
+    /// Indices for validation.
     pub validation: Vec<usize>,
+    /// Indices for the final test.
     pub test: Vec<usize>,
 }
 

@@ -64,9 +64,13 @@ impl FromStr for Emotion {
 /// A rectangle of pixels, `x0..x1` by `y0..y1` (half-open).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PixelBox {
+    /// First column inside.
     pub x0: u32,
+    /// First row inside.
     pub y0: u32,
+    /// First column past the right edge.
     pub x1: u32,
+    /// First row past the bottom edge.
     pub y1: u32,
 }
 
@@ -80,6 +84,7 @@ impl PixelBox {
 /// Where the parts of a drawn face are, in pixels.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct FaceLayout {
+    /// The expression drawn.
     pub emotion: Emotion,
     /// Centre (x, y) and radii (x, y) of the face ellipse.
     pub face_center: (f32, f32),
@@ -208,6 +213,7 @@ impl FaceParams {
         Self { emotion, ..self.clone() }
     }
 
+    /// The expression drawn.
     pub fn emotion(&self) -> Emotion {
         self.emotion
     }
