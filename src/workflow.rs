@@ -16,6 +16,7 @@ use crate::data::folder::{Dataset, ImageFolder, LoadOptions, LoadReport};
 use crate::data::image::{DecodeError, Fit, InputFormat, decode_and_resize, to_f32_into};
 use crate::data::loader::ImageBatches;
 use crate::data::split::{SplitRatios, stratified_split};
+use crate::data::synth::{Emotion, write_dataset};
 use crate::model::backend::{Backend, Predictor};
 use crate::model::file::{ModelFile, write_atomically};
 use crate::model::spec::Architecture;
@@ -145,9 +146,11 @@ fn load_folder(dir: &Path, format: &InputFormat) -> Result<(Dataset, LoadReport,
 /// Trains a model as [`TrainSettings`] says, writing the run folder; prints as it goes.
 pub fn train(backend: &Backend, settings: &TrainSettings) -> Result<TrainRun> {
     let out = &settings.out_dir;
-    fs::create_dir_all(out).map_err(|e| Error::Invalid(format!("{}: cannot create the run folder: {e}", out.display())))?;
+    fs::create_dir_all(out)
+        .map_err(|e| Error::Invalid(format!("{}: cannot create the run folder: {e}", out.display())))?;
     let input = settings.architecture.input;
-    let format = InputFormat { channels: input.channels, size: (input.height as u32, input.width as u32), fit: settings.fit };
+    let format =
+        InputFormat { channels: input.channels, size: (input.height as u32, input.width as u32), fit: settings.fit };
     let (dataset, load, load_seconds) = load_folder(&settings.data_dir, &format)?;
     let classes = dataset.class_names.len();
     let architecture = settings.architecture.clone().with_classes(classes)?;
@@ -260,7 +263,10 @@ pub fn evaluate(
         .iter()
         .map(|name| {
             class_names.iter().position(|c| c == name).ok_or_else(|| {
-                Error::Invalid(format!("the data has a class {name:?} that the model does not know (its classes: {})", class_names.join(", ")))
+                Error::Invalid(format!(
+                    "the data has a class {name:?} that the model does not know (its classes: {})",
+                    class_names.join(", ")
+                ))
             })
         })
         .collect::<Result<_>>()?;
@@ -325,4 +331,55 @@ impl LoadedModel {
             })
             .collect()
     }
+}
+
+/// Reloads the model a run saved and predicts `count` of its test images again from their files,
+/// printing both predictions side by side; returns the largest difference in any probability
+/// (0 when the saved model reproduces the trained one exactly).
+pub fn compare_reloaded(run: &TrainRun, backend: &Backend, count: usize) -> Result<f32> {
+    let Some(test) = run.test.as_ref().or(run.test_dir.as_ref()) else {
+        return Ok(0.0);
+    };
+    let shown: Vec<_> = test.predictions.iter().take(count).collect();
+    let mut reloaded = LoadedModel::load(&run.model_path, backend, shown.len().max(1))?;
+    let files = shown
+        .iter()
+        .map(|(path, _, _)| {
+            fs::read(path).map_err(|e| Error::Invalid(format!("{}: cannot read it: {e}", path.display())))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let bytes: Vec<&[u8]> = files.iter().map(Vec::as_slice).collect();
+    let again = reloaded.predict_bytes(&bytes)?;
+    println!("\npredictions of the trained model and of {} reloaded:", run.model_path.display());
+    let mut largest = 0f32;
+    for ((path, actual, trained), again) in shown.iter().zip(again) {
+        let again = again.map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+        for ((_, p), (_, q)) in trained.probabilities.iter().zip(&again.probabilities) {
+            largest = largest.max((p - q).abs());
+        }
+        let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+        println!(
+            "  {name:<40} true {:<8} trained: {} {:.4}   reloaded: {} {:.4}",
+            reloaded.file.class_names[*actual], trained.label, trained.confidence, again.label, again.confidence
+        );
+    }
+    println!("largest difference in any probability: {largest:e}");
+    Ok(largest)
+}
+
+/// Synthetic faces of `classes` in `dir` (drawn once: a folder already holding them is reused),
+/// for a machine with no data. Returns `dir`.
+pub fn synthetic_dataset(dir: &Path, classes: &[Emotion], per_class: usize, size: u32, seed: u64) -> Result<PathBuf> {
+    let complete =
+        classes.iter().all(|c| fs::read_dir(dir.join(c.name())).map(|d| d.count() == per_class).unwrap_or(false));
+    if complete {
+        println!("synthetic faces: reusing {}", dir.display());
+    } else {
+        if dir.exists() {
+            fs::remove_dir_all(dir).map_err(|e| Error::Invalid(format!("{}: cannot clear it: {e}", dir.display())))?;
+        }
+        let written = write_dataset(dir, classes, per_class, size, seed)?;
+        println!("synthetic faces: drew {} images of {size}x{size} into {}", written.len(), dir.display());
+    }
+    Ok(dir.to_path_buf())
 }
