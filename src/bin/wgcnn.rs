@@ -52,6 +52,10 @@ enum Command {
         /// Untimed steps first (pipeline warm-up).
         #[arg(long, default_value_t = 2)]
         warmup: usize,
+        /// Input size instead of the preset's (square). A tiny size at batch 1 leaves almost only
+        /// the fixed cost of a step: its submits, dispatches and readback.
+        #[arg(long)]
+        size: Option<usize>,
     },
     /// Train a model on a folder of class subfolders (as Keras's image_dataset_from_directory):
     /// prints the class counts and the model summary, trains with progress bars, and writes into
@@ -196,8 +200,11 @@ fn train(choice: &DeviceChoice, args: &TrainArgs) -> anyhow::Result<()> {
         progress: Progress::Auto,
     };
     let run = workflow::train(&Backend::new(choice)?, &settings)?;
-    println!("
-run folder: {}", args.out.display());
+    println!(
+        "
+run folder: {}",
+        args.out.display()
+    );
     if let Some(test) = &run.test {
         println!("test-split accuracy: {:.4}", test.report.accuracy);
     }
@@ -226,7 +233,13 @@ fn eval(choice: &DeviceChoice, model: &Path, data: &Path, json: bool, out: Optio
     Ok(())
 }
 
-fn predict(choice: &DeviceChoice, model: &Path, images: &[PathBuf], json: bool, grid: Option<&Path>) -> anyhow::Result<()> {
+fn predict(
+    choice: &DeviceChoice,
+    model: &Path,
+    images: &[PathBuf],
+    json: bool,
+    grid: Option<&Path>,
+) -> anyhow::Result<()> {
     let mut loaded = LoadedModel::load(model, &Backend::new(choice)?, workflow::INFERENCE_BATCH.min(images.len()))?;
     let files = images
         .iter()
@@ -247,7 +260,8 @@ fn predict(choice: &DeviceChoice, model: &Path, images: &[PathBuf], json: bool, 
                 entries.push(serde_json::json!({ "file": path, "prediction": p }));
                 if grid.is_some() {
                     let truth = path.parent().and_then(|d| d.file_name()).and_then(|d| d.to_str());
-                    let correct = truth.filter(|t| loaded.file.class_names.iter().any(|c| c == t)).map(|t| t == p.label);
+                    let correct =
+                        truth.filter(|t| loaded.file.class_names.iter().any(|c| c == t)).map(|t| t == p.label);
                     let image = image::load_from_memory(file)?.to_rgb8();
                     let caption = format!("{} {:.0}%", p.label, p.confidence * 100.0);
                     grid_items.push(GridItem { image, caption, correct });
@@ -291,8 +305,13 @@ fn bench_train(
     batch: Option<usize>,
     steps: usize,
     warmup: usize,
+    size: Option<usize>,
 ) -> anyhow::Result<()> {
-    let arch = Architecture::preset(preset)?;
+    let mut arch = Architecture::preset(preset)?;
+    if let Some(size) = size {
+        let channels = arch.input.channels;
+        arch = arch.with_input(InputShape::new(channels, size, size));
+    }
     let batch = batch.unwrap_or(if preset == "happy-sad" { 32 } else { 64 });
     let weights = arch.initial_weights(1)?;
     let backend = Backend::new(choice)?;
@@ -333,8 +352,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info => info(&cli.device),
-        Command::BenchTrain { preset, batch_size, steps, warmup } => {
-            bench_train(&cli.device, &preset, batch_size, steps, warmup)
+        Command::BenchTrain { preset, batch_size, steps, warmup, size } => {
+            bench_train(&cli.device, &preset, batch_size, steps, warmup, size)
         }
         Command::Synth { out, per_class, classes, size, seed } => synth(&out, per_class, &classes, size, seed),
         Command::Train(args) => train(&cli.device, &args),
