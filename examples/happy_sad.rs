@@ -72,11 +72,6 @@ fn main() -> anyhow::Result<()> {
         progress: Progress::Auto,
     };
     let run = workflow::train(&backend, &settings)?;
-    let difference = workflow::compare_reloaded(&run, &backend, 6)?;
-    anyhow::ensure!(difference == 0.0, "the reloaded model's predictions differ by {difference}");
-    if let Some(test) = &run.test {
-        println!("\ntest-split accuracy: {:.4} on {} images", test.report.accuracy, test.confusion.total());
-    }
-    println!("plots and reports in {}", args.out.display());
+    workflow::finish_example(&run, &backend, &args.out)?;
     Ok(())
 }

@@ -82,13 +82,6 @@ fn main() -> anyhow::Result<()> {
         progress: Progress::Auto,
     };
     let run = workflow::train(&backend, &settings)?;
-    let difference = workflow::compare_reloaded(&run, &backend, 6)?;
-    anyhow::ensure!(difference == 0.0, "the reloaded model's predictions differ by {difference}");
-    for (what, evaluation) in [("test split", &run.test), ("test folder", &run.test_dir)] {
-        if let Some(e) = evaluation {
-            println!("{what} accuracy: {:.4} on {} images", e.report.accuracy, e.confusion.total());
-        }
-    }
-    println!("plots and reports in {}", args.out.display());
+    workflow::finish_example(&run, &backend, &args.out)?;
     Ok(())
 }

@@ -13,14 +13,14 @@ use serde::Serialize;
 
 use crate::data::augment::Augment;
 use crate::data::folder::{Dataset, ImageFolder, LoadOptions, LoadReport};
-use crate::data::image::{DecodeError, Fit, InputFormat, decode_and_resize, to_f32_into};
+use crate::data::image::{DecodeError, Fit, InputFormat, decode_and_resize, to_f32_into, to_f32_planar};
 use crate::data::loader::ImageBatches;
 use crate::data::split::{SplitRatios, stratified_split};
 use crate::data::synth::{Emotion, write_dataset};
+use crate::model::TrainOptions;
 use crate::model::backend::{Backend, Predictor};
 use crate::model::file::{ModelFile, write_atomically};
 use crate::model::spec::Architecture;
-use crate::model::{NamedTensor, TrainOptions};
 use crate::report::{ClassificationReport, ConfusionMatrix, Prediction, plots};
 use crate::train::callbacks::{EarlyStopping, Monitor, ReduceLrOnPlateau};
 use crate::train::fit::{FitConfig, FitOutcome, Progress, StopReason, fit};
@@ -305,11 +305,6 @@ impl LoadedModel {
         Ok(Self { file, format, predictor })
     }
 
-    /// The model's weights (as saved).
-    pub fn weights(&self) -> &[NamedTensor] {
-        &self.file.weights
-    }
-
     /// Decodes and predicts images given as file bytes; an image that does not decode gives its
     /// [`DecodeError`] in its place and does not stop the others.
     pub fn predict_bytes(&mut self, files: &[&[u8]]) -> Result<Vec<std::result::Result<Prediction, DecodeError>>> {
@@ -317,7 +312,7 @@ impl LoadedModel {
         let decoded: Vec<_> = files.iter().map(|bytes| decode_and_resize(bytes, &self.format)).collect();
         let mut images = Vec::with_capacity(decoded.len() * sample_len);
         for image in decoded.iter().flatten() {
-            images.extend(image.pixels.iter().map(|&p| p as f32 / 255.0));
+            images.extend(to_f32_planar(&image.pixels));
         }
         let mut rows = self.predictor.predict(&images)?.into_iter();
         decoded
@@ -365,6 +360,22 @@ pub fn compare_reloaded(run: &TrainRun, backend: &Backend, count: usize) -> Resu
     }
     println!("largest difference in any probability: {largest:e}");
     Ok(largest)
+}
+
+/// The end of an example run: reloads the saved model, checks that it predicts exactly what the
+/// trained one did, and prints the test accuracies.
+pub fn finish_example(run: &TrainRun, backend: &Backend, out_dir: &Path) -> Result<()> {
+    let difference = compare_reloaded(run, backend, 6)?;
+    if difference != 0.0 {
+        return Err(Error::Invalid(format!("the reloaded model's predictions differ by {difference}")));
+    }
+    for (what, evaluation) in [("test split", &run.test), ("test folder", &run.test_dir)] {
+        if let Some(e) = evaluation {
+            println!("{what} accuracy: {:.4} on {} images", e.report.accuracy, e.confusion.total());
+        }
+    }
+    println!("plots and reports in {}", out_dir.display());
+    Ok(())
 }
 
 /// Synthetic faces of `classes` in `dir` (drawn once: a folder already holding them is reused),
