@@ -7,6 +7,7 @@ pub mod error;
 pub mod gpu;
 pub mod model;
 pub mod report;
+pub mod serve;
 pub mod shape;
 pub mod train;
 pub mod workflow;

@@ -112,6 +112,47 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Serve a model as a web app: an upload page at /, POST /predict (JSON), POST /explain (a
+    /// heat map PNG), GET /health, /model and /stats. Stops on Ctrl-C or SIGTERM.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// A model.safetensors written by `wgcnn train`.
+    model: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: std::net::SocketAddr,
+    /// The largest upload accepted, in MiB.
+    #[arg(long, default_value_t = 10.0)]
+    max_upload_mb: f64,
+    /// The most requests run as one batch (1: no batching).
+    #[arg(long, default_value_t = 16)]
+    max_batch: usize,
+    /// How long a request waits for others to batch with, in milliseconds.
+    #[arg(long, default_value_t = 5.0)]
+    max_wait_ms: f64,
+}
+
+fn serve(choice: &DeviceChoice, args: &ServeArgs) -> anyhow::Result<()> {
+    use wgcnn::serve::{ServeOptions, Server, batcher::BatchOptions};
+    anyhow::ensure!(args.max_upload_mb > 0.0, "--max-upload-mb must be more than 0");
+    anyhow::ensure!(args.max_wait_ms >= 0.0, "--max-wait-ms must not be negative");
+    let batch = BatchOptions {
+        max_batch: args.max_batch,
+        max_wait: std::time::Duration::from_secs_f64(args.max_wait_ms / 1e3),
+        ..BatchOptions::default()
+    };
+    let max_upload_bytes = (args.max_upload_mb * (1 << 20) as f64) as usize;
+    let options = ServeOptions { addr: args.addr, max_upload_bytes, batch, stop_on_signals: true };
+    let backend = Backend::new(choice)?;
+    println!("adapter: {}", backend.describe());
+    let server = Server::start(&args.model, backend, options)?;
+    println!("serving {} on http://{} (Ctrl-C to stop)", args.model.display(), server.addr());
+    server.wait()?;
+    println!("stopped");
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -359,6 +400,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train(&cli.device, &args),
         Command::Eval { model, data, json, out } => eval(&cli.device, &model, &data, json, out.as_deref()),
         Command::Predict { model, images, json, grid } => predict(&cli.device, &model, &images, json, grid.as_deref()),
+        Command::Serve(args) => serve(&cli.device, &args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

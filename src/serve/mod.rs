@@ -1,0 +1,513 @@
+//! The web app: an upload page and a prediction API over one saved model (`wgcnn serve`).
+//!
+//! - `GET /`: a self-contained page (no external resources): choose or drop a photo, see it, its
+//!   predicted label, the confidence, a bar per class, and the Grad-CAM heat map beside them.
+//! - `POST /predict`: the image as the multipart field `file` or as the raw body; answers
+//!   `{"label", "confidence", "probabilities": {class: p}, "model", "elapsed_ms", "batch_images"}`.
+//! - `POST /explain[?class=NAME][&method=gradcam|saliency]`: the same inputs; answers a PNG of the
+//!   heat map over the image as the model sees it (resized), for the class asked (default: the
+//!   predicted one). Headers `x-explain-class`, `x-explain-method`, `x-label`, `x-confidence`.
+//! - `GET /health`, `GET /model` (classes, input, architecture, adapter), `GET /stats` (batching).
+//! - Bad input gets 400 (empty, truncated, unreadable, no `file` field), 415 (not an image), 413
+//!   (over the upload limit), 404 and 405, each with `{"error": "..."}` in words.
+//!
+//! Decoding runs on tokio's blocking pool; the model on its own thread ([`batcher`]), which runs
+//! requests that arrive together as one batch. The server stops on Ctrl-C or SIGTERM (when asked
+//! to listen for them) or [`Server::shutdown`], letting requests in flight finish.
+
+pub mod batcher;
+
+use std::io::Cursor;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use http_body_util::BodyExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+use crate::data::image::{DecodeError, InputFormat, decode_and_resize};
+use crate::model::backend::Backend;
+use crate::model::explain::overlay_heatmap;
+use crate::model::file::ModelFile;
+use crate::workflow::input_format;
+use crate::{Error, Result};
+use batcher::{BatchOptions, BatcherHandle, ExplainMethod, SubmitError};
+
+/// The upload page, self-contained.
+const PAGE: &str = include_str!("page.html");
+
+/// How much of an over-limit body is read and thrown away before answering 413, so that a client
+/// that sends its whole body before reading the answer sees the 413 rather than a reset connection.
+const DRAIN_LIMIT: usize = 64 << 20;
+
+/// The heat map's weight over the image in `/explain`'s PNG.
+const OVERLAY_ALPHA: f32 = 0.45;
+
+/// What `wgcnn serve` is told.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// Where to listen (port 0: any free port; [`Server::addr`] tells which).
+    pub addr: SocketAddr,
+    /// The largest request body accepted, in bytes.
+    pub max_upload_bytes: usize,
+    pub batch: BatchOptions,
+    /// Stop on Ctrl-C (SIGINT) and SIGTERM.
+    pub stop_on_signals: bool,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_upload_bytes: 10 << 20,
+            batch: BatchOptions::default(),
+            stop_on_signals: false,
+        }
+    }
+}
+
+/// What every handler reads.
+struct AppState {
+    batcher: BatcherHandle,
+    format: InputFormat,
+    class_names: Vec<String>,
+    /// The model's name in answers: its run folder's name, or the file's stem.
+    name: String,
+    /// `/model`'s answer.
+    model_info: Value,
+    max_upload_bytes: usize,
+    started: Instant,
+}
+
+/// A running server: the listener bound, the model loaded, requests served on a background
+/// runtime until [`Server::shutdown`] (or a signal, when asked).
+pub struct Server {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<Result<()>>>,
+}
+
+impl Server {
+    /// Loads `model_path` onto `backend`, binds `options.addr` and starts serving.
+    pub fn start(model_path: &Path, backend: Backend, options: ServeOptions) -> Result<Server> {
+        if options.max_upload_bytes == 0 {
+            return Err(Error::Invalid("serve: the upload limit must be more than 0 bytes".into()));
+        }
+        let file = ModelFile::load(model_path)?;
+        let format = input_format(&file)?;
+        let name = model_name(model_path);
+        let model_info = json!({
+            "name": name,
+            "classes": file.class_names,
+            "input": {
+                "channels": format.channels,
+                "height": format.size.0,
+                "width": format.size.1,
+                "normalisation": file.normalisation,
+            },
+            "architecture": file.architecture.to_string(),
+            "outputs": file.architecture.outputs(),
+            "adapter": backend.describe(),
+            "max_batch": options.batch.max_batch,
+            "max_wait_ms": options.batch.max_wait.as_secs_f64() * 1e3,
+            "max_upload_bytes": options.max_upload_bytes,
+        });
+        let class_names = file.class_names.clone();
+        let (batcher, model_thread) = batcher::spawn(file, backend, options.batch)?;
+        let state = Arc::new(AppState {
+            batcher,
+            format,
+            class_names,
+            name,
+            model_info,
+            max_upload_bytes: options.max_upload_bytes,
+            started: Instant::now(),
+        });
+
+        let listener = std::net::TcpListener::bind(options.addr)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .map_err(|e| Error::Invalid(format!("serve: cannot listen on {}: {e}", options.addr)))?;
+        let addr = listener.local_addr().map_err(|e| Error::Invalid(format!("serve: {e}")))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("wgcnn-http")
+            .build()
+            .map_err(|e| Error::Invalid(format!("serve: cannot start the async runtime: {e}")))?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let signals = options.stop_on_signals;
+        let thread = std::thread::Builder::new()
+            .name("wgcnn-serve".into())
+            .spawn(move || {
+                let served = runtime.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener)?;
+                    let app = router(state);
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(async move {
+                            if signals {
+                                tokio::select! {
+                                    _ = stopped => {}
+                                    () = shutdown_signal() => {}
+                                }
+                            } else {
+                                let _ = stopped.await;
+                            }
+                        })
+                        .await
+                });
+                // The router (and with it every handle on the queue) is gone: the model thread
+                // answers what is left and ends.
+                drop(runtime);
+                let _ = model_thread.join();
+                served.map_err(|e| Error::Invalid(format!("serve: {e}")))
+            })
+            .map_err(|e| Error::Invalid(format!("serve: cannot start the server thread: {e}")))?;
+        Ok(Server { addr, stop: Some(stop), thread: Some(thread) })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, lets requests in flight finish, and waits for the server to end.
+    pub fn shutdown(mut self) -> Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.join()
+    }
+
+    /// Waits until the server ends (on a signal, when it listens for them).
+    pub fn wait(mut self) -> Result<()> {
+        self.join()
+    }
+
+    fn join(&mut self) -> Result<()> {
+        match self.thread.take() {
+            Some(thread) => thread.join().map_err(|_| Error::Invalid("serve: the server thread panicked".into()))?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = self.join();
+    }
+}
+
+/// Ctrl-C, or SIGTERM on Unix.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
+
+/// `runs/happy/model.safetensors` is "happy"; `happy.safetensors` is "happy".
+fn model_name(path: &Path) -> String {
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
+    let parent = path.parent().and_then(|p| p.file_name()).and_then(|s| s.to_str());
+    match parent {
+        Some(folder) if stem == "model" => folder.to_string(),
+        _ => stem.to_string(),
+    }
+}
+
+fn router(state: Arc<AppState>) -> Router {
+    let limit = state.max_upload_bytes;
+    Router::new()
+        .route("/", get(|| async { Html(PAGE) }))
+        .route("/predict", post(predict))
+        .route("/explain", post(explain))
+        .route("/health", get(health))
+        .route("/model", get(model))
+        .route("/stats", get(stats))
+        .fallback(|request: Request| async move {
+            ApiError::new(StatusCode::NOT_FOUND, format!("no such page: {}", request.uri().path()))
+        })
+        .method_not_allowed_fallback(|request: Request| async move {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{} is not allowed on {}", request.method(), request.uri().path()),
+            )
+        })
+        // The multipart reader has its own limit (2 MB unless told); the body is already limited.
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// An error answer: a status and `{"error": message}`.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self { status, message: message.into() }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        // The client's mistakes are the client's to read; the server's own are logged too.
+        if self.status.is_server_error() {
+            eprintln!("wgcnn serve: {} {}", self.status, self.message);
+        }
+        (self.status, axum::Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+impl From<DecodeError> for ApiError {
+    fn from(e: DecodeError) -> Self {
+        let status = match e {
+            DecodeError::NotAnImage => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            DecodeError::Empty | DecodeError::Truncated { .. } | DecodeError::Unreadable { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+        };
+        let message = match e {
+            DecodeError::Empty => "the upload is empty: send an image file".to_string(),
+            e => e.to_string(),
+        };
+        Self::new(status, message)
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> Self {
+        match e {
+            SubmitError::Busy => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server is busy: too many requests are waiting; try again",
+            ),
+            SubmitError::Stopped => Self::new(StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down"),
+            SubmitError::Model(e) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        }
+    }
+}
+
+/// The uploaded file: the multipart field `file`, or the whole body.
+async fn upload(request: Request, limit: usize) -> std::result::Result<Bytes, ApiError> {
+    let (parts, body) = request.into_parts();
+    let body = read_limited(body, limit).await?;
+    let is_multipart = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("multipart/form-data"));
+    if !is_multipart {
+        return Ok(body);
+    }
+    let request = Request::from_parts(parts, Body::from(body));
+    let mut form = Multipart::from_request(request, &())
+        .await
+        .map_err(|e| ApiError::bad_request(format!("the multipart form cannot be read: {}", e.body_text())))?;
+    loop {
+        match form.next_field().await {
+            Ok(Some(field)) if field.name() == Some("file") => {
+                return field.bytes().await.map_err(|e| {
+                    ApiError::bad_request(format!("the multipart field `file` cannot be read: {}", e.body_text()))
+                });
+            }
+            Ok(Some(_)) => continue,
+            Ok(None) => {
+                return Err(ApiError::bad_request(
+                    "the multipart form has no field named `file`: send the image as `file`",
+                ));
+            }
+            Err(e) => {
+                return Err(ApiError::bad_request(format!("the multipart form cannot be read: {}", e.body_text())));
+            }
+        }
+    }
+}
+
+/// The body, unless it is over `limit` bytes (413). An over-limit body is read on to its end (up
+/// to [`DRAIN_LIMIT`]) and dropped, so that the client gets to read the answer.
+async fn read_limited(mut body: Body, limit: usize) -> std::result::Result<Bytes, ApiError> {
+    let mut data = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::bad_request(format!("reading the upload failed: {e}")))?;
+        let Ok(chunk) = frame.into_data() else { continue };
+        seen += chunk.len();
+        if seen <= limit {
+            data.extend_from_slice(&chunk);
+        } else {
+            data = Vec::new();
+            if seen > limit + DRAIN_LIMIT {
+                break;
+            }
+        }
+    }
+    if seen > limit {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the upload is over the limit of {} (at least {seen} bytes sent)", megabytes(limit)),
+        ));
+    }
+    Ok(data.into())
+}
+
+fn megabytes(bytes: usize) -> String {
+    let mb = bytes as f64 / (1 << 20) as f64;
+    if mb >= 1.0 { format!("{mb:.3} MiB").replace(".000", "") } else { format!("{bytes} bytes") }
+}
+
+/// Decodes and resizes on the blocking pool: planar u8 of the model's input.
+async fn decode(bytes: Bytes, format: InputFormat) -> std::result::Result<Vec<u8>, ApiError> {
+    tokio::task::spawn_blocking(move || decode_and_resize(&bytes, &format))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("decoding failed: {e}")))?
+        .map(|image| image.pixels)
+        .map_err(ApiError::from)
+}
+
+fn to_unit(pixels: &[u8]) -> Vec<f32> {
+    pixels.iter().map(|&p| f32::from(p) / 255.0).collect()
+}
+
+async fn predict(State(state): State<Arc<AppState>>, request: Request) -> std::result::Result<Response, ApiError> {
+    let start = Instant::now();
+    let bytes = upload(request, state.max_upload_bytes).await?;
+    let pixels = decode(bytes, state.format).await?;
+    let predicted = state.batcher.predict(to_unit(&pixels)).await?;
+    let p = predicted.prediction;
+    let probabilities: serde_json::Map<String, Value> =
+        p.probabilities.iter().map(|(name, v)| (name.clone(), json!(v))).collect();
+    Ok(axum::Json(json!({
+        "label": p.label,
+        "confidence": p.confidence,
+        "probabilities": probabilities,
+        "model": state.name,
+        "elapsed_ms": start.elapsed().as_secs_f64() * 1e3,
+        "batch_images": predicted.batch_images,
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+struct ExplainQuery {
+    class: Option<String>,
+    method: Option<String>,
+}
+
+async fn explain(
+    State(state): State<Arc<AppState>>,
+    query: std::result::Result<Query<ExplainQuery>, QueryRejection>,
+    request: Request,
+) -> std::result::Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(format!("bad query: {}", e.body_text())))?;
+    let method = match query.method.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("gradcam" | "grad-cam") => ExplainMethod::GradCam,
+        Some("saliency") => ExplainMethod::Saliency,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!("unknown method {other:?}: expected gradcam or saliency")));
+        }
+    };
+    let class = match &query.class {
+        None => None,
+        Some(name) => Some(state.class_names.iter().position(|c| c == name).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "unknown class {name:?}: the model's classes are {}",
+                state.class_names.join(", ")
+            ))
+        })?),
+    };
+    let bytes = upload(request, state.max_upload_bytes).await?;
+    let pixels = decode(bytes, state.format).await?;
+    let explained = state.batcher.explain(to_unit(&pixels), class, method).await?;
+    let format = state.format;
+    let png = tokio::task::spawn_blocking(move || overlay_png(&pixels, &format, &explained.heat))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("drawing the heat map failed: {e}")))?
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let mut response = ([(header::CONTENT_TYPE, "image/png")], png).into_response();
+    let headers = response.headers_mut();
+    let method_name = match explained.method {
+        ExplainMethod::GradCam => "gradcam",
+        ExplainMethod::Saliency => "saliency",
+    };
+    for (name, value) in [
+        ("x-explain-class", state.class_names[explained.class].clone()),
+        ("x-explain-method", method_name.to_string()),
+        ("x-label", explained.prediction.label.clone()),
+        ("x-confidence", format!("{:.6}", explained.prediction.confidence)),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
+    Ok(response)
+}
+
+/// The heat map over the image as the model sees it (grey shown as grey), as PNG bytes.
+fn overlay_png(pixels: &[u8], format: &InputFormat, heat: &[f32]) -> Result<Vec<u8>> {
+    let (height, width) = format.size;
+    let plane = (height * width) as usize;
+    let image = image::RgbImage::from_fn(width, height, |x, y| {
+        let i = (y * width + x) as usize;
+        let channel = |c: usize| pixels[if format.channels == 1 { i } else { c * plane + i }];
+        image::Rgb([channel(0), channel(1), channel(2)])
+    });
+    let overlay = overlay_heatmap(&image, heat, OVERLAY_ALPHA)?;
+    let mut png = Cursor::new(Vec::new());
+    overlay
+        .write_to(&mut png, image::ImageFormat::Png)
+        .map_err(|e| Error::Invalid(format!("encoding the heat map as PNG: {e}")))?;
+    Ok(png.into_inner())
+}
+
+async fn health(State(state): State<Arc<AppState>>) -> Response {
+    axum::Json(json!({
+        "status": "ok",
+        "model": state.name,
+        "uptime_s": state.started.elapsed().as_secs_f64(),
+    }))
+    .into_response()
+}
+
+async fn model(State(state): State<Arc<AppState>>) -> Response {
+    axum::Json(state.model_info.clone()).into_response()
+}
+
+async fn stats(State(state): State<Arc<AppState>>) -> Response {
+    axum::Json(state.batcher.stats()).into_response()
+}
