@@ -38,7 +38,9 @@ impl std::str::FromStr for Augment {
         for item in s.split(',').map(str::trim) {
             let (key, value) = item.split_once('=').unwrap_or((item, ""));
             let number = || {
-                value.parse::<f32>().map_err(|_| format!("augmentation {key:?} needs a number, as {key}=0.1; got {item:?}"))
+                value
+                    .parse::<f32>()
+                    .map_err(|_| format!("augmentation {key:?} needs a number, as {key}=0.1; got {item:?}"))
             };
             match key {
                 "flip" if value.is_empty() => augment.flip = true,
