@@ -1,14 +1,18 @@
 //! The user's workflow end to end, as the `wgcnn` commands and the examples run it: train a model
 //! on a folder of class subfolders and write a run folder (model, metrics CSV, plots, test
-//! evaluation); evaluate a saved model on a folder; predict image files with a confidence.
+//! evaluation); evaluate a saved model on a folder; predict image files with a confidence; explain
+//! a prediction with a heat map over the image.
 //!
 //! Each step prints what a Keras notebook printed (class counts, the model summary, progress, the
 //! classification report), so the commands and the examples share one implementation.
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Instant;
 
+use image::imageops::{self, FilterType};
+use image::{GrayImage, RgbImage};
 use serde::Serialize;
 
 use crate::data::augment::Augment;
@@ -17,6 +21,7 @@ use crate::data::image::{DecodeError, Fit, InputFormat, decode_and_resize, to_f3
 use crate::data::loader::ImageBatches;
 use crate::data::split::{SplitRatios, stratified_split};
 use crate::model::backend::{Backend, Predictor};
+use crate::model::explain::{Explain, normalise_to_unit, overlay_heatmap, upsample_bilinear};
 use crate::model::file::{ModelFile, write_atomically};
 use crate::model::spec::Architecture;
 use crate::model::{NamedTensor, TrainOptions};
@@ -145,9 +150,11 @@ fn load_folder(dir: &Path, format: &InputFormat) -> Result<(Dataset, LoadReport,
 /// Trains a model as [`TrainSettings`] says, writing the run folder; prints as it goes.
 pub fn train(backend: &Backend, settings: &TrainSettings) -> Result<TrainRun> {
     let out = &settings.out_dir;
-    fs::create_dir_all(out).map_err(|e| Error::Invalid(format!("{}: cannot create the run folder: {e}", out.display())))?;
+    fs::create_dir_all(out)
+        .map_err(|e| Error::Invalid(format!("{}: cannot create the run folder: {e}", out.display())))?;
     let input = settings.architecture.input;
-    let format = InputFormat { channels: input.channels, size: (input.height as u32, input.width as u32), fit: settings.fit };
+    let format =
+        InputFormat { channels: input.channels, size: (input.height as u32, input.width as u32), fit: settings.fit };
     let (dataset, load, load_seconds) = load_folder(&settings.data_dir, &format)?;
     let classes = dataset.class_names.len();
     let architecture = settings.architecture.clone().with_classes(classes)?;
@@ -260,7 +267,10 @@ pub fn evaluate(
         .iter()
         .map(|name| {
             class_names.iter().position(|c| c == name).ok_or_else(|| {
-                Error::Invalid(format!("the data has a class {name:?} that the model does not know (its classes: {})", class_names.join(", ")))
+                Error::Invalid(format!(
+                    "the data has a class {name:?} that the model does not know (its classes: {})",
+                    class_names.join(", ")
+                ))
             })
         })
         .collect::<Result<_>>()?;
@@ -288,6 +298,9 @@ pub struct LoadedModel {
     pub file: ModelFile,
     pub format: InputFormat,
     pub predictor: Predictor,
+    backend: Backend,
+    /// Built on the first [`LoadedModel::explain_bytes`], with the predictor's batch size.
+    explainer: Option<Box<dyn Explain + Send>>,
 }
 
 impl LoadedModel {
@@ -296,7 +309,94 @@ impl LoadedModel {
         let file = ModelFile::load(path)?;
         let format = input_format(&file)?;
         let predictor = Predictor::new(backend, &file.architecture, &file.weights, batch)?;
-        Ok(Self { file, format, predictor })
+        Ok(Self { file, format, predictor, backend: backend.clone(), explainer: None })
+    }
+
+    /// The index of the class named `name`; an error listing the model's classes if none is.
+    pub fn class_index(&self, name: &str) -> Result<usize> {
+        self.file.class_names.iter().position(|c| c == name).ok_or_else(|| {
+            Error::Invalid(format!(
+                "unknown class {name:?}: the model's classes are {}",
+                self.file.class_names.join(", ")
+            ))
+        })
+    }
+
+    /// Decodes images given as file bytes (as [`LoadedModel::predict_bytes`] does) and explains
+    /// each one's prediction by `method`: the evidence for the class named `class`, or for each
+    /// image's predicted class when None. An image that does not decode gives its
+    /// [`DecodeError`] in its place and does not stop the others. Fails on an unknown class, or
+    /// Grad-CAM asked of a model without a convolution layer.
+    pub fn explain_bytes(
+        &mut self,
+        files: &[&[u8]],
+        method: ExplainMethod,
+        class: Option<&str>,
+    ) -> Result<Vec<std::result::Result<ExplainedImage, DecodeError>>> {
+        let asked = class.map(|name| self.class_index(name)).transpose()?;
+        if method == ExplainMethod::GradCam
+            && crate::model::explain::grad_cam_layer(&self.file.architecture.layers_info()?).is_none()
+        {
+            return Err(Error::Invalid(format!(
+                "Grad-CAM needs a convolution layer and this model ({}) has none: use the saliency method",
+                self.file.architecture
+            )));
+        }
+        let decoded: Vec<_> = files.iter().map(|bytes| decode_and_resize(bytes, &self.format)).collect();
+        let mut images = Vec::with_capacity(decoded.len() * self.format.sample_len());
+        for image in decoded.iter().flatten() {
+            images.extend(image.pixels.iter().map(|&p| f32::from(p) / 255.0));
+        }
+        let classes: Vec<u32> = match asked {
+            Some(class) => vec![class as u32; images.len() / self.format.sample_len()],
+            None => self
+                .predictor
+                .predict(&images)?
+                .iter()
+                .map(|row| Prediction::from_row(row, &self.file.class_names).map(|p| p.index as u32))
+                .collect::<Result<_>>()?,
+        };
+        if self.explainer.is_none() {
+            let batch = self.predictor.batch_size();
+            self.explainer = Some(self.backend.explainer(&self.file.architecture, batch, &self.file.weights)?);
+        }
+        let explainer = self.explainer.as_mut().expect("built above");
+        let mut explanations = explainer.explain(&images, &classes)?.into_iter();
+        let (height, width) = self.format.size;
+        decoded
+            .into_iter()
+            .map(|d| {
+                let d = match d {
+                    Ok(d) => d,
+                    Err(e) => return Ok(Err(e)),
+                };
+                let e = explanations.next().expect("one explanation per decoded image");
+                let heat = match method {
+                    ExplainMethod::GradCam => e.grad_cam.expect("checked: the model has a convolution"),
+                    ExplainMethod::Saliency => normalise_to_unit(&e.saliency),
+                };
+                let plane = (height * width) as usize;
+                let image = if self.format.channels == 1 {
+                    let gray = GrayImage::from_raw(width, height, d.pixels).expect("one byte per pixel");
+                    image::DynamicImage::ImageLuma8(gray).into_rgb8()
+                } else {
+                    RgbImage::from_fn(width, height, |x, y| {
+                        let p = (y * width + x) as usize;
+                        image::Rgb([d.pixels[p], d.pixels[plane + p], d.pixels[2 * plane + p]])
+                    })
+                };
+                let class = e.class as usize;
+                Ok(Ok(ExplainedImage {
+                    prediction: Prediction::from_row(&e.probabilities, &self.file.class_names)?,
+                    class,
+                    class_name: self.file.class_names[class].clone(),
+                    probability: e.probabilities[class],
+                    method,
+                    heat,
+                    image,
+                }))
+            })
+            .collect()
     }
 
     /// The model's weights (as saved).
@@ -324,5 +424,99 @@ impl LoadedModel {
                 Err(e) => Ok(Err(e)),
             })
             .collect()
+    }
+}
+
+/// How [`LoadedModel::explain_bytes`] finds where a model looked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ExplainMethod {
+    /// Grad-CAM on the last convolution layer: coarse regions that raise the class score.
+    #[default]
+    GradCam,
+    /// The input gradient's size at each pixel: fine detail, noisier.
+    Saliency,
+}
+
+impl ExplainMethod {
+    /// As on the command line and in file names: `gradcam` or `saliency`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExplainMethod::GradCam => "gradcam",
+            ExplainMethod::Saliency => "saliency",
+        }
+    }
+
+    /// As people write it: Grad-CAM or saliency.
+    pub fn title(self) -> &'static str {
+        match self {
+            ExplainMethod::GradCam => "Grad-CAM",
+            ExplainMethod::Saliency => "saliency",
+        }
+    }
+}
+
+impl FromStr for ExplainMethod {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "gradcam" | "grad-cam" => Ok(ExplainMethod::GradCam),
+            "saliency" => Ok(ExplainMethod::Saliency),
+            _ => Err(format!("unknown method {s:?}: expected gradcam or saliency")),
+        }
+    }
+}
+
+/// The smallest side of an [`ExplainedImage::write_card`] panel: small model inputs are scaled up.
+pub const CARD_MIN_SIDE: u32 = 256;
+/// The heat map's opacity over the image in [`ExplainedImage::write_card`].
+pub const HEAT_ALPHA: f32 = 0.45;
+
+/// One image explained by [`LoadedModel::explain_bytes`].
+#[derive(Clone, Debug)]
+pub struct ExplainedImage {
+    /// The model's prediction for the image.
+    pub prediction: Prediction,
+    /// The class whose evidence `heat` shows (the predicted one unless another was asked for).
+    pub class: usize,
+    pub class_name: String,
+    /// The model's probability of `class`.
+    pub probability: f32,
+    pub method: ExplainMethod,
+    /// The heat map at the model's input size, row-major, in [0, 1]: all zeros when nothing in
+    /// the image raises the class score (Grad-CAM).
+    pub heat: Vec<f32>,
+    /// The image as the model takes it (resized; a grayscale model's as gray RGB).
+    pub image: RgbImage,
+}
+
+impl ExplainedImage {
+    /// e.g. `predicted happy 93.1% | Grad-CAM for happy`, or `... for sad (6.9%)` for another class.
+    pub fn caption(&self) -> String {
+        let mut caption = format!(
+            "predicted {} {:.1}% | {} for {}",
+            self.prediction.label,
+            self.prediction.confidence * 100.0,
+            self.method.title(),
+            self.class_name
+        );
+        if self.class != self.prediction.index {
+            caption += &format!(" ({:.1}%)", self.probability * 100.0);
+        }
+        if self.heat.iter().all(|&h| h == 0.0) {
+            caption += ": no evidence";
+        }
+        caption
+    }
+
+    /// Writes a PNG card: the image as the model took it and the same with the heat map over it,
+    /// side by side, scaled up to at least [`CARD_MIN_SIDE`] pixels, with [`Self::caption`] below.
+    pub fn write_card(&self, path: &Path) -> Result<()> {
+        let (width, height) = self.image.dimensions();
+        let scale = CARD_MIN_SIDE.div_ceil(width.min(height).max(1)).max(1);
+        let (w, h) = (width * scale, height * scale);
+        let image = imageops::resize(&self.image, w, h, FilterType::Triangle);
+        let heat = upsample_bilinear(&self.heat, height as usize, width as usize, h as usize, w as usize)?;
+        let overlay = overlay_heatmap(&image, &heat, HEAT_ALPHA)?;
+        plots::explanation_card(&[image, overlay], &self.caption(), path)
     }
 }

@@ -17,7 +17,7 @@ use wgcnn::model::spec::{Architecture, InputShape};
 use wgcnn::report::GridItem;
 use wgcnn::train::fit::Progress;
 use wgcnn::train::throughput::measure_training;
-use wgcnn::workflow::{self, LoadedModel, TrainSettings};
+use wgcnn::workflow::{self, ExplainMethod, LoadedModel, TrainSettings};
 
 #[derive(Parser)]
 #[command(
@@ -88,6 +88,25 @@ enum Command {
         /// when the image's folder names its true class).
         #[arg(long)]
         grid: Option<PathBuf>,
+    },
+    /// Explain predictions: per image, OUT/<stem>-<method>.png shows the image as the model takes
+    /// it and a heat map of where the evidence for the class lies, captioned with the predicted
+    /// label, its confidence and the method.
+    Explain {
+        /// A model.safetensors written by `wgcnn train`.
+        model: PathBuf,
+        /// Image files (recognised by content).
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// gradcam (regions, on the last convolution) or saliency (pixels, the input gradient).
+        #[arg(long, default_value = "gradcam", value_parser = |s: &str| s.parse::<ExplainMethod>())]
+        method: ExplainMethod,
+        /// The class whose evidence to show (default: each image's predicted class).
+        #[arg(long)]
+        class: Option<String>,
+        /// Folder for the PNGs (created if missing).
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Draw synthetic cartoon faces (the mouth's curve carries the emotion) and write them as
     /// PNGs, one folder per class, a dataset the loader reads like any other.
@@ -196,8 +215,11 @@ fn train(choice: &DeviceChoice, args: &TrainArgs) -> anyhow::Result<()> {
         progress: Progress::Auto,
     };
     let run = workflow::train(&Backend::new(choice)?, &settings)?;
-    println!("
-run folder: {}", args.out.display());
+    println!(
+        "
+run folder: {}",
+        args.out.display()
+    );
     if let Some(test) = &run.test {
         println!("test-split accuracy: {:.4}", test.report.accuracy);
     }
@@ -226,7 +248,13 @@ fn eval(choice: &DeviceChoice, model: &Path, data: &Path, json: bool, out: Optio
     Ok(())
 }
 
-fn predict(choice: &DeviceChoice, model: &Path, images: &[PathBuf], json: bool, grid: Option<&Path>) -> anyhow::Result<()> {
+fn predict(
+    choice: &DeviceChoice,
+    model: &Path,
+    images: &[PathBuf],
+    json: bool,
+    grid: Option<&Path>,
+) -> anyhow::Result<()> {
     let mut loaded = LoadedModel::load(model, &Backend::new(choice)?, workflow::INFERENCE_BATCH.min(images.len()))?;
     let files = images
         .iter()
@@ -247,7 +275,8 @@ fn predict(choice: &DeviceChoice, model: &Path, images: &[PathBuf], json: bool, 
                 entries.push(serde_json::json!({ "file": path, "prediction": p }));
                 if grid.is_some() {
                     let truth = path.parent().and_then(|d| d.file_name()).and_then(|d| d.to_str());
-                    let correct = truth.filter(|t| loaded.file.class_names.iter().any(|c| c == t)).map(|t| t == p.label);
+                    let correct =
+                        truth.filter(|t| loaded.file.class_names.iter().any(|c| c == t)).map(|t| t == p.label);
                     let image = image::load_from_memory(file)?.to_rgb8();
                     let caption = format!("{} {:.0}%", p.label, p.confidence * 100.0);
                     grid_items.push(GridItem { image, caption, correct });
@@ -268,6 +297,53 @@ fn predict(choice: &DeviceChoice, model: &Path, images: &[PathBuf], json: bool, 
         if !json {
             println!("wrote {}", grid.display());
         }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} images could not be read as images", images.len());
+    }
+    Ok(())
+}
+
+fn explain(
+    choice: &DeviceChoice,
+    model: &Path,
+    images: &[PathBuf],
+    method: ExplainMethod,
+    class: Option<&str>,
+    out: &Path,
+) -> anyhow::Result<()> {
+    let mut loaded = LoadedModel::load(model, &Backend::new(choice)?, workflow::INFERENCE_BATCH.min(images.len()))?;
+    class.map(|name| loaded.class_index(name)).transpose()?;
+    std::fs::create_dir_all(out).map_err(|e| anyhow::anyhow!("{}: cannot create the folder: {e}", out.display()))?;
+    // An unreadable file is reported like an undecodable one (as empty bytes never explained).
+    let files: Vec<Result<Vec<u8>, String>> =
+        images.iter().map(|p| std::fs::read(p).map_err(|e| format!("cannot read it: {e}"))).collect();
+    let bytes: Vec<&[u8]> = files.iter().filter_map(|f| f.as_deref().ok()).collect();
+    let mut explained = loaded.explain_bytes(&bytes, method, class)?.into_iter();
+    let mut stems = std::collections::HashMap::new();
+    let mut failed = 0;
+    for (path, file) in images.iter().zip(&files) {
+        let result =
+            file.clone().and_then(|_| explained.next().expect("one result per file read").map_err(|e| e.to_string()));
+        let e = match result {
+            Ok(e) => e,
+            Err(e) => {
+                failed += 1;
+                eprintln!("wgcnn: {}: {e}", path.display());
+                continue;
+            }
+        };
+        // Two images of the same name (from different folders) get -2, -3... after the second.
+        let stem = path.file_stem().map_or("image".into(), |s| s.to_string_lossy().into_owned());
+        let seen: &mut usize = stems.entry(stem.clone()).or_default();
+        *seen += 1;
+        let name = if *seen == 1 {
+            format!("{stem}-{}.png", method.name())
+        } else {
+            format!("{stem}-{seen}-{}.png", method.name())
+        };
+        e.write_card(&out.join(&name))?;
+        println!("{}: {}  -> {}", path.display(), e.caption(), out.join(name).display());
     }
     if failed > 0 {
         anyhow::bail!("{failed} of {} images could not be read as images", images.len());
@@ -340,6 +416,9 @@ fn main() -> ExitCode {
         Command::Train(args) => train(&cli.device, &args),
         Command::Eval { model, data, json, out } => eval(&cli.device, &model, &data, json, out.as_deref()),
         Command::Predict { model, images, json, grid } => predict(&cli.device, &model, &images, json, grid.as_deref()),
+        Command::Explain { model, images, method, class, out } => {
+            explain(&cli.device, &model, &images, method, class.as_deref(), &out)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
