@@ -150,6 +150,13 @@ fn load_folder(dir: &Path, format: &InputFormat) -> Result<(Dataset, LoadReport,
 /// Trains a model as [`TrainSettings`] says, writing the run folder; prints as it goes.
 pub fn train(backend: &Backend, settings: &TrainSettings) -> Result<TrainRun> {
     let out = &settings.out_dir;
+    // Found missing after training would be too late.
+    if let Some(dir) = settings.test_dir.as_ref().filter(|dir| !dir.is_dir()) {
+        return Err(Error::Dataset {
+            path: dir.clone(),
+            reason: "the test folder does not exist or is not a folder".into(),
+        });
+    }
     fs::create_dir_all(out)
         .map_err(|e| Error::Invalid(format!("{}: cannot create the run folder: {e}", out.display())))?;
     let input = settings.architecture.input;
@@ -239,7 +246,8 @@ pub fn train(backend: &Backend, settings: &TrainSettings) -> Result<TrainRun> {
             println!();
             let (test_set, _, _) = load_folder(dir, &format)?;
             let all: Vec<usize> = (0..test_set.len()).collect();
-            let evaluation = evaluate(&mut predictor, &test_set, &all, &dataset.class_names)?;
+            let evaluation = evaluate(&mut predictor, &test_set, &all, &dataset.class_names)
+                .map_err(|e| Error::Invalid(format!("test folder {}: {e}", dir.display())))?;
             println!("\n{} ({} images):\n{}", dir.display(), all.len(), evaluation.text());
             evaluation.write(out, "evaluation-test-folder")?;
             Some(evaluation)
@@ -356,6 +364,9 @@ impl LoadedModel {
                 .map(|row| Prediction::from_row(row, &self.file.class_names).map(|p| p.index as u32))
                 .collect::<Result<_>>()?,
         };
+        if classes.is_empty() {
+            return Ok(decoded.into_iter().map(|d| Err(d.expect_err("no image decoded"))).collect());
+        }
         if self.explainer.is_none() {
             let batch = self.predictor.batch_size();
             self.explainer = Some(self.backend.explainer(&self.file.architecture, batch, &self.file.weights)?);

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use wgcnn::data::augment::Augment;
 use wgcnn::data::folder::{ImageFolder, LoadOptions};
@@ -236,8 +237,10 @@ fn eval(choice: &DeviceChoice, model: &Path, data: &Path, json: bool, out: Optio
         print!("{report}");
     }
     let all: Vec<usize> = (0..dataset.len()).collect();
-    let evaluation = workflow::evaluate(&mut loaded.predictor, &dataset, &all, &loaded.file.class_names)?;
+    let evaluation = workflow::evaluate(&mut loaded.predictor, &dataset, &all, &loaded.file.class_names)
+        .with_context(|| format!("evaluating {} on {}", model.display(), data.display()))?;
     let out = out.map(Path::to_path_buf).unwrap_or_else(|| model.parent().unwrap_or(Path::new(".")).to_path_buf());
+    std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create the folder", out.display()))?;
     let png = out.join("confusion.png");
     wgcnn::report::plots::confusion_matrix(&evaluation.confusion, &png)?;
     if json {
@@ -256,52 +259,63 @@ fn predict(
     grid: Option<&Path>,
 ) -> anyhow::Result<()> {
     let mut loaded = LoadedModel::load(model, &Backend::new(choice)?, workflow::INFERENCE_BATCH.min(images.len()))?;
-    let files = images
-        .iter()
-        .map(|path| std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: cannot read it: {e}", path.display())))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let bytes: Vec<&[u8]> = files.iter().map(Vec::as_slice).collect();
+    let files = read_files(images);
+    let bytes: Vec<&[u8]> = files.iter().map(|f| f.as_deref().unwrap_or_default()).collect();
     let predictions = loaded.predict_bytes(&bytes)?;
-    let mut failed = 0;
+    let mut failures = Vec::new();
     let mut entries = Vec::new();
     let mut grid_items = Vec::new();
-    for ((path, prediction), file) in images.iter().zip(&predictions).zip(&files) {
-        match prediction {
-            Ok(p) => {
+    for ((path, prediction), file) in images.iter().zip(predictions).zip(&files) {
+        match file.clone().and_then(|file| prediction.map(|p| (p, file)).map_err(|e| e.to_string())) {
+            Ok((p, file)) => {
                 if !json {
                     let all: Vec<String> = p.probabilities.iter().map(|(c, v)| format!("{c} {v:.4}")).collect();
                     println!("{}: {} ({:.1}%)  [{}]", path.display(), p.label, p.confidence * 100.0, all.join(", "));
                 }
-                entries.push(serde_json::json!({ "file": path, "prediction": p }));
                 if grid.is_some() {
                     let truth = path.parent().and_then(|d| d.file_name()).and_then(|d| d.to_str());
                     let correct =
                         truth.filter(|t| loaded.file.class_names.iter().any(|c| c == t)).map(|t| t == p.label);
-                    let image = image::load_from_memory(file)?.to_rgb8();
+                    let image = image::load_from_memory(&file)?.to_rgb8();
                     let caption = format!("{} {:.0}%", p.label, p.confidence * 100.0);
                     grid_items.push(GridItem { image, caption, correct });
                 }
+                entries.push(serde_json::json!({ "file": path, "prediction": p }));
             }
             Err(e) => {
-                failed += 1;
-                eprintln!("wgcnn: {}: {e}", path.display());
-                entries.push(serde_json::json!({ "file": path, "error": e.to_string() }));
+                entries.push(serde_json::json!({ "file": path, "error": e }));
+                failures.push(format!("{}: {e}", path.display()));
             }
         }
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&entries)?);
     }
-    if let Some(grid) = grid {
+    if let Some(grid) = grid.filter(|_| !grid_items.is_empty()) {
         wgcnn::report::plots::prediction_grid(&grid_items, grid)?;
         if !json {
             println!("wrote {}", grid.display());
         }
     }
-    if failed > 0 {
-        anyhow::bail!("{failed} of {} images could not be read as images", images.len());
+    bad_images(failures, images.len())
+}
+
+/// Each file's bytes, or why it cannot be read (reported like an image that does not decode).
+fn read_files(paths: &[PathBuf]) -> Vec<Result<Vec<u8>, String>> {
+    paths.iter().map(|p| std::fs::read(p).map_err(|e| format!("cannot read it: {e}"))).collect()
+}
+
+/// The error for images that could not be used: a single image's own message, else one line per
+/// image on stderr and a count.
+fn bad_images(failures: Vec<String>, total: usize) -> anyhow::Result<()> {
+    match failures.as_slice() {
+        [] => Ok(()),
+        [one] if total == 1 => anyhow::bail!("{one}"),
+        _ => {
+            failures.iter().for_each(|f| eprintln!("wgcnn: {f}"));
+            anyhow::bail!("{} of {total} images could not be read as images", failures.len())
+        }
     }
-    Ok(())
 }
 
 fn explain(
@@ -315,40 +329,28 @@ fn explain(
     let mut loaded = LoadedModel::load(model, &Backend::new(choice)?, workflow::INFERENCE_BATCH.min(images.len()))?;
     class.map(|name| loaded.class_index(name)).transpose()?;
     std::fs::create_dir_all(out).map_err(|e| anyhow::anyhow!("{}: cannot create the folder: {e}", out.display()))?;
-    // An unreadable file is reported like an undecodable one (as empty bytes never explained).
-    let files: Vec<Result<Vec<u8>, String>> =
-        images.iter().map(|p| std::fs::read(p).map_err(|e| format!("cannot read it: {e}"))).collect();
-    let bytes: Vec<&[u8]> = files.iter().filter_map(|f| f.as_deref().ok()).collect();
-    let mut explained = loaded.explain_bytes(&bytes, method, class)?.into_iter();
-    let mut stems = std::collections::HashMap::new();
-    let mut failed = 0;
-    for (path, file) in images.iter().zip(&files) {
-        let result =
-            file.clone().and_then(|_| explained.next().expect("one result per file read").map_err(|e| e.to_string()));
-        let e = match result {
+    let files = read_files(images);
+    let bytes: Vec<&[u8]> = files.iter().map(|f| f.as_deref().unwrap_or_default()).collect();
+    let explained = loaded.explain_bytes(&bytes, method, class)?;
+    let (mut stems, mut failures) = (std::collections::HashMap::new(), Vec::new());
+    for ((path, file), result) in images.iter().zip(&files).zip(explained) {
+        let e = match file.clone().and_then(|_| result.map_err(|e| e.to_string())) {
             Ok(e) => e,
             Err(e) => {
-                failed += 1;
-                eprintln!("wgcnn: {}: {e}", path.display());
+                failures.push(format!("{}: {e}", path.display()));
                 continue;
             }
         };
-        // Two images of the same name (from different folders) get -2, -3... after the second.
+        // Two images of the same name (from different folders): the second is <stem>-2-<method>.png.
         let stem = path.file_stem().map_or("image".into(), |s| s.to_string_lossy().into_owned());
         let seen: &mut usize = stems.entry(stem.clone()).or_default();
         *seen += 1;
-        let name = if *seen == 1 {
-            format!("{stem}-{}.png", method.name())
-        } else {
-            format!("{stem}-{seen}-{}.png", method.name())
-        };
-        e.write_card(&out.join(&name))?;
-        println!("{}: {}  -> {}", path.display(), e.caption(), out.join(name).display());
+        let suffix = if *seen == 1 { String::new() } else { format!("-{seen}") };
+        let card = out.join(format!("{stem}{suffix}-{}.png", method.name()));
+        e.write_card(&card)?;
+        println!("{}: {}  -> {}", path.display(), e.caption(), card.display());
     }
-    if failed > 0 {
-        anyhow::bail!("{failed} of {} images could not be read as images", images.len());
-    }
-    Ok(())
+    bad_images(failures, images.len())
 }
 
 fn synth(out: &std::path::Path, per_class: usize, classes: &str, size: u32, seed: u64) -> anyhow::Result<()> {
