@@ -1,6 +1,7 @@
 //! The user's workflow end to end, as the `wgcnn` commands and the examples run it: train a model
 //! on a folder of class subfolders and write a run folder (model, metrics CSV, plots, test
-//! evaluation); evaluate a saved model on a folder; predict image files with a confidence.
+//! evaluation); evaluate a saved model on a folder; predict image files with a confidence; explain
+//! a prediction with a heat map over the image.
 //!
 //! Each step prints what a Keras notebook printed (class counts, the model summary, progress, the
 //! classification report), so the commands and the examples share one implementation.
@@ -9,16 +10,19 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use image::RgbImage;
+use image::imageops::{self, FilterType};
 use serde::Serialize;
 
 use crate::data::augment::Augment;
 use crate::data::folder::{Dataset, ImageFolder, LoadOptions, LoadReport};
-use crate::data::image::{DecodeError, Fit, InputFormat, decode_and_resize, to_f32_into, to_f32_planar};
+use crate::data::image::{DecodeError, Fit, InputFormat, decode_and_resize, planar_to_rgb, to_f32_into, to_f32_planar};
 use crate::data::loader::ImageBatches;
 use crate::data::split::{SplitRatios, stratified_split};
 use crate::data::synth::{Emotion, write_dataset};
 use crate::model::TrainOptions;
 use crate::model::backend::{Backend, Predictor};
+use crate::model::explain::{Explain, ExplainMethod, HEAT_ALPHA, overlay_heatmap, upsample_bilinear};
 use crate::model::file::{ModelFile, write_atomically};
 use crate::model::spec::Architecture;
 use crate::report::{ClassificationReport, ConfusionMatrix, Prediction, plots};
@@ -146,6 +150,13 @@ fn load_folder(dir: &Path, format: &InputFormat) -> Result<(Dataset, LoadReport,
 /// Trains a model as [`TrainSettings`] says, writing the run folder; prints as it goes.
 pub fn train(backend: &Backend, settings: &TrainSettings) -> Result<TrainRun> {
     let out = &settings.out_dir;
+    // Found missing after training would be too late.
+    if let Some(dir) = settings.test_dir.as_ref().filter(|dir| !dir.is_dir()) {
+        return Err(Error::Dataset {
+            path: dir.clone(),
+            reason: "the test folder does not exist or is not a folder".into(),
+        });
+    }
     fs::create_dir_all(out)
         .map_err(|e| Error::Invalid(format!("{}: cannot create the run folder: {e}", out.display())))?;
     let input = settings.architecture.input;
@@ -235,7 +246,8 @@ pub fn train(backend: &Backend, settings: &TrainSettings) -> Result<TrainRun> {
             println!();
             let (test_set, _, _) = load_folder(dir, &format)?;
             let all: Vec<usize> = (0..test_set.len()).collect();
-            let evaluation = evaluate(&mut predictor, &test_set, &all, &dataset.class_names)?;
+            let evaluation = evaluate(&mut predictor, &test_set, &all, &dataset.class_names)
+                .map_err(|e| Error::Invalid(format!("test folder {}: {e}", dir.display())))?;
             println!("\n{} ({} images):\n{}", dir.display(), all.len(), evaluation.text());
             evaluation.write(out, "evaluation-test-folder")?;
             Some(evaluation)
@@ -294,6 +306,9 @@ pub struct LoadedModel {
     pub file: ModelFile,
     pub format: InputFormat,
     pub predictor: Predictor,
+    backend: Backend,
+    /// Built on the first [`LoadedModel::explain_bytes`], with the predictor's batch size.
+    explainer: Option<Box<dyn Explain + Send>>,
 }
 
 impl LoadedModel {
@@ -302,7 +317,81 @@ impl LoadedModel {
         let file = ModelFile::load(path)?;
         let format = input_format(&file)?;
         let predictor = Predictor::new(backend, &file.architecture, &file.weights, batch)?;
-        Ok(Self { file, format, predictor })
+        Ok(Self { file, format, predictor, backend: backend.clone(), explainer: None })
+    }
+
+    /// The index of the class named `name`; an error listing the model's classes if none is.
+    pub fn class_index(&self, name: &str) -> Result<usize> {
+        self.file.class_names.iter().position(|c| c == name).ok_or_else(|| {
+            Error::Invalid(format!(
+                "unknown class {name:?}: the model's classes are {}",
+                self.file.class_names.join(", ")
+            ))
+        })
+    }
+
+    /// Decodes images given as file bytes (as [`LoadedModel::predict_bytes`] does) and explains
+    /// each one's prediction by `method`: the evidence for the class named `class`, or for each
+    /// image's predicted class when None. An image that does not decode gives its
+    /// [`DecodeError`] in its place and does not stop the others. Fails on an unknown class, or
+    /// Grad-CAM asked of a model without a convolution layer.
+    pub fn explain_bytes(
+        &mut self,
+        files: &[&[u8]],
+        method: ExplainMethod,
+        class: Option<&str>,
+    ) -> Result<Vec<std::result::Result<ExplainedImage, DecodeError>>> {
+        let asked = class.map(|name| self.class_index(name)).transpose()?;
+        if method == ExplainMethod::GradCam
+            && crate::model::explain::grad_cam_layer(&self.file.architecture.layers_info()?).is_none()
+        {
+            return Err(Error::Invalid(format!(
+                "Grad-CAM needs a convolution layer and this model ({}) has none: use the saliency method",
+                self.file.architecture
+            )));
+        }
+        let decoded: Vec<_> = files.iter().map(|bytes| decode_and_resize(bytes, &self.format)).collect();
+        let images: Vec<f32> = decoded.iter().flatten().flat_map(|image| to_f32_planar(&image.pixels)).collect();
+        let classes: Vec<u32> = match asked {
+            Some(class) => vec![class as u32; images.len() / self.format.sample_len()],
+            None => self
+                .predictor
+                .predict(&images)?
+                .iter()
+                .map(|row| Prediction::from_row(row, &self.file.class_names).map(|p| p.index as u32))
+                .collect::<Result<_>>()?,
+        };
+        if classes.is_empty() {
+            return Ok(decoded.into_iter().map(|d| Err(d.expect_err("no image decoded"))).collect());
+        }
+        if self.explainer.is_none() {
+            let batch = self.predictor.batch_size();
+            self.explainer = Some(self.backend.explainer(&self.file.architecture, batch, &self.file.weights)?);
+        }
+        let explainer = self.explainer.as_mut().expect("built above");
+        let mut explanations = explainer.explain(&images, &classes)?.into_iter();
+        decoded
+            .into_iter()
+            .map(|d| {
+                let d = match d {
+                    Ok(d) => d,
+                    Err(e) => return Ok(Err(e)),
+                };
+                let e = explanations.next().expect("one explanation per decoded image");
+                let heat = e.heat(method).expect("checked: the model has a convolution");
+                let image = planar_to_rgb(&d.pixels, &self.format);
+                let class = e.class as usize;
+                Ok(Ok(ExplainedImage {
+                    prediction: Prediction::from_row(&e.probabilities, &self.file.class_names)?,
+                    class,
+                    class_name: self.file.class_names[class].clone(),
+                    probability: e.probabilities[class],
+                    method,
+                    heat,
+                    image,
+                }))
+            })
+            .collect()
     }
 
     /// Decodes and predicts images given as file bytes; an image that does not decode gives its
@@ -393,4 +482,57 @@ pub fn synthetic_dataset(dir: &Path, classes: &[Emotion], per_class: usize, size
         println!("synthetic faces: drew {} images of {size}x{size} into {}", written.len(), dir.display());
     }
     Ok(dir.to_path_buf())
+}
+
+/// The smallest side of an [`ExplainedImage::write_card`] panel: small model inputs are scaled up.
+pub const CARD_MIN_SIDE: u32 = 256;
+
+/// One image explained by [`LoadedModel::explain_bytes`].
+#[derive(Clone, Debug)]
+pub struct ExplainedImage {
+    /// The model's prediction for the image.
+    pub prediction: Prediction,
+    /// The class whose evidence `heat` shows (the predicted one unless another was asked for).
+    pub class: usize,
+    pub class_name: String,
+    /// The model's probability of `class`.
+    pub probability: f32,
+    pub method: ExplainMethod,
+    /// The heat map at the model's input size, row-major, in [0, 1]: all zeros when nothing in
+    /// the image raises the class score (Grad-CAM).
+    pub heat: Vec<f32>,
+    /// The image as the model takes it (resized; a grayscale model's as gray RGB).
+    pub image: RgbImage,
+}
+
+impl ExplainedImage {
+    /// e.g. `predicted happy 93.1% | Grad-CAM for happy`, or `... for sad (6.9%)` for another class.
+    pub fn caption(&self) -> String {
+        let mut caption = format!(
+            "predicted {} {:.1}% | {} for {}",
+            self.prediction.label,
+            self.prediction.confidence * 100.0,
+            self.method.title(),
+            self.class_name
+        );
+        if self.class != self.prediction.index {
+            caption += &format!(" ({:.1}%)", self.probability * 100.0);
+        }
+        if self.heat.iter().all(|&h| h == 0.0) {
+            caption += ": no evidence";
+        }
+        caption
+    }
+
+    /// Writes a PNG card: the image as the model took it and the same with the heat map over it,
+    /// side by side, scaled up to at least [`CARD_MIN_SIDE`] pixels, with [`Self::caption`] below.
+    pub fn write_card(&self, path: &Path) -> Result<()> {
+        let (width, height) = self.image.dimensions();
+        let scale = CARD_MIN_SIDE.div_ceil(width.min(height).max(1)).max(1);
+        let (w, h) = (width * scale, height * scale);
+        let image = imageops::resize(&self.image, w, h, FilterType::Triangle);
+        let heat = upsample_bilinear(&self.heat, height as usize, width as usize, h as usize, w as usize)?;
+        let overlay = overlay_heatmap(&image, &heat, HEAT_ALPHA)?;
+        plots::explanation_card(&[image, overlay], &self.caption(), path)
+    }
 }

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use wgcnn::data::augment::Augment;
 use wgcnn::data::folder::{ImageFolder, LoadOptions};
@@ -13,6 +14,7 @@ use wgcnn::gpu::context::{DEVICE_ENV, describe_adapter, list_adapters};
 use wgcnn::gpu::{DeviceChoice, Gpu};
 use wgcnn::model::TrainOptions;
 use wgcnn::model::backend::Backend;
+use wgcnn::model::explain::ExplainMethod;
 use wgcnn::model::spec::{Architecture, InputShape};
 use wgcnn::report::GridItem;
 use wgcnn::train::fit::Progress;
@@ -92,6 +94,25 @@ enum Command {
         /// when the image's folder names its true class).
         #[arg(long)]
         grid: Option<PathBuf>,
+    },
+    /// Explain predictions: per image, OUT/<stem>-<method>.png shows the image as the model takes
+    /// it and a heat map of where the evidence for the class lies, captioned with the predicted
+    /// label, its confidence and the method.
+    Explain {
+        /// A model.safetensors written by `wgcnn train`.
+        model: PathBuf,
+        /// Image files (recognised by content).
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// gradcam (regions, on the last convolution) or saliency (pixels, the input gradient).
+        #[arg(long, default_value = "gradcam", value_parser = |s: &str| s.parse::<ExplainMethod>())]
+        method: ExplainMethod,
+        /// The class whose evidence to show (default: each image's predicted class).
+        #[arg(long)]
+        class: Option<String>,
+        /// Folder for the PNGs (created if missing).
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Draw synthetic cartoon faces (the mouth's curve carries the emotion) and write them as
     /// PNGs, one folder per class, a dataset the loader reads like any other.
@@ -262,8 +283,10 @@ fn eval(choice: &DeviceChoice, model: &Path, data: &Path, json: bool, out: Optio
         print!("{report}");
     }
     let all: Vec<usize> = (0..dataset.len()).collect();
-    let evaluation = workflow::evaluate(&mut loaded.predictor, &dataset, &all, &loaded.file.class_names)?;
+    let evaluation = workflow::evaluate(&mut loaded.predictor, &dataset, &all, &loaded.file.class_names)
+        .with_context(|| format!("evaluating {} on {}", model.display(), data.display()))?;
     let out = out.map(Path::to_path_buf).unwrap_or_else(|| model.parent().unwrap_or(Path::new(".")).to_path_buf());
+    std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create the folder", out.display()))?;
     let png = out.join("confusion.png");
     wgcnn::report::plots::confusion_matrix(&evaluation.confusion, &png)?;
     if json {
@@ -282,52 +305,98 @@ fn predict(
     grid: Option<&Path>,
 ) -> anyhow::Result<()> {
     let mut loaded = LoadedModel::load(model, &Backend::new(choice)?, workflow::INFERENCE_BATCH.min(images.len()))?;
-    let files = images
-        .iter()
-        .map(|path| std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: cannot read it: {e}", path.display())))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let bytes: Vec<&[u8]> = files.iter().map(Vec::as_slice).collect();
+    let files = read_files(images);
+    let bytes: Vec<&[u8]> = files.iter().map(|f| f.as_deref().unwrap_or_default()).collect();
     let predictions = loaded.predict_bytes(&bytes)?;
-    let mut failed = 0;
+    let mut failures = Vec::new();
     let mut entries = Vec::new();
     let mut grid_items = Vec::new();
-    for ((path, prediction), file) in images.iter().zip(&predictions).zip(&files) {
-        match prediction {
-            Ok(p) => {
+    for ((path, prediction), file) in images.iter().zip(predictions).zip(&files) {
+        match file.clone().and_then(|file| prediction.map(|p| (p, file)).map_err(|e| e.to_string())) {
+            Ok((p, file)) => {
                 if !json {
                     let all: Vec<String> = p.probabilities.iter().map(|(c, v)| format!("{c} {v:.4}")).collect();
                     println!("{}: {} ({:.1}%)  [{}]", path.display(), p.label, p.confidence * 100.0, all.join(", "));
                 }
-                entries.push(serde_json::json!({ "file": path, "prediction": p }));
                 if grid.is_some() {
                     let truth = path.parent().and_then(|d| d.file_name()).and_then(|d| d.to_str());
                     let correct =
                         truth.filter(|t| loaded.file.class_names.iter().any(|c| c == t)).map(|t| t == p.label);
-                    let image = image::load_from_memory(file)?.to_rgb8();
+                    let image = image::load_from_memory(&file)?.to_rgb8();
                     let caption = format!("{} {:.0}%", p.label, p.confidence * 100.0);
                     grid_items.push(GridItem { image, caption, correct });
                 }
+                entries.push(serde_json::json!({ "file": path, "prediction": p }));
             }
             Err(e) => {
-                failed += 1;
-                eprintln!("wgcnn: {}: {e}", path.display());
-                entries.push(serde_json::json!({ "file": path, "error": e.to_string() }));
+                entries.push(serde_json::json!({ "file": path, "error": e }));
+                failures.push(format!("{}: {e}", path.display()));
             }
         }
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&entries)?);
     }
-    if let Some(grid) = grid {
+    if let Some(grid) = grid.filter(|_| !grid_items.is_empty()) {
         wgcnn::report::plots::prediction_grid(&grid_items, grid)?;
         if !json {
             println!("wrote {}", grid.display());
         }
     }
-    if failed > 0 {
-        anyhow::bail!("{failed} of {} images could not be read as images", images.len());
+    bad_images(failures, images.len())
+}
+
+/// Each file's bytes, or why it cannot be read (reported like an image that does not decode).
+fn read_files(paths: &[PathBuf]) -> Vec<Result<Vec<u8>, String>> {
+    paths.iter().map(|p| std::fs::read(p).map_err(|e| format!("cannot read it: {e}"))).collect()
+}
+
+/// The error for images that could not be used: a single image's own message, else one line per
+/// image on stderr and a count.
+fn bad_images(failures: Vec<String>, total: usize) -> anyhow::Result<()> {
+    match failures.as_slice() {
+        [] => Ok(()),
+        [one] if total == 1 => anyhow::bail!("{one}"),
+        _ => {
+            failures.iter().for_each(|f| eprintln!("wgcnn: {f}"));
+            anyhow::bail!("{} of {total} images could not be read as images", failures.len())
+        }
     }
-    Ok(())
+}
+
+fn explain(
+    choice: &DeviceChoice,
+    model: &Path,
+    images: &[PathBuf],
+    method: ExplainMethod,
+    class: Option<&str>,
+    out: &Path,
+) -> anyhow::Result<()> {
+    let mut loaded = LoadedModel::load(model, &Backend::new(choice)?, workflow::INFERENCE_BATCH.min(images.len()))?;
+    class.map(|name| loaded.class_index(name)).transpose()?;
+    std::fs::create_dir_all(out).map_err(|e| anyhow::anyhow!("{}: cannot create the folder: {e}", out.display()))?;
+    let files = read_files(images);
+    let bytes: Vec<&[u8]> = files.iter().map(|f| f.as_deref().unwrap_or_default()).collect();
+    let explained = loaded.explain_bytes(&bytes, method, class)?;
+    let (mut stems, mut failures) = (std::collections::HashMap::new(), Vec::new());
+    for ((path, file), result) in images.iter().zip(&files).zip(explained) {
+        let e = match file.clone().and_then(|_| result.map_err(|e| e.to_string())) {
+            Ok(e) => e,
+            Err(e) => {
+                failures.push(format!("{}: {e}", path.display()));
+                continue;
+            }
+        };
+        // Two images of the same name (from different folders): the second is <stem>-2-<method>.png.
+        let stem = path.file_stem().map_or("image".into(), |s| s.to_string_lossy().into_owned());
+        let seen: &mut usize = stems.entry(stem.clone()).or_default();
+        *seen += 1;
+        let suffix = if *seen == 1 { String::new() } else { format!("-{seen}") };
+        let card = out.join(format!("{stem}{suffix}-{}.png", method.name()));
+        e.write_card(&card)?;
+        println!("{}: {}  -> {}", path.display(), e.caption(), card.display());
+    }
+    bad_images(failures, images.len())
 }
 
 fn synth(out: &std::path::Path, per_class: usize, classes: &str, size: u32, seed: u64) -> anyhow::Result<()> {
@@ -401,6 +470,9 @@ fn main() -> ExitCode {
         Command::Eval { model, data, json, out } => eval(&cli.device, &model, &data, json, out.as_deref()),
         Command::Predict { model, images, json, grid } => predict(&cli.device, &model, &images, json, grid.as_deref()),
         Command::Serve(args) => serve(&cli.device, &args),
+        Command::Explain { model, images, method, class, out } => {
+            explain(&cli.device, &model, &images, method, class.as_deref(), &out)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,7 +8,7 @@
 use std::io::Cursor;
 
 use image::imageops::FilterType;
-use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Rgb, RgbImage};
 use thiserror::Error;
 
 /// How a model takes its images.
@@ -142,6 +142,17 @@ pub fn to_f32_into(pixels: &[u8], out: &mut [f32]) {
     for (value, &byte) in out.iter_mut().zip(pixels) {
         *value = f32::from(byte) / 255.0;
     }
+}
+
+/// Planar (CHW) u8 pixels of `input` as an RGB picture, for drawing: a grayscale input as gray.
+pub fn planar_to_rgb(pixels: &[u8], input: &InputFormat) -> RgbImage {
+    let (height, width) = input.size;
+    let plane = (height * width) as usize;
+    RgbImage::from_fn(width, height, |x, y| {
+        let i = (y * width + x) as usize;
+        let channel = |c: usize| pixels[if input.channels == 1 { i } else { c * plane + i }];
+        Rgb([channel(0), channel(1), channel(2)])
+    })
 }
 
 /// An I/O error inside a decoder means its reader ran out of bytes: the file is cut short.

@@ -168,9 +168,11 @@ impl FaceParams {
             })
             .collect();
         let line_width = (s * rng.random_range(0.012..0.03)).max(1.0);
-        let rx = s * rng.random_range(0.24..0.36);
-        let ry = (rx * rng.random_range(1.0..1.25)).min(s * 0.45);
         let margin = line_width + 1.0;
+        let rx = s * rng.random_range(0.24..0.36);
+        // The face and its outline must fit with room to move: below ~50 px a tall face could
+        // leave no room for its centre (an empty range, a panic); such faces are made shorter.
+        let ry = (rx * rng.random_range(1.0..1.25)).min(s * 0.45).min(s / 2.0 - margin - 0.5);
         let center = (rng.random_range(rx + margin..s - rx - margin), rng.random_range(ry + margin..s - ry - margin));
         let eye_radius = (rx * rng.random_range(0.07..0.13)).max(1.0);
         Ok(Self {

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use super::cpu::CpuModel;
+use super::explain::Explain;
 use super::gpu::GpuModel;
 use super::spec::Architecture;
 use super::{NamedTensor, TrainOptions, Trainable};
@@ -46,6 +47,21 @@ impl Backend {
         Ok(match self {
             Backend::Gpu(gpu) => Box::new(GpuModel::new(gpu.clone(), architecture, batch, weights, options)?),
             Backend::Cpu => Box::new(CpuModel::new(architecture, batch, weights, options)?),
+        })
+    }
+
+    /// A model of `architecture` holding `weights` that explains its predictions ([`Explain`]),
+    /// `batch` images per pass, with the same kernels as training.
+    pub fn explainer(
+        &self,
+        architecture: &Architecture,
+        batch: usize,
+        weights: &[NamedTensor],
+    ) -> Result<Box<dyn Explain + Send>> {
+        let options = TrainOptions::default();
+        Ok(match self {
+            Backend::Gpu(gpu) => Box::new(GpuModel::new(gpu.clone(), architecture, batch, weights, &options)?),
+            Backend::Cpu => Box::new(CpuModel::new(architecture, batch, weights, &options)?),
         })
     }
 }

@@ -15,6 +15,8 @@
 //! The reductions from the backward pass's tensors to the maps ([`saliency`], [`grad_cam`]) run on
 //! the host, in this module, for both backends alike.
 
+use std::str::FromStr;
+
 use image::{Rgb, RgbImage};
 
 use super::spec::{InputShape, LayerInfo, LayerSpec};
@@ -39,6 +41,56 @@ pub struct Explanation {
     /// The Grad-CAM map on the last convolution layer, upsampled to the image and normalised to
     /// [0, 1] (see [`grad_cam`]); None when the model has no convolution layer.
     pub grad_cam: Option<Vec<f32>>,
+}
+
+impl Explanation {
+    /// The map `method` draws, in [0, 1]: Grad-CAM as computed, saliency normalised by its
+    /// largest value. None for Grad-CAM of a model without a convolution layer.
+    pub fn heat(&self, method: ExplainMethod) -> Option<Vec<f32>> {
+        match method {
+            ExplainMethod::GradCam => self.grad_cam.clone(),
+            ExplainMethod::Saliency => Some(normalise_to_unit(&self.saliency)),
+        }
+    }
+}
+
+/// Which map shows where a model looked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ExplainMethod {
+    /// Grad-CAM on the last convolution layer: coarse regions that raise the class score.
+    #[default]
+    GradCam,
+    /// The input gradient's size at each pixel: fine detail, noisier.
+    Saliency,
+}
+
+impl ExplainMethod {
+    /// As on the command line and in file names: `gradcam` or `saliency`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExplainMethod::GradCam => "gradcam",
+            ExplainMethod::Saliency => "saliency",
+        }
+    }
+
+    /// As people write it: Grad-CAM or saliency.
+    pub fn title(self) -> &'static str {
+        match self {
+            ExplainMethod::GradCam => "Grad-CAM",
+            ExplainMethod::Saliency => "saliency",
+        }
+    }
+}
+
+impl FromStr for ExplainMethod {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "gradcam" | "grad-cam" => Ok(ExplainMethod::GradCam),
+            "saliency" => Ok(ExplainMethod::Saliency),
+            _ => Err(format!("unknown method {s:?}: expected gradcam or saliency")),
+        }
+    }
 }
 
 /// A model that can explain its predictions (the GPU model and the CPU reference).
@@ -232,6 +284,10 @@ pub fn jet(t: f32) -> [u8; 3] {
     let channel = |centre: f32| ((1.5 - (4.0 * t - centre).abs()).clamp(0.0, 1.0) * 255.0).round() as u8;
     [channel(3.0), channel(2.0), channel(1.0)]
 }
+
+/// The heat map's opacity over the image, wherever one is drawn (explain cards, the web page):
+/// enough to read the colours while the face stays visible.
+pub const HEAT_ALPHA: f32 = 0.45;
 
 /// `image` with the heat map `heat` (its `height * width` values, row-major, in [0, 1]) laid
 /// over it in [`jet`] colours: each pixel `(1 - alpha) * image + alpha * jet(heat)`. Fails unless

@@ -1,5 +1,5 @@
-//! The PNG plots of a run: training curves, class frequencies per split, the confusion matrix, and
-//! a grid of predicted images.
+//! The PNG plots of a run: training curves, class frequencies per split, the confusion matrix, a
+//! grid of predicted images, and an explained image's card.
 //!
 //! plotters draws into an RGB buffer, which the `image` crate encodes as PNG; the file is written
 //! through a temporary file renamed into place, like every file the user keeps. Text uses DejaVu
@@ -358,6 +358,42 @@ pub fn prediction_grid(items: &[GridItem], path: impl AsRef<Path>) -> Result<()>
             (x + GRID_PAD + (GRID_IMAGE - scaled.width()) / 2, y + GRID_PAD + (GRID_IMAGE - scaled.height()) / 2);
         imageops::replace(&mut canvas, &scaled, i64::from(left), i64::from(top));
     }
+    save_png(&canvas, path)
+}
+
+/// Space around and between the panels of [`explanation_card`].
+pub const CARD_PAD: u32 = 10;
+/// Height of [`explanation_card`]'s caption strip.
+pub const CARD_CAPTION: u32 = 36;
+
+/// `panels` side by side on white (e.g. an image and its heat map), tops aligned, with `caption`
+/// centred under them in black (scaled down to the card's width if longer). The card is
+/// `CARD_PAD` around and between the panels, plus [`CARD_CAPTION`] below.
+pub fn explanation_card(panels: &[RgbImage], caption: &str, path: impl AsRef<Path>) -> Result<()> {
+    let path = path.as_ref();
+    if panels.is_empty() || panels.iter().any(|p| p.width() == 0 || p.height() == 0) {
+        return Err(plot_error(path, "an explanation card needs at least one non-empty image"));
+    }
+    let width = CARD_PAD + panels.iter().map(|p| p.width() + CARD_PAD).sum::<u32>();
+    let height = CARD_PAD + panels.iter().map(RgbImage::height).max().unwrap_or(0) + CARD_CAPTION;
+    let mut canvas = blank((width, height));
+    let mut left = CARD_PAD;
+    for panel in panels {
+        imageops::replace(&mut canvas, panel, i64::from(left), i64::from(CARD_PAD));
+        left += panel.width() + CARD_PAD;
+    }
+    draw_on(&mut canvas, |root| {
+        let room = width - 2 * CARD_PAD;
+        let mut size = 18.0;
+        let (text_width, _) = root.estimate_text_size(caption, &(FONT, size).into())?;
+        if text_width > room {
+            size *= f64::from(room) / f64::from(text_width);
+        }
+        let style = TextStyle::from((FONT, size).into_font()).color(&BLACK).pos(Pos::new(HPos::Center, VPos::Center));
+        root.draw(&Text::new(caption, ((width / 2) as i32, (height - CARD_CAPTION / 2) as i32), style))?;
+        Ok(())
+    })
+    .map_err(|e| plot_error(path, e))?;
     save_png(&canvas, path)
 }
 

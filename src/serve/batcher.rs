@@ -21,11 +21,8 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use crate::model::backend::{Backend, Predictor};
-use crate::model::cpu::CpuModel;
-use crate::model::explain::{Explain, Explanation};
+use crate::model::explain::{Explain, ExplainMethod};
 use crate::model::file::ModelFile;
-use crate::model::gpu::GpuModel;
-use crate::model::{TrainOptions, Trainable};
 use crate::report::Prediction;
 use crate::{Error, Result};
 
@@ -51,13 +48,6 @@ impl Default for BatchOptions {
 pub struct Predicted {
     pub prediction: Prediction,
     pub batch_images: usize,
-}
-
-/// Which map an explanation draws.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExplainMethod {
-    GradCam,
-    Saliency,
 }
 
 /// What an explanation job gives back: the class explained, the model's prediction, the map
@@ -188,17 +178,13 @@ pub fn spawn(file: ModelFile, backend: Backend, options: BatchOptions) -> Result
     }
 }
 
-/// A model that predicts and explains (the GPU model or the CPU reference).
-trait ExplainingModel: Trainable + Explain + Send {}
-impl<T: Trainable + Explain + Send> ExplainingModel for T {}
-
 struct ModelThread {
     file: ModelFile,
     backend: Backend,
     options: BatchOptions,
     /// Ascending batch sizes, the last one `max_batch`.
     predictors: Vec<Predictor>,
-    explainer: Option<Box<dyn ExplainingModel>>,
+    explainer: Option<Box<dyn Explain + Send>>,
     stats: Arc<Mutex<BatchStats>>,
 }
 
@@ -296,26 +282,18 @@ impl ModelThread {
         let prediction = Prediction::from_row(&row, &self.file.class_names)?;
         let class = class.unwrap_or(prediction.index);
         if self.explainer.is_none() {
-            self.explainer = Some(self.build_explainer()?);
+            self.explainer = Some(self.backend.explainer(&self.file.architecture, 1, &self.file.weights)?);
         }
         let explainer = self.explainer.as_mut().expect("built above");
-        let Explanation { saliency, grad_cam, .. } =
-            explainer.explain(image, &[class as u32])?.pop().expect("one image, one explanation");
-        let (heat, method) = match (method, grad_cam) {
-            (ExplainMethod::GradCam, Some(map)) => (map, ExplainMethod::GradCam),
-            _ => (crate::model::explain::normalise_to_unit(&saliency), ExplainMethod::Saliency),
+        let explanation = explainer.explain(image, &[class as u32])?.pop().expect("one image, one explanation");
+        // A model without a convolution has no Grad-CAM: the page still gets a map.
+        let (heat, method) = match explanation.heat(method) {
+            Some(heat) => (heat, method),
+            None => (explanation.heat(ExplainMethod::Saliency).expect("always drawn"), ExplainMethod::Saliency),
         };
         let mut stats = self.stats.lock().expect("stats lock");
         stats.explanations += 1;
         stats.busy_seconds += start.elapsed().as_secs_f64();
         Ok(Explained { class, prediction, heat, method })
-    }
-
-    fn build_explainer(&self) -> Result<Box<dyn ExplainingModel>> {
-        let (arch, weights, options) = (&self.file.architecture, &self.file.weights, &TrainOptions::default());
-        Ok(match &self.backend {
-            Backend::Gpu(gpu) => Box::new(GpuModel::new(gpu.clone(), arch, 1, weights, options)?),
-            Backend::Cpu => Box::new(CpuModel::new(arch, 1, weights, options)?),
-        })
     }
 }

@@ -36,13 +36,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-use crate::data::image::{DecodeError, InputFormat, decode_and_resize};
+use crate::data::image::{DecodeError, InputFormat, decode_and_resize, planar_to_rgb, to_f32_planar};
 use crate::model::backend::Backend;
-use crate::model::explain::overlay_heatmap;
+use crate::model::explain::{ExplainMethod, HEAT_ALPHA, overlay_heatmap};
 use crate::model::file::ModelFile;
 use crate::workflow::input_format;
 use crate::{Error, Result};
-use batcher::{BatchOptions, BatcherHandle, ExplainMethod, SubmitError};
+use batcher::{BatchOptions, BatcherHandle, SubmitError};
 
 /// The upload page, self-contained.
 const PAGE: &str = include_str!("page.html");
@@ -50,9 +50,6 @@ const PAGE: &str = include_str!("page.html");
 /// How much of an over-limit body is read and thrown away before answering 413, so that a client
 /// that sends its whole body before reading the answer sees the 413 rather than a reset connection.
 const DRAIN_LIMIT: usize = 64 << 20;
-
-/// The heat map's weight over the image in `/explain`'s PNG.
-const OVERLAY_ALPHA: f32 = 0.45;
 
 /// What `wgcnn serve` is told.
 #[derive(Clone, Debug)]
@@ -400,15 +397,11 @@ async fn decode(bytes: Bytes, format: InputFormat) -> std::result::Result<Vec<u8
         .map_err(ApiError::from)
 }
 
-fn to_unit(pixels: &[u8]) -> Vec<f32> {
-    pixels.iter().map(|&p| f32::from(p) / 255.0).collect()
-}
-
 async fn predict(State(state): State<Arc<AppState>>, request: Request) -> std::result::Result<Response, ApiError> {
     let start = Instant::now();
     let bytes = upload(request, state.max_upload_bytes).await?;
     let pixels = decode(bytes, state.format).await?;
-    let predicted = state.batcher.predict(to_unit(&pixels)).await?;
+    let predicted = state.batcher.predict(to_f32_planar(&pixels)).await?;
     let p = predicted.prediction;
     let probabilities: serde_json::Map<String, Value> =
         p.probabilities.iter().map(|(name, v)| (name.clone(), json!(v))).collect();
@@ -435,13 +428,7 @@ async fn explain(
     request: Request,
 ) -> std::result::Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::bad_request(format!("bad query: {}", e.body_text())))?;
-    let method = match query.method.as_deref().map(str::to_ascii_lowercase).as_deref() {
-        None | Some("gradcam" | "grad-cam") => ExplainMethod::GradCam,
-        Some("saliency") => ExplainMethod::Saliency,
-        Some(other) => {
-            return Err(ApiError::bad_request(format!("unknown method {other:?}: expected gradcam or saliency")));
-        }
-    };
+    let method = query.method.as_deref().map(str::parse::<ExplainMethod>).transpose().map_err(ApiError::bad_request)?;
     let class = match &query.class {
         None => None,
         Some(name) => Some(state.class_names.iter().position(|c| c == name).ok_or_else(|| {
@@ -453,7 +440,7 @@ async fn explain(
     };
     let bytes = upload(request, state.max_upload_bytes).await?;
     let pixels = decode(bytes, state.format).await?;
-    let explained = state.batcher.explain(to_unit(&pixels), class, method).await?;
+    let explained = state.batcher.explain(to_f32_planar(&pixels), class, method.unwrap_or_default()).await?;
     let format = state.format;
     let png = tokio::task::spawn_blocking(move || overlay_png(&pixels, &format, &explained.heat))
         .await
@@ -461,13 +448,9 @@ async fn explain(
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let mut response = ([(header::CONTENT_TYPE, "image/png")], png).into_response();
     let headers = response.headers_mut();
-    let method_name = match explained.method {
-        ExplainMethod::GradCam => "gradcam",
-        ExplainMethod::Saliency => "saliency",
-    };
     for (name, value) in [
         ("x-explain-class", state.class_names[explained.class].clone()),
-        ("x-explain-method", method_name.to_string()),
+        ("x-explain-method", explained.method.name().to_string()),
         ("x-label", explained.prediction.label.clone()),
         ("x-confidence", format!("{:.6}", explained.prediction.confidence)),
     ] {
@@ -480,14 +463,7 @@ async fn explain(
 
 /// The heat map over the image as the model sees it (grey shown as grey), as PNG bytes.
 fn overlay_png(pixels: &[u8], format: &InputFormat, heat: &[f32]) -> Result<Vec<u8>> {
-    let (height, width) = format.size;
-    let plane = (height * width) as usize;
-    let image = image::RgbImage::from_fn(width, height, |x, y| {
-        let i = (y * width + x) as usize;
-        let channel = |c: usize| pixels[if format.channels == 1 { i } else { c * plane + i }];
-        image::Rgb([channel(0), channel(1), channel(2)])
-    });
-    let overlay = overlay_heatmap(&image, heat, OVERLAY_ALPHA)?;
+    let overlay = overlay_heatmap(&planar_to_rgb(pixels, format), heat, HEAT_ALPHA)?;
     let mut png = Cursor::new(Vec::new());
     overlay
         .write_to(&mut png, image::ImageFormat::Png)
