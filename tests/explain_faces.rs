@@ -113,16 +113,7 @@ fn grad_cam_points_at_the_mouth() {
     let mut model =
         GpuModel::new(gpu(), &architecture, 16, &architecture.initial_weights(3).unwrap(), &TrainOptions::default())
             .unwrap();
-    let config = FitConfig {
-        epochs: EPOCHS,
-        lr: 1e-3,
-        seed: 5,
-        shuffle: true,
-        early_stopping: None,
-        reduce_lr: None,
-        metrics_csv: None,
-        progress: Progress::Lines,
-    };
+    let config = FitConfig { epochs: EPOCHS, lr: 1e-3, seed: 5, progress: Progress::Lines, ..FitConfig::default() };
     let outcome = fit(&mut model, &train, Some(&validation as &dyn BatchSource), &config).unwrap();
     let accuracy = outcome.history.epochs.last().and_then(|e| e.val_accuracy).unwrap();
     eprintln!("trained in {:.1} s: validation accuracy {accuracy:.3}", start.elapsed().as_secs_f64());

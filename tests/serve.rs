@@ -81,16 +81,8 @@ fn model_path() -> &'static Path {
                 GpuModel::new(common::gpu(), &arch, 8, &arch.initial_weights(3).unwrap(), &TrainOptions::default())
                     .unwrap();
             let (train, validation) = (faces(TRAIN_SEED, 200), faces(TRAIN_SEED + 1, 64));
-            let config = FitConfig {
-                epochs: 10,
-                lr: 3e-3,
-                seed: 5,
-                shuffle: true,
-                early_stopping: None,
-                reduce_lr: None,
-                metrics_csv: None,
-                progress: Progress::Silent,
-            };
+            let config =
+                FitConfig { epochs: 10, lr: 3e-3, seed: 5, progress: Progress::Silent, ..FitConfig::default() };
             let outcome =
                 fit(&mut model, &train, Some(&validation as &dyn wgcnn::train::BatchSource), &config).unwrap();
             let last = outcome.history.epochs.last().unwrap();
