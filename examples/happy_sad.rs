@@ -4,7 +4,8 @@
 //! report and confusion matrix on the test split, save, reload, and predict again.
 //!
 //! `cargo run --release --example happy_sad [-- --data DIR]`. With no `--data` it draws synthetic
-//! happy and sad faces first (the project's embedded default), so it runs on a fresh machine.
+//! happy and sad faces first (the project's embedded default), so it runs on a fresh machine:
+//! 300 pairs at 64x64 (Model A's layers on a 64x64 input; see `workflow::SYNTHETIC_PER_CLASS`).
 //! Everything lands in `--out` (default `runs/happy_sad`).
 
 use std::path::PathBuf;
@@ -16,7 +17,7 @@ use wgcnn::data::split::SplitRatios;
 use wgcnn::data::synth::Emotion;
 use wgcnn::gpu::DeviceChoice;
 use wgcnn::model::backend::Backend;
-use wgcnn::model::spec::Architecture;
+use wgcnn::model::spec::{Architecture, InputShape};
 use wgcnn::train::fit::Progress;
 use wgcnn::workflow::{self, TrainSettings};
 
@@ -27,6 +28,10 @@ struct Args {
     data: Option<PathBuf>,
     #[arg(long, default_value = "runs/happy_sad")]
     out: PathBuf,
+    /// Input size (square): default 256 (the source project's) for `--data`, 64 for the
+    /// synthetic faces.
+    #[arg(long)]
+    size: Option<usize>,
     #[arg(long, default_value_t = 20)]
     epochs: usize,
     /// Training-split augmentation (off, moderate, or a list; see `wgcnn train --help`).
@@ -41,21 +46,28 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let data = match args.data {
-        Some(dir) => dir,
-        None => workflow::synthetic_dataset(
-            &args.out.join("synthetic"),
-            &[Emotion::Happy, Emotion::Sad],
-            80,
-            256,
-            args.seed,
-        )?,
+    let (data, size) = match args.data {
+        Some(dir) => (dir, args.size.unwrap_or(256)),
+        None => {
+            let size = args.size.unwrap_or(workflow::SYNTHETIC_SIZE);
+            let faces = [Emotion::Happy, Emotion::Sad];
+            (
+                workflow::synthetic_dataset(
+                    &args.out.join("synthetic"),
+                    &faces,
+                    workflow::SYNTHETIC_PER_CLASS,
+                    size as u32,
+                    args.seed,
+                )?,
+                size,
+            )
+        }
     };
     let backend = Backend::new(&args.device)?;
     let settings = TrainSettings {
         data_dir: data,
         test_dir: None,
-        architecture: Architecture::preset("happy-sad")?,
+        architecture: Architecture::preset("happy-sad")?.with_input(InputShape::new(3, size, size)),
         fit: Fit::Stretch,
         split: SplitRatios::TUTORIAL,
         epochs: args.epochs,

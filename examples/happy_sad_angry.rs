@@ -5,7 +5,10 @@
 //!
 //! `cargo run --release --example happy_sad_angry [-- --data DIR --test-data DIR]`. FER-2013's
 //! 48x48 grayscale faces: `--data ../shared/data/emotions3 --test-data ../shared/data/emotions3_test
-//! --size 48 --grayscale`. With no `--data` it draws synthetic faces first (the embedded default).
+//! --size 48 --grayscale --augment flip,shift=0.1,zoom=0.1 --epochs 60` (69% on the test folder,
+//! see the README). With no `--data` it draws synthetic faces first (the embedded default):
+//! 300 triples at 64x64 (Model B's layers on a 64x64 input), few enough to train in minutes on
+//! two CPU cores and enough to be learnt, not memorised.
 
 use std::path::PathBuf;
 
@@ -30,18 +33,24 @@ struct Args {
     test_data: Option<PathBuf>,
     #[arg(long, default_value = "runs/happy_sad_angry")]
     out: PathBuf,
-    /// Input size (square); Model B's is 128.
-    #[arg(long, default_value_t = 128)]
-    size: usize,
+    /// Input size (square): default 128 (Model B's) for `--data`, 64 for the synthetic faces.
+    #[arg(long)]
+    size: Option<usize>,
     /// One grayscale channel (FER-2013's faces are grayscale).
     #[arg(long)]
     grayscale: bool,
     #[arg(long, default_value_t = 30)]
     epochs: usize,
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 32)]
     batch_size: usize,
     #[arg(long, default_value_t = 1e-3)]
     lr: f64,
+    /// Early stopping: epochs without a lower validation loss before stopping (best weights kept).
+    #[arg(long, default_value_t = 8)]
+    patience: usize,
+    /// The learning rate halves after this many epochs without a lower validation loss.
+    #[arg(long, default_value_t = 3)]
+    lr_patience: usize,
     /// Training-split augmentation (off, moderate, or a list; see `wgcnn train --help`).
     #[arg(long, default_value = "off")]
     augment: Augment,
@@ -54,10 +63,20 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let data = match args.data {
-        Some(dir) => dir,
+    let (data, size) = match args.data {
+        Some(dir) => (dir, args.size.unwrap_or(128)),
         None => {
-            workflow::synthetic_dataset(&args.out.join("synthetic"), &Emotion::ALL, 60, args.size as u32, args.seed)?
+            let size = args.size.unwrap_or(workflow::SYNTHETIC_SIZE);
+            (
+                workflow::synthetic_dataset(
+                    &args.out.join("synthetic"),
+                    &Emotion::ALL,
+                    workflow::SYNTHETIC_PER_CLASS,
+                    size as u32,
+                    args.seed,
+                )?,
+                size,
+            )
         }
     };
     let channels = if args.grayscale { 1 } else { 3 };
@@ -65,15 +84,15 @@ fn main() -> anyhow::Result<()> {
     let settings = TrainSettings {
         data_dir: data,
         test_dir: args.test_data,
-        architecture: Architecture::preset("emotions3")?.with_input(InputShape::new(channels, args.size, args.size)),
+        architecture: Architecture::preset("emotions3")?.with_input(InputShape::new(channels, size, size)),
         fit: Fit::Stretch,
         split: SplitRatios::EIGHTY_TEN_TEN,
         epochs: args.epochs,
         batch_size: args.batch_size,
         lr: args.lr,
         seed: args.seed,
-        patience: Some(5),
-        lr_patience: Some(2),
+        patience: Some(args.patience),
+        lr_patience: Some(args.lr_patience),
         lr_factor: 0.5,
         min_lr: 1e-6,
         augment: args.augment,

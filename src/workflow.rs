@@ -19,7 +19,7 @@ use crate::data::folder::{Dataset, ImageFolder, LoadOptions, LoadReport};
 use crate::data::image::{DecodeError, Fit, InputFormat, decode_and_resize, planar_to_rgb, to_f32_into, to_f32_planar};
 use crate::data::loader::ImageBatches;
 use crate::data::split::{SplitRatios, stratified_split};
-use crate::data::synth::{Emotion, write_dataset};
+use crate::data::synth::{Emotion, FacePairing, write_dataset};
 use crate::model::TrainOptions;
 use crate::model::backend::{Backend, Predictor};
 use crate::model::explain::{Explain, ExplainMethod, HEAT_ALPHA, overlay_heatmap, upsample_bilinear};
@@ -467,19 +467,30 @@ pub fn finish_example(run: &TrainRun, backend: &Backend, out_dir: &Path) -> Resu
     Ok(())
 }
 
-/// Synthetic faces of `classes` in `dir` (drawn once: a folder already holding them is reused),
-/// for a machine with no data. Returns `dir`.
+/// The examples' synthetic faces per class: on two CPU cores Model A trains on 160 faces of
+/// 256x256 in ten minutes, which it memorises instead of learning the mouth; it learns 300 pairs
+/// of 64x64 in two.
+pub const SYNTHETIC_PER_CLASS: usize = 300;
+/// The examples' input size for synthetic faces (see [`SYNTHETIC_PER_CLASS`]).
+pub const SYNTHETIC_SIZE: usize = 64;
+
+/// Synthetic faces of `classes` in `dir`, for a machine with no data: paired
+/// ([`FacePairing::Paired`]), so the examples' small sets are learnt from the expression. Drawn
+/// once: a folder whose `drawn.txt` records the same draw is reused. Returns `dir`.
 pub fn synthetic_dataset(dir: &Path, classes: &[Emotion], per_class: usize, size: u32, seed: u64) -> Result<PathBuf> {
-    let complete =
-        classes.iter().all(|c| fs::read_dir(dir.join(c.name())).map(|d| d.count() == per_class).unwrap_or(false));
-    if complete {
+    let names: Vec<&str> = classes.iter().map(|c| c.name()).collect();
+    let draw =
+        format!("paired faces: classes {}, {per_class} per class, {size}x{size}, seed {seed}\n", names.join(","));
+    let record = dir.join("drawn.txt");
+    if fs::read_to_string(&record).is_ok_and(|drawn| drawn == draw) {
         println!("synthetic faces: reusing {}", dir.display());
     } else {
         if dir.exists() {
             fs::remove_dir_all(dir).map_err(|e| Error::Invalid(format!("{}: cannot clear it: {e}", dir.display())))?;
         }
-        let written = write_dataset(dir, classes, per_class, size, seed)?;
-        println!("synthetic faces: drew {} images of {size}x{size} into {}", written.len(), dir.display());
+        let written = write_dataset(dir, classes, per_class, size, seed, FacePairing::Paired)?;
+        write_file(&record, draw.as_bytes())?;
+        println!("synthetic faces: drew {} paired images of {size}x{size} into {}", written.len(), dir.display());
     }
     Ok(dir.to_path_buf())
 }

@@ -11,7 +11,7 @@ use wgcnn::data::folder::{Dataset, ImageFolder, LoadOptions, LoadReport};
 use wgcnn::data::image::{Fit, InputFormat, decode_and_resize};
 use wgcnn::data::loader::ImageBatches;
 use wgcnn::data::split::{SplitRatios, stratified_split};
-use wgcnn::data::synth::{Emotion, FaceParams, face, write_dataset};
+use wgcnn::data::synth::{Emotion, FacePairing, FaceParams, face, write_dataset};
 use wgcnn::train::BatchSource;
 
 /// `../shared/data/<name>`; panics naming the path when it is absent (the test needs the real files).
@@ -343,14 +343,27 @@ fn synthetic_faces_repeat_per_seed_and_their_classes_differ_at_the_mouth() {
 
     // Written and read back like any dataset; the same seed writes the same bytes.
     let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let written = write_dataset(one.path(), &Emotion::ALL, 5, 48, 2).unwrap();
-    write_dataset(two.path(), &Emotion::ALL, 5, 48, 2).unwrap();
+    let written = write_dataset(one.path(), &Emotion::ALL, 5, 48, 2, FacePairing::Independent).unwrap();
+    write_dataset(two.path(), &Emotion::ALL, 5, 48, 2, FacePairing::Independent).unwrap();
     assert_eq!(written.len(), 15);
     for path in &written {
         let twin = two.path().join(path.strip_prefix(one.path()).unwrap());
         assert_eq!(std::fs::read(path).unwrap(), std::fs::read(twin).unwrap());
     }
-    assert!(write_dataset(one.path(), &[Emotion::Happy], 5, 48, 2).is_err(), "an existing class folder is kept");
+    assert!(
+        write_dataset(one.path(), &[Emotion::Happy], 5, 48, 2, FacePairing::Independent).is_err(),
+        "an existing class folder is kept"
+    );
+    // Paired: image i of every class is the first class's face i with the class's expression.
+    let paired = tempfile::tempdir().unwrap();
+    write_dataset(paired.path(), &[Emotion::Sad, Emotion::Happy], 3, 48, 2, FacePairing::Paired).unwrap();
+    for i in 0..3 {
+        let sad = FaceParams::for_sample(Emotion::Sad, 48, 2, i).unwrap();
+        for (emotion, params) in [(Emotion::Sad, sad.clone()), (Emotion::Happy, sad.with_emotion(Emotion::Happy))] {
+            let path = paired.path().join(emotion.name()).join(format!("{}_{i}.png", emotion.name()));
+            assert_eq!(image::open(&path).unwrap().to_rgb8(), params.render().0, "{}", path.display());
+        }
+    }
     let (dataset, report) = ImageFolder::load(one.path(), &InputFormat::rgb(48, 48), &LoadOptions::default()).unwrap();
     assert_eq!(report.classes, ["angry", "happy", "sad"]);
     assert_eq!((report.used_per_class.clone(), report.skipped.len()), (vec![5, 5, 5], 0));
@@ -385,7 +398,7 @@ fn training_on_augmented_image_batches_repeats_bit_for_bit() {
     use wgcnn::train::fit::{FitConfig, Progress, fit};
 
     let dir = tempfile::tempdir().unwrap();
-    write_dataset(dir.path(), &[Emotion::Happy, Emotion::Sad], 12, 32, 5).unwrap();
+    write_dataset(dir.path(), &[Emotion::Happy, Emotion::Sad], 12, 32, 5, FacePairing::Independent).unwrap();
     let format = InputFormat::rgb(16, 16);
     let (dataset, _) = ImageFolder::load(dir.path(), &format, &LoadOptions::default()).unwrap();
     let split = stratified_split(&dataset.labels, SplitRatios::TUTORIAL, 5).unwrap();

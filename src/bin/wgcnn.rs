@@ -9,7 +9,7 @@ use wgcnn::data::augment::Augment;
 use wgcnn::data::folder::{ImageFolder, LoadOptions};
 use wgcnn::data::image::Fit;
 use wgcnn::data::split::SplitRatios;
-use wgcnn::data::synth::{Emotion, write_dataset};
+use wgcnn::data::synth::{Emotion, FacePairing, write_dataset};
 use wgcnn::gpu::context::{DEVICE_ENV, describe_adapter, list_adapters};
 use wgcnn::gpu::{DeviceChoice, Gpu};
 use wgcnn::model::TrainOptions;
@@ -132,6 +132,10 @@ enum Command {
         /// The same seed draws the same faces.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Draw image i of every class from one face, so that only the expression differs
+        /// between the classes (small sets are then learnt from the mouth, not memorised).
+        #[arg(long)]
+        paired: bool,
     },
     /// Serve a model as a web app: an upload page at /, POST /predict (JSON), POST /explain (a
     /// heat map PNG), GET /health, /model and /stats. Stops on Ctrl-C or SIGTERM.
@@ -399,9 +403,16 @@ fn explain(
     bad_images(failures, images.len())
 }
 
-fn synth(out: &std::path::Path, per_class: usize, classes: &str, size: u32, seed: u64) -> anyhow::Result<()> {
+fn synth(
+    out: &std::path::Path,
+    per_class: usize,
+    classes: &str,
+    size: u32,
+    seed: u64,
+    pairing: FacePairing,
+) -> anyhow::Result<()> {
     let emotions = Emotion::parse_list(classes)?;
-    let written = write_dataset(out, &emotions, per_class, size, seed)?;
+    let written = write_dataset(out, &emotions, per_class, size, seed, pairing)?;
     for emotion in &emotions {
         println!("{}: {per_class} images in {}", emotion.name(), out.join(emotion.name()).display());
     }
@@ -465,7 +476,10 @@ fn main() -> ExitCode {
         Command::BenchTrain { preset, batch_size, steps, warmup, size } => {
             bench_train(&cli.device, &preset, batch_size, steps, warmup, size)
         }
-        Command::Synth { out, per_class, classes, size, seed } => synth(&out, per_class, &classes, size, seed),
+        Command::Synth { out, per_class, classes, size, seed, paired } => {
+            let pairing = if paired { FacePairing::Paired } else { FacePairing::Independent };
+            synth(&out, per_class, &classes, size, seed, pairing)
+        }
         Command::Train(args) => train(&cli.device, &args),
         Command::Eval { model, data, json, out } => eval(&cli.device, &model, &data, json, out.as_deref()),
         Command::Predict { model, images, json, grid } => predict(&cli.device, &model, &images, json, grid.as_deref()),
