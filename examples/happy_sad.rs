@@ -5,7 +5,7 @@
 //!
 //! `cargo run --release --example happy_sad [-- --data DIR]`. With no `--data` it draws synthetic
 //! happy and sad faces first (the project's embedded default), so it runs on a fresh machine:
-//! 300 pairs at 64x64 (Model A's layers on a 64x64 input; see `workflow::SYNTHETIC_PER_CLASS`).
+//! 300 pairs at 64x64 (Model A's layers on a 64x64 input; see `workflow::example_dataset`).
 //! Everything lands in `--out` (default `runs/happy_sad`).
 
 use std::path::PathBuf;
@@ -46,23 +46,8 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let (data, size) = match args.data {
-        Some(dir) => (dir, args.size.unwrap_or(256)),
-        None => {
-            let size = args.size.unwrap_or(workflow::SYNTHETIC_SIZE);
-            let faces = [Emotion::Happy, Emotion::Sad];
-            (
-                workflow::synthetic_dataset(
-                    &args.out.join("synthetic"),
-                    &faces,
-                    workflow::SYNTHETIC_PER_CLASS,
-                    size as u32,
-                    args.seed,
-                )?,
-                size,
-            )
-        }
-    };
+    let faces = [Emotion::Happy, Emotion::Sad];
+    let (data, size) = workflow::example_dataset(args.data, args.size, 256, &faces, &args.out, args.seed)?;
     let backend = Backend::new(&args.device)?;
     let settings = TrainSettings {
         data_dir: data,

@@ -63,22 +63,7 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let (data, size) = match args.data {
-        Some(dir) => (dir, args.size.unwrap_or(128)),
-        None => {
-            let size = args.size.unwrap_or(workflow::SYNTHETIC_SIZE);
-            (
-                workflow::synthetic_dataset(
-                    &args.out.join("synthetic"),
-                    &Emotion::ALL,
-                    workflow::SYNTHETIC_PER_CLASS,
-                    size as u32,
-                    args.seed,
-                )?,
-                size,
-            )
-        }
-    };
+    let (data, size) = workflow::example_dataset(args.data, args.size, 128, &Emotion::ALL, &args.out, args.seed)?;
     let channels = if args.grayscale { 1 } else { 3 };
     let backend = Backend::new(&args.device)?;
     let settings = TrainSettings {

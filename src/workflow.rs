@@ -470,9 +470,29 @@ pub fn finish_example(run: &TrainRun, backend: &Backend, out_dir: &Path) -> Resu
 /// The examples' synthetic faces per class: on two CPU cores Model A trains on 160 faces of
 /// 256x256 in ten minutes, which it memorises instead of learning the mouth; it learns 300 pairs
 /// of 64x64 in two.
-pub const SYNTHETIC_PER_CLASS: usize = 300;
+const SYNTHETIC_PER_CLASS: usize = 300;
 /// The examples' input size for synthetic faces (see [`SYNTHETIC_PER_CLASS`]).
-pub const SYNTHETIC_SIZE: usize = 64;
+const SYNTHETIC_SIZE: usize = 64;
+
+/// An example's images and input size: the folder `data` at `size` (default `data_size`, the
+/// source project's), or with no data [`SYNTHETIC_PER_CLASS`] paired synthetic faces of each of
+/// `classes`, drawn into `out/synthetic` at `size` (default [`SYNTHETIC_SIZE`]).
+pub fn example_dataset(
+    data: Option<PathBuf>,
+    size: Option<usize>,
+    data_size: usize,
+    classes: &[Emotion],
+    out: &Path,
+    seed: u64,
+) -> Result<(PathBuf, usize)> {
+    match data {
+        Some(dir) => Ok((dir, size.unwrap_or(data_size))),
+        None => {
+            let size = size.unwrap_or(SYNTHETIC_SIZE);
+            Ok((synthetic_dataset(&out.join("synthetic"), classes, SYNTHETIC_PER_CLASS, size as u32, seed)?, size))
+        }
+    }
+}
 
 /// Synthetic faces of `classes` in `dir`, for a machine with no data: paired
 /// ([`FacePairing::Paired`]), so the examples' small sets are learnt from the expression. Drawn
