@@ -210,7 +210,6 @@ pub fn train(backend: &Backend, settings: &TrainSettings) -> Result<TrainRun> {
     };
     let validation = (!split.validation.is_empty()).then_some(&validation_source as &dyn crate::train::BatchSource);
     let outcome = fit(model.as_mut(), &train_source, validation, &config)?;
-    println!("{}", outcome.stop);
     println!("batches: {}", outcome.batches);
 
     let model_file = ModelFile {

@@ -238,9 +238,7 @@ pub fn fit(
         }
     }
 
-    if stop != StopReason::Completed {
-        progress.say(&stop.to_string());
-    }
+    progress.say(&stop.to_string());
     let restore = match (&stop, &early_stopping) {
         (StopReason::NonFinite { .. }, _) | (_, None) => None,
         (_, Some(es)) => es.weights_to_restore(history.epochs.len()),
