@@ -496,7 +496,7 @@ pub fn example_dataset(
 /// Synthetic faces of `classes` in `dir`, for a machine with no data: paired
 /// ([`FacePairing::Paired`]), so the examples' small sets are learnt from the expression. Drawn
 /// once: a folder whose `drawn.txt` records the same draw is reused. Returns `dir`.
-pub fn synthetic_dataset(dir: &Path, classes: &[Emotion], per_class: usize, size: u32, seed: u64) -> Result<PathBuf> {
+fn synthetic_dataset(dir: &Path, classes: &[Emotion], per_class: usize, size: u32, seed: u64) -> Result<PathBuf> {
     let names: Vec<&str> = classes.iter().map(|c| c.name()).collect();
     let draw =
         format!("paired faces: classes {}, {per_class} per class, {size}x{size}, seed {seed}\n", names.join(","));
