@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use wgcnn::data::augment::Augment;
-use wgcnn::data::image::Fit;
+use wgcnn::data::image::{DecodeLimits, Fit};
 use wgcnn::data::split::SplitRatios;
 use wgcnn::data::synth::Emotion;
 use wgcnn::gpu::DeviceChoice;
@@ -67,6 +67,7 @@ fn main() -> anyhow::Result<()> {
         balance_classes: false,
         out_dir: args.out.clone(),
         progress: Progress::Auto,
+        limits: DecodeLimits::default(),
     };
     let run = workflow::train(&backend, &settings)?;
     workflow::finish_example(&run, &backend, &args.out)?;

@@ -4,6 +4,7 @@
 pub mod cpu;
 pub mod data;
 pub mod error;
+pub mod files;
 pub mod gpu;
 pub mod model;
 pub mod report;

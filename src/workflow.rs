@@ -16,7 +16,9 @@ use serde::Serialize;
 
 use crate::data::augment::Augment;
 use crate::data::folder::{Dataset, ImageFolder, LoadOptions, LoadReport};
-use crate::data::image::{DecodeError, Fit, InputFormat, decode_and_resize, planar_to_rgb, to_f32_into, to_f32_planar};
+use crate::data::image::{
+    DecodeError, DecodeLimits, Fit, InputFormat, decode_and_resize, planar_to_rgb, to_f32_into, to_f32_planar,
+};
 use crate::data::loader::ImageBatches;
 use crate::data::split::{SplitRatios, stratified_split};
 use crate::data::synth::{Emotion, FacePairing, write_dataset};
@@ -67,6 +69,8 @@ pub struct TrainSettings {
     /// evaluation (evaluation.txt, evaluation.json, confusion.png).
     pub out_dir: PathBuf,
     pub progress: Progress,
+    /// What one image file may cost to read and decode; a file over them is skipped and reported.
+    pub limits: DecodeLimits,
 }
 
 /// What a training run produced.
@@ -137,10 +141,10 @@ pub fn input_format(model: &ModelFile) -> Result<InputFormat> {
     Ok(format)
 }
 
-/// Loads `dir` at `format`, printing the load report.
-fn load_folder(dir: &Path, format: &InputFormat) -> Result<(Dataset, LoadReport, f64)> {
+/// Loads `dir` at `format` within `limits`, printing the load report.
+fn load_folder(dir: &Path, format: &InputFormat, limits: DecodeLimits) -> Result<(Dataset, LoadReport, f64)> {
     let start = Instant::now();
-    let (dataset, report) = ImageFolder::load(dir, format, &LoadOptions::default())?;
+    let (dataset, report) = ImageFolder::load(dir, format, &LoadOptions { limits, ..LoadOptions::default() })?;
     let seconds = start.elapsed().as_secs_f64();
     print!("{report}");
     println!("loaded {} images in {seconds:.1} s ({} KiB as u8)", dataset.len(), dataset.images.len() / 1024);
@@ -162,7 +166,7 @@ pub fn train(backend: &Backend, settings: &TrainSettings) -> Result<TrainRun> {
     let input = settings.architecture.input;
     let format =
         InputFormat { channels: input.channels, size: (input.height as u32, input.width as u32), fit: settings.fit };
-    let (dataset, load, load_seconds) = load_folder(&settings.data_dir, &format)?;
+    let (dataset, load, load_seconds) = load_folder(&settings.data_dir, &format, settings.limits)?;
     let classes = dataset.class_names.len();
     let architecture = settings.architecture.clone().with_classes(classes)?;
 
@@ -243,7 +247,7 @@ pub fn train(backend: &Backend, settings: &TrainSettings) -> Result<TrainRun> {
         None => None,
         Some(dir) => {
             println!();
-            let (test_set, _, _) = load_folder(dir, &format)?;
+            let (test_set, _, _) = load_folder(dir, &format, settings.limits)?;
             let all: Vec<usize> = (0..test_set.len()).collect();
             let evaluation = evaluate(&mut predictor, &test_set, &all, &dataset.class_names)
                 .map_err(|e| Error::Invalid(format!("test folder {}: {e}", dir.display())))?;
@@ -305,6 +309,8 @@ pub struct LoadedModel {
     pub file: ModelFile,
     pub format: InputFormat,
     pub predictor: Predictor,
+    /// What one image may cost to decode (and, for the caller, to read).
+    pub limits: DecodeLimits,
     backend: Backend,
     /// Built on the first [`LoadedModel::explain_bytes`], with the predictor's batch size.
     explainer: Option<Box<dyn Explain + Send>>,
@@ -316,7 +322,7 @@ impl LoadedModel {
         let file = ModelFile::load(path)?;
         let format = input_format(&file)?;
         let predictor = Predictor::new(backend, &file.architecture, &file.weights, batch)?;
-        Ok(Self { file, format, predictor, backend: backend.clone(), explainer: None })
+        Ok(Self { file, format, predictor, limits: DecodeLimits::default(), backend: backend.clone(), explainer: None })
     }
 
     /// The index of the class named `name`; an error listing the model's classes if none is.
@@ -349,7 +355,7 @@ impl LoadedModel {
                 self.file.architecture
             )));
         }
-        let decoded: Vec<_> = files.iter().map(|bytes| decode_and_resize(bytes, &self.format)).collect();
+        let decoded: Vec<_> = files.iter().map(|bytes| decode_and_resize(bytes, &self.format, &self.limits)).collect();
         let images: Vec<f32> = decoded.iter().flatten().flat_map(|image| to_f32_planar(&image.pixels)).collect();
         let classes: Vec<u32> = match asked {
             Some(class) => vec![class as u32; images.len() / self.format.sample_len()],
@@ -397,7 +403,7 @@ impl LoadedModel {
     /// [`DecodeError`] in its place and does not stop the others.
     pub fn predict_bytes(&mut self, files: &[&[u8]]) -> Result<Vec<std::result::Result<Prediction, DecodeError>>> {
         let sample_len = self.format.sample_len();
-        let decoded: Vec<_> = files.iter().map(|bytes| decode_and_resize(bytes, &self.format)).collect();
+        let decoded: Vec<_> = files.iter().map(|bytes| decode_and_resize(bytes, &self.format, &self.limits)).collect();
         let mut images = Vec::with_capacity(decoded.len() * sample_len);
         for image in decoded.iter().flatten() {
             images.extend(to_f32_planar(&image.pixels));
@@ -428,7 +434,7 @@ pub fn compare_reloaded(run: &TrainRun, backend: &Backend, count: usize) -> Resu
     let files = shown
         .iter()
         .map(|(path, _, _)| {
-            fs::read(path).map_err(|e| Error::Invalid(format!("{}: cannot read it: {e}", path.display())))
+            reloaded.limits.read_file(path).map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))
         })
         .collect::<Result<Vec<_>>>()?;
     let bytes: Vec<&[u8]> = files.iter().map(Vec::as_slice).collect();

@@ -8,7 +8,7 @@ use image::{DynamicImage, ImageBuffer, ImageFormat, Luma, Rgb, Rgba};
 use wgcnn::Error;
 use wgcnn::data::augment::{Augment, PlanarShape, flip_horizontal};
 use wgcnn::data::folder::{Dataset, ImageFolder, LoadOptions, LoadReport};
-use wgcnn::data::image::{Fit, InputFormat, decode_and_resize};
+use wgcnn::data::image::{DecodeLimits, Fit, InputFormat, decode_and_resize};
 use wgcnn::data::loader::ImageBatches;
 use wgcnn::data::split::{SplitRatios, stratified_split};
 use wgcnn::data::synth::{Emotion, FacePairing, FaceParams, face, write_dataset};
@@ -172,7 +172,7 @@ fn exif_orientation_is_applied_and_fits_keep_the_aspect_ratio_when_asked() {
     rotated.extend_from_slice(&tiff);
     rotated.extend_from_slice(&jpeg[2..]);
     let tall = InputFormat::rgb(40, 20);
-    let decoded = decode_and_resize(&rotated, &tall).unwrap();
+    let decoded = decode_and_resize(&rotated, &tall, &DecodeLimits::default()).unwrap();
     assert_eq!(decoded.original_size, (40, 20));
     let (red, blue) = (&decoded.pixels[..800], &decoded.pixels[1600..]);
     assert!(red[5 * 20 + 10] > 200 && blue[5 * 20 + 10] < 50, "the top is red");
@@ -183,7 +183,7 @@ fn exif_orientation_is_applied_and_fits_keep_the_aspect_ratio_when_asked() {
     let wide = encode(&red_blue(40, 20), ImageFormat::Png);
     let at = |fit: Fit, x: usize, y: usize| {
         let format = InputFormat { channels: 1, size: (10, 10), fit };
-        decode_and_resize(&wide, &format).unwrap().pixels[y * 10 + x]
+        decode_and_resize(&wide, &format, &DecodeLimits::default()).unwrap().pixels[y * 10 + x]
     };
     assert_eq!(at(Fit::Pad, 5, 0), 0, "padded band");
     assert!(at(Fit::Pad, 1, 5) > 40 && at(Fit::Stretch, 5, 0) > 0);

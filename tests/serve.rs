@@ -110,8 +110,12 @@ fn model_path() -> &'static Path {
 }
 
 fn start(max_upload_bytes: usize, batch: BatchOptions) -> Server {
-    let options =
-        ServeOptions { addr: SocketAddr::from(([127, 0, 0, 1], 0)), max_upload_bytes, batch, stop_on_signals: false };
+    let options = ServeOptions {
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        max_upload_bytes,
+        batch,
+        ..ServeOptions::default()
+    };
     Server::start(model_path(), own_device(), options).unwrap()
 }
 
@@ -616,7 +620,7 @@ fn figures() {
                 addr: SocketAddr::from(([127, 0, 0, 1], 0)),
                 max_upload_bytes: 10 << 20,
                 batch: BatchOptions { max_batch, max_wait: Duration::from_millis(wait_ms), queue_capacity: 1024 },
-                stop_on_signals: false,
+                ..ServeOptions::default()
             };
             let server = Server::start(&path, backend.clone(), options).unwrap();
             let n = if clients == 1 { requests / 4 } else { requests };

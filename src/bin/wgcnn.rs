@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use wgcnn::data::augment::Augment;
 use wgcnn::data::folder::{ImageFolder, LoadOptions};
-use wgcnn::data::image::Fit;
+use wgcnn::data::image::{DecodeLimits, Fit, decode_rgb};
 use wgcnn::data::split::SplitRatios;
 use wgcnn::data::synth::{Emotion, FacePairing, write_dataset};
 use wgcnn::gpu::context::{DEVICE_ENV, describe_adapter, list_adapters};
@@ -17,6 +17,7 @@ use wgcnn::model::backend::Backend;
 use wgcnn::model::explain::ExplainMethod;
 use wgcnn::model::spec::{Architecture, InputShape};
 use wgcnn::report::GridItem;
+use wgcnn::serve::ServeOptions;
 use wgcnn::train::fit::Progress;
 use wgcnn::train::throughput::measure_training;
 use wgcnn::workflow::{self, LoadedModel, TrainSettings};
@@ -31,8 +32,39 @@ struct Cli {
     /// Where to run: gpu, software (lavapipe), cpu, auto, or part of an adapter's name.
     #[arg(long, global = true, env = DEVICE_ENV, default_value = "auto", value_parser = |s: &str| s.parse::<DeviceChoice>())]
     device: DeviceChoice,
+    #[command(flatten)]
+    limits: LimitArgs,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Bounds on what reading one image may cost: an image over them is skipped and reported.
+#[derive(clap::Args)]
+struct LimitArgs {
+    /// The widest and tallest image decoded, in pixels, checked from its header.
+    #[arg(long, global = true, value_name = "PIXELS", default_value_t = DecodeLimits::default().max_side,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_image_side: u32,
+    /// The most memory an image's decoded pixels may take, in MiB, checked from its header.
+    #[arg(long, global = true, value_name = "MIB", default_value_t = DecodeLimits::default().max_pixel_bytes >> 20,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 40))]
+    max_image_mb: u64,
+    /// The largest image file read, in MiB.
+    #[arg(long, global = true, value_name = "MIB", default_value_t = DecodeLimits::default().max_file_bytes >> 20,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 40))]
+    max_file_mb: u64,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> anyhow::Result<DecodeLimits> {
+        let limits = DecodeLimits {
+            max_side: self.max_image_side,
+            max_pixel_bytes: self.max_image_mb << 20,
+            max_file_bytes: self.max_file_mb << 20,
+        };
+        limits.validate()?;
+        Ok(limits)
+    }
 }
 
 #[derive(Subcommand)]
@@ -158,19 +190,39 @@ struct ServeArgs {
     /// How long a request waits for others to batch with, in milliseconds.
     #[arg(long, default_value_t = 5.0)]
     max_wait_ms: f64,
+    /// Images decoded at once (default: one per core).
+    #[arg(long)]
+    decode_threads: Option<usize>,
+    /// Uploads that may wait to be decoded; beyond them the answer is 503.
+    #[arg(long, default_value_t = ServeOptions::default().decode_queue)]
+    decode_queue: usize,
+    /// Seconds a request's body may take to arrive (408 after).
+    #[arg(long, default_value_t = ServeOptions::default().body_timeout.as_secs_f64())]
+    body_timeout_s: f64,
 }
 
-fn serve(choice: &DeviceChoice, args: &ServeArgs) -> anyhow::Result<()> {
-    use wgcnn::serve::{ServeOptions, Server, batcher::BatchOptions};
+fn serve(choice: &DeviceChoice, args: &ServeArgs, limits: DecodeLimits) -> anyhow::Result<()> {
+    use wgcnn::serve::{Server, batcher::BatchOptions};
     anyhow::ensure!(args.max_upload_mb > 0.0, "--max-upload-mb must be more than 0");
     anyhow::ensure!(args.max_wait_ms >= 0.0, "--max-wait-ms must not be negative");
+    anyhow::ensure!(args.body_timeout_s > 0.0, "--body-timeout-s must be more than 0");
     let batch = BatchOptions {
         max_batch: args.max_batch,
         max_wait: std::time::Duration::from_secs_f64(args.max_wait_ms / 1e3),
         ..BatchOptions::default()
     };
     let max_upload_bytes = (args.max_upload_mb * (1 << 20) as f64) as usize;
-    let options = ServeOptions { addr: args.addr, max_upload_bytes, batch, stop_on_signals: true };
+    let defaults = ServeOptions::default();
+    let options = ServeOptions {
+        addr: args.addr,
+        max_upload_bytes,
+        batch,
+        limits,
+        decode_threads: args.decode_threads.unwrap_or(defaults.decode_threads),
+        decode_queue: args.decode_queue,
+        body_timeout: std::time::Duration::from_secs_f64(args.body_timeout_s),
+        stop_on_signals: true,
+    };
     let backend = Backend::new(choice)?;
     println!("adapter: {}", backend.describe());
     let server = Server::start(&args.model, backend, options)?;
@@ -238,7 +290,7 @@ struct TrainArgs {
     seed: u64,
 }
 
-fn train(choice: &DeviceChoice, args: &TrainArgs) -> anyhow::Result<()> {
+fn train(choice: &DeviceChoice, args: &TrainArgs, limits: DecodeLimits) -> anyhow::Result<()> {
     let base = match &args.arch {
         Some(spec) => Architecture::parse(spec, Architecture::preset(&args.preset)?.input)?,
         None => Architecture::preset(&args.preset)?,
@@ -264,6 +316,7 @@ fn train(choice: &DeviceChoice, args: &TrainArgs) -> anyhow::Result<()> {
         balance_classes: args.balance_classes,
         out_dir: args.out.clone(),
         progress: Progress::Auto,
+        limits,
     };
     let run = workflow::train(&Backend::new(choice)?, &settings)?;
     println!(
@@ -280,9 +333,16 @@ run folder: {}",
     Ok(())
 }
 
-fn eval(choice: &DeviceChoice, model: &Path, data: &Path, json: bool, out: Option<&Path>) -> anyhow::Result<()> {
+fn eval(
+    choice: &DeviceChoice,
+    limits: DecodeLimits,
+    model: &Path,
+    data: &Path,
+    json: bool,
+    out: Option<&Path>,
+) -> anyhow::Result<()> {
     let mut loaded = LoadedModel::load(model, &Backend::new(choice)?, workflow::INFERENCE_BATCH)?;
-    let (dataset, report) = ImageFolder::load(data, &loaded.format, &LoadOptions::default())?;
+    let (dataset, report) = ImageFolder::load(data, &loaded.format, &LoadOptions { limits, ..LoadOptions::default() })?;
     if !json {
         print!("{report}");
     }
@@ -303,13 +363,15 @@ fn eval(choice: &DeviceChoice, model: &Path, data: &Path, json: bool, out: Optio
 
 fn predict(
     choice: &DeviceChoice,
+    limits: DecodeLimits,
     model: &Path,
     images: &[PathBuf],
     json: bool,
     grid: Option<&Path>,
 ) -> anyhow::Result<()> {
     let mut loaded = LoadedModel::load(model, &Backend::new(choice)?, workflow::INFERENCE_BATCH.min(images.len()))?;
-    let files = read_files(images);
+    loaded.limits = limits;
+    let files = read_files(images, &limits);
     let bytes: Vec<&[u8]> = files.iter().map(|f| f.as_deref().unwrap_or_default()).collect();
     let predictions = loaded.predict_bytes(&bytes)?;
     let mut failures = Vec::new();
@@ -326,7 +388,7 @@ fn predict(
                     let truth = path.parent().and_then(|d| d.file_name()).and_then(|d| d.to_str());
                     let correct =
                         truth.filter(|t| loaded.file.class_names.iter().any(|c| c == t)).map(|t| t == p.label);
-                    let image = image::load_from_memory(&file)?.to_rgb8();
+                    let image = decode_rgb(&file, &limits)?;
                     let caption = format!("{} {:.0}%", p.label, p.confidence * 100.0);
                     grid_items.push(GridItem { image, caption, correct });
                 }
@@ -350,9 +412,10 @@ fn predict(
     bad_images(failures, images.len())
 }
 
-/// Each file's bytes, or why it cannot be read (reported like an image that does not decode).
-fn read_files(paths: &[PathBuf]) -> Vec<Result<Vec<u8>, String>> {
-    paths.iter().map(|p| std::fs::read(p).map_err(|e| format!("cannot read it: {e}"))).collect()
+/// Each file's bytes within the limits, or why it cannot be read (reported like an image that
+/// does not decode).
+fn read_files(paths: &[PathBuf], limits: &DecodeLimits) -> Vec<Result<Vec<u8>, String>> {
+    paths.iter().map(|p| limits.read_file(p).map_err(|e| e.to_string())).collect()
 }
 
 /// The error for images that could not be used: a single image's own message, else one line per
@@ -370,6 +433,7 @@ fn bad_images(failures: Vec<String>, total: usize) -> anyhow::Result<()> {
 
 fn explain(
     choice: &DeviceChoice,
+    limits: DecodeLimits,
     model: &Path,
     images: &[PathBuf],
     method: ExplainMethod,
@@ -377,9 +441,10 @@ fn explain(
     out: &Path,
 ) -> anyhow::Result<()> {
     let mut loaded = LoadedModel::load(model, &Backend::new(choice)?, workflow::INFERENCE_BATCH.min(images.len()))?;
+    loaded.limits = limits;
     class.map(|name| loaded.class_index(name)).transpose()?;
     std::fs::create_dir_all(out).map_err(|e| anyhow::anyhow!("{}: cannot create the folder: {e}", out.display()))?;
-    let files = read_files(images);
+    let files = read_files(images, &limits);
     let bytes: Vec<&[u8]> = files.iter().map(|f| f.as_deref().unwrap_or_default()).collect();
     let explained = loaded.explain_bytes(&bytes, method, class)?;
     let (mut stems, mut failures) = (std::collections::HashMap::new(), Vec::new());
@@ -471,28 +536,34 @@ fn info(choice: &DeviceChoice) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Info => info(&cli.device),
-        Command::BenchTrain { preset, batch_size, steps, warmup, size } => {
-            bench_train(&cli.device, &preset, batch_size, steps, warmup, size)
-        }
-        Command::Synth { out, per_class, classes, size, seed, paired } => {
-            let pairing = if paired { FacePairing::Paired } else { FacePairing::Independent };
-            synth(&out, per_class, &classes, size, seed, pairing)
-        }
-        Command::Train(args) => train(&cli.device, &args),
-        Command::Eval { model, data, json, out } => eval(&cli.device, &model, &data, json, out.as_deref()),
-        Command::Predict { model, images, json, grid } => predict(&cli.device, &model, &images, json, grid.as_deref()),
-        Command::Serve(args) => serve(&cli.device, &args),
-        Command::Explain { model, images, method, class, out } => {
-            explain(&cli.device, &model, &images, method, class.as_deref(), &out)
-        }
-    };
+    let result = cli.limits.limits().and_then(|limits| run(cli.command, &cli.device, limits));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("wgcnn: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command, device: &DeviceChoice, limits: DecodeLimits) -> anyhow::Result<()> {
+    match command {
+        Command::Info => info(device),
+        Command::BenchTrain { preset, batch_size, steps, warmup, size } => {
+            bench_train(device, &preset, batch_size, steps, warmup, size)
+        }
+        Command::Synth { out, per_class, classes, size, seed, paired } => {
+            let pairing = if paired { FacePairing::Paired } else { FacePairing::Independent };
+            synth(&out, per_class, &classes, size, seed, pairing)
+        }
+        Command::Train(args) => train(device, &args, limits),
+        Command::Eval { model, data, json, out } => eval(device, limits, &model, &data, json, out.as_deref()),
+        Command::Predict { model, images, json, grid } => {
+            predict(device, limits, &model, &images, json, grid.as_deref())
+        }
+        Command::Serve(args) => serve(device, &args, limits),
+        Command::Explain { model, images, method, class, out } => {
+            explain(device, limits, &model, &images, method, class.as_deref(), &out)
         }
     }
 }

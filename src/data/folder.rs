@@ -15,7 +15,8 @@ use image::ImageFormat;
 use rayon::prelude::*;
 use thiserror::Error;
 
-use crate::data::image::{DecodeError, InputFormat, decode_and_resize, format_name};
+use crate::data::image::{DecodeError, DecodeLimits, InputFormat, decode_and_resize, format_name};
+use crate::files::ReadError;
 use crate::{Error, Result};
 
 /// What [`ImageFolder::load`] keeps besides the clean files.
@@ -29,12 +30,15 @@ pub struct LoadOptions {
     /// Skip images whose shorter side is under this many pixels (a 1x1 image resized to the
     /// input is a flat colour, not a picture). 1 keeps everything.
     pub min_side: u32,
+    /// What one file may cost to read and decode; a file over them is skipped and reported.
+    pub limits: DecodeLimits,
 }
 
 impl Default for LoadOptions {
-    /// Conflicts and repeated copies left out; images of at least 16 px a side.
+    /// Conflicts and repeated copies left out; images of at least 16 px a side; the default
+    /// [`DecodeLimits`].
     fn default() -> Self {
-        Self { keep_conflicts: false, keep_duplicates: false, min_side: 16 }
+        Self { keep_conflicts: false, keep_duplicates: false, min_side: 16, limits: DecodeLimits::default() }
     }
 }
 
@@ -90,8 +94,9 @@ impl Dataset {
 pub enum SkipReason {
     #[error("{0}")]
     Decode(#[from] DecodeError),
-    #[error("could not read the file: {0}")]
-    Read(String),
+    /// Not read: not a regular file, a symbolic link loop, over the size limit, or an I/O error.
+    #[error("{0}")]
+    File(#[from] ReadError),
     #[error("too small: {width}x{height}, under the minimum of {min_side} px a side")]
     TooSmall { width: u32, height: u32, min_side: u32 },
 }
@@ -103,7 +108,12 @@ impl SkipReason {
             SkipReason::Decode(DecodeError::Empty) => "empty",
             SkipReason::Decode(DecodeError::Truncated { .. }) => "truncated",
             SkipReason::Decode(DecodeError::NotAnImage) => "not an image",
-            SkipReason::Decode(DecodeError::Unreadable { .. }) | SkipReason::Read(_) => "unreadable",
+            SkipReason::Decode(DecodeError::Unreadable { .. } | DecodeError::DecoderPanicked { .. })
+            | SkipReason::File(ReadError::Io(_)) => "unreadable",
+            SkipReason::Decode(DecodeError::TooLarge { .. } | DecodeError::TooManyBytes { .. })
+            | SkipReason::File(ReadError::TooLarge { .. }) => "over the limits",
+            SkipReason::File(ReadError::NotRegular { .. }) => "not a regular file",
+            SkipReason::File(ReadError::SymlinkLoop) => "symbolic link loop",
             SkipReason::TooSmall { .. } => "too small",
         }
     }
@@ -261,6 +271,7 @@ impl ImageFolder {
     /// in the report.
     pub fn load(dir: &Path, format: &InputFormat, options: &LoadOptions) -> Result<(Dataset, LoadReport)> {
         format.validate()?;
+        options.limits.validate()?;
         let folder_error = |reason: String| Error::Dataset { path: dir.to_path_buf(), reason };
         let classes = class_folders(dir).map_err(|e| folder_error(format!("cannot list it: {e}")))?;
         if classes.len() < 2 {
@@ -289,7 +300,7 @@ impl ImageFolder {
         let decoded: Vec<Decoded> = images
             .par_chunks_mut(sample_len)
             .zip(files.par_iter())
-            .map(|(slot, (path, _))| decode_file(path, format, options.min_side, slot))
+            .map(|(slot, (path, _))| decode_file(path, format, options, slot))
             .collect();
 
         let keep = choose_kept(&files, &decoded, &classes, options)?;
@@ -356,7 +367,10 @@ fn class_folders(dir: &Path) -> std::io::Result<Vec<String>> {
     Ok(classes)
 }
 
-/// Every file under `dir` (recursively) that is not hidden.
+/// Every entry under `dir` that is not a folder nor hidden, recursively. Only real folders are
+/// entered: a symbolic link is listed like a file, and reading it follows it only to a regular
+/// file (a link to a folder, a FIFO or a device, or a loop of links, is then a skipped file), so a
+/// link back to a parent folder cannot make the walk endless.
 fn list_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
@@ -364,7 +378,7 @@ fn list_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
             continue;
         }
         let path = entry.path();
-        if path.is_dir() {
+        if entry.file_type()?.is_dir() {
             list_files(&path, out)?;
         } else {
             out.push(path);
@@ -373,13 +387,14 @@ fn list_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Reads, hashes and decodes one file into `slot`.
-fn decode_file(path: &Path, format: &InputFormat, min_side: u32, slot: &mut [u8]) -> Decoded {
-    let bytes = match std::fs::read(path) {
+/// Reads (within the limits), hashes and decodes one file into `slot`.
+fn decode_file(path: &Path, format: &InputFormat, options: &LoadOptions, slot: &mut [u8]) -> Decoded {
+    let bytes = match options.limits.read_file(path) {
         Ok(bytes) => bytes,
-        Err(e) => return Decoded::Skipped(SkipReason::Read(e.to_string())),
+        Err(e) => return Decoded::Skipped(e.into()),
     };
-    match decode_and_resize(&bytes, format) {
+    let min_side = options.min_side;
+    match decode_and_resize(&bytes, format, &options.limits) {
         Err(e) => Decoded::Skipped(e.into()),
         Ok(image) if image.original_size.0.min(image.original_size.1) < min_side => {
             let (width, height) = image.original_size;
@@ -426,7 +441,7 @@ fn choose_kept(
     same_key.sort_unstable();
     let (mut groups, mut conflicts_left_out, mut duplicates_left_out) = (Vec::new(), 0, 0);
     for members in same_key {
-        for group in identical_subgroups(files, &members)? {
+        for group in identical_subgroups(files, &members, &options.limits)? {
             let mut group_classes: Vec<u32> = group.iter().map(|&i| files[i].1).collect();
             group_classes.dedup();
             let conflict = group_classes.len() > 1;
@@ -452,9 +467,10 @@ fn choose_kept(
 
 /// Splits files that share a length and hash into groups of truly identical bytes (of two or
 /// more), by reading them again.
-fn identical_subgroups(files: &[(PathBuf, u32)], members: &[usize]) -> Result<Vec<Vec<usize>>> {
+fn identical_subgroups(files: &[(PathBuf, u32)], members: &[usize], limits: &DecodeLimits) -> Result<Vec<Vec<usize>>> {
     let read = |i: usize| {
-        std::fs::read(&files[i].0)
+        limits
+            .read_file(&files[i].0)
             .map_err(|e| Error::Dataset { path: files[i].0.clone(), reason: format!("reading it again failed: {e}") })
     };
     let mut groups: Vec<(Vec<u8>, Vec<usize>)> = Vec::new();

@@ -2,14 +2,20 @@
 //! file name), EXIF orientation applied, converted to RGB or grayscale, resized with a triangle
 //! filter to the input size (stretched, centre-cropped or padded), as planar (CHW) u8.
 //!
-//! The loader, `predict` and the web server all go through [`decode_and_resize`], so an image is
-//! prepared the same way for training and for inference.
+//! The loader, `predict`, `explain` and the web server all go through [`decode_and_resize`], so an
+//! image is prepared the same way for training and for inference, and every decode is held to
+//! [`DecodeLimits`]: the size an image declares is checked before its pixels are allocated (a
+//! 3 MB PNG can declare 60000x60000 pixels), and a decoder that panics on a malformed file is
+//! caught here and reported like any unreadable file.
 
 use std::io::Cursor;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use image::imageops::FilterType;
-use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Rgb, RgbImage};
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits, Rgb, RgbImage};
 use thiserror::Error;
+
+use crate::files::{ReadError, human_bytes, read_bounded};
 
 /// How a model takes its images.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,6 +86,55 @@ pub enum DecodeError {
     Truncated { format: String, detail: String },
     #[error("unreadable {format}: {detail}")]
     Unreadable { format: String, detail: String },
+    /// Width or height over [`DecodeLimits::max_side`], found in the header.
+    #[error("{format} declares {width}x{height} pixels, over the {max_side} limit (pixels a side)")]
+    TooLarge { format: String, width: u32, height: u32, max_side: u32 },
+    /// Decoded pixels over [`DecodeLimits::max_pixel_bytes`], found in the header.
+    #[error(
+        "{format} declares {width}x{height} pixels, {} decoded, over the limit of {}",
+        human_bytes(*.bytes), human_bytes(*.limit)
+    )]
+    TooManyBytes { format: String, width: u32, height: u32, bytes: u64, limit: u64 },
+    /// The decoder panicked on the file (a bug of the decoder's, caught at the decode boundary).
+    #[error("unreadable {format}: its decoder failed ({detail})")]
+    DecoderPanicked { format: String, detail: String },
+}
+
+/// Bounds on what one image may cost to read and decode; what is over them is refused from the
+/// file's size or the image's header, before its bytes are read or its pixels allocated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// The widest and the tallest image decoded, in pixels.
+    pub max_side: u32,
+    /// The most bytes an image's decoded pixels may take, as stored (width x height x bytes per
+    /// pixel: 4 for RGBA8, 8 for RGBA16).
+    pub max_pixel_bytes: u64,
+    /// The largest image file read, in bytes.
+    pub max_file_bytes: u64,
+}
+
+impl Default for DecodeLimits {
+    /// 16384 pixels a side (a 268-megapixel image), 512 MiB of pixels (the `image` crate's own
+    /// default; a 100-megapixel RGB photo takes 300 MB) and 256 MiB of file: every real photo.
+    fn default() -> Self {
+        Self { max_side: 16384, max_pixel_bytes: 512 << 20, max_file_bytes: 256 << 20 }
+    }
+}
+
+impl DecodeLimits {
+    /// Checks that no limit is zero.
+    pub fn validate(&self) -> crate::Result<()> {
+        if self.max_side == 0 || self.max_pixel_bytes == 0 || self.max_file_bytes == 0 {
+            return Err(crate::Error::Invalid(format!("decode limits must not be zero: {self:?}")));
+        }
+        Ok(())
+    }
+
+    /// The bytes of the image file at `path`, if it is a regular file within
+    /// [`DecodeLimits::max_file_bytes`].
+    pub fn read_file(&self, path: &std::path::Path) -> Result<Vec<u8>, ReadError> {
+        read_bounded(path, self.max_file_bytes)
+    }
 }
 
 /// A decoded and resized image.
@@ -93,15 +148,42 @@ pub struct DecodedImage {
     pub original_size: (u32, u32),
 }
 
-/// Decodes an image file's bytes (whatever its name says) and prepares it per `input`: EXIF
-/// orientation applied; 16-bit, alpha, palette and grayscale converted to RGB8 (alpha dropped, as
-/// Keras and PIL's `convert("RGB")` do) or to 8-bit luma; resized per `input.fit` with a triangle
-/// filter; planar (CHW) u8 out.
-pub fn decode_and_resize(bytes: &[u8], input: &InputFormat) -> Result<DecodedImage, DecodeError> {
+/// Decodes an image file's bytes (whatever its name says) within `limits` and prepares it per
+/// `input`: EXIF orientation applied; 16-bit, alpha, palette and grayscale converted to RGB8 (alpha
+/// dropped, as Keras and PIL's `convert("RGB")` do) or to 8-bit luma; resized per `input.fit` with
+/// a triangle filter; planar (CHW) u8 out.
+pub fn decode_and_resize(
+    bytes: &[u8],
+    input: &InputFormat,
+    limits: &DecodeLimits,
+) -> Result<DecodedImage, DecodeError> {
+    let (image, format, original_size) = decode(bytes, limits, |image| match input.channels {
+        1 => DynamicImage::ImageLuma8(image.into_luma8()),
+        _ => DynamicImage::ImageRgb8(image.into_rgb8()),
+    })?;
+    let resized = fit_to(image, input);
+    Ok(DecodedImage { pixels: planar(&resized, input.channels), format, original_size })
+}
+
+/// Decodes an image file's bytes within `limits` as RGB8 at its own size, EXIF orientation
+/// applied (for drawing the image as the user sees it).
+pub fn decode_rgb(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, DecodeError> {
+    let (image, _, _) = decode(bytes, limits, |image| DynamicImage::ImageRgb8(image.into_rgb8()))?;
+    Ok(image.into_rgb8())
+}
+
+/// The one decode path: format from the content, the header checked against `limits`, the pixels
+/// decoded and converted by `convert`, then oriented. Returns the image, its format and its size
+/// as stored.
+fn decode(
+    bytes: &[u8],
+    limits: &DecodeLimits,
+    convert: impl FnOnce(DynamicImage) -> DynamicImage,
+) -> Result<(DynamicImage, ImageFormat, (u32, u32)), DecodeError> {
     if bytes.is_empty() {
         return Err(DecodeError::Empty);
     }
-    let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|_| DecodeError::NotAnImage)?;
+    let mut reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|_| DecodeError::NotAnImage)?;
     let format = reader.format().ok_or(DecodeError::NotAnImage)?;
     let name = format_name(format);
     if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
@@ -110,19 +192,56 @@ pub fn decode_and_resize(bytes: &[u8], input: &InputFormat) -> Result<DecodedIma
             detail: "the data ends before the end-of-image marker".into(),
         });
     }
-    let unreadable = |e: image::ImageError| classify(&name, e);
-    let mut decoder = reader.into_decoder().map_err(unreadable)?;
-    let original_size = decoder.dimensions();
+    // The decoders' own allocations (PNG's chunks, GIF's frames) are held to the byte limit; the
+    // size is checked below, with a message that says what the header declares.
+    let mut decoder_limits = Limits::default();
+    decoder_limits.max_alloc = Some(limits.max_pixel_bytes);
+    reader.limits(decoder_limits);
+    let decoded = catch_unwind(AssertUnwindSafe(|| {
+        let unreadable = |e: image::ImageError| classify(&name, e);
+        let decoder = reader.into_decoder().map_err(unreadable)?;
+        let original_size = decoder.dimensions();
+        check_declared_size(&name, original_size, decoder.total_bytes(), limits)?;
+        decode_pixels(decoder).map_err(unreadable).map(|(image, orientation)| (image, orientation, original_size))
+    }));
+    let (image, orientation, original_size) = decoded
+        .map_err(|panic| DecodeError::DecoderPanicked { format: name.clone(), detail: panic_message(&panic) })??;
+    let mut image = convert(image);
+    image.apply_orientation(orientation);
+    Ok((image, format, original_size))
+}
+
+/// The pixels and the EXIF orientation of a decoder whose header has passed the limits.
+fn decode_pixels(mut decoder: impl ImageDecoder) -> image::ImageResult<(DynamicImage, image::metadata::Orientation)> {
     // A broken EXIF block is no reason to lose the image: it keeps the stored orientation.
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
-    let decoded = DynamicImage::from_decoder(decoder).map_err(unreadable)?;
-    let mut image = match input.channels {
-        1 => DynamicImage::ImageLuma8(decoded.into_luma8()),
-        _ => DynamicImage::ImageRgb8(decoded.into_rgb8()),
-    };
-    image.apply_orientation(orientation);
-    let resized = fit_to(image, input);
-    Ok(DecodedImage { pixels: planar(&resized, input.channels), format, original_size })
+    Ok((DynamicImage::from_decoder(decoder)?, orientation))
+}
+
+/// The size an image's header declares, against `limits`.
+fn check_declared_size(
+    format: &str,
+    (width, height): (u32, u32),
+    bytes: u64,
+    limits: &DecodeLimits,
+) -> Result<(), DecodeError> {
+    let format = format.to_string();
+    if width > limits.max_side || height > limits.max_side {
+        return Err(DecodeError::TooLarge { format, width, height, max_side: limits.max_side });
+    }
+    if bytes > limits.max_pixel_bytes {
+        return Err(DecodeError::TooManyBytes { format, width, height, bytes, limit: limits.max_pixel_bytes });
+    }
+    Ok(())
+}
+
+/// What a caught panic said, when it said it as text.
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 /// The format's name as people write it: JPEG, PNG, WEBP...

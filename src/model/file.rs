@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use safetensors::Dtype;
 use safetensors::tensor::{Metadata, TensorView};
 
+use crate::files::read_bounded;
 use crate::model::NamedTensor;
 use crate::model::spec::{Architecture, ParamInfo};
 use crate::train::History;
@@ -26,6 +27,10 @@ const ADAM_M_PREFIX: &str = "adam.m.";
 const ADAM_V_PREFIX: &str = "adam.v.";
 /// safetensors' own limit on the JSON header.
 const MAX_HEADER_BYTES: u64 = 100_000_000;
+/// The largest model file read: far above any model whose tensors fit a GPU's storage bindings
+/// (Model A's file is a few MB), and a bound on what a wrong path (a disk image, `/dev/zero`)
+/// can make a load read.
+pub const MAX_FILE_BYTES: u64 = 4 << 30;
 
 /// Adam's state, to resume training where it stopped.
 #[derive(Clone, Debug, PartialEq)]
@@ -63,10 +68,11 @@ impl ModelFile {
         write_atomically(path, &bytes).map_err(|e| file_error(path, format!("cannot write it: {e}")))
     }
 
-    /// Reads a model written by [`ModelFile::save`], checking every tensor against the architecture.
+    /// Reads a model written by [`ModelFile::save`] (a regular file of at most [`MAX_FILE_BYTES`]),
+    /// checking every tensor against the architecture.
     pub fn load(path: impl AsRef<Path>) -> Result<ModelFile> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| file_error(path, format!("cannot read it: {e}")))?;
+        let bytes = read_bounded(path, MAX_FILE_BYTES).map_err(|e| file_error(path, e.to_string()))?;
         Self::from_bytes(&bytes).map_err(|reason| file_error(path, reason))
     }
 

@@ -9,9 +9,17 @@
 //!   predicted one). Headers `x-explain-class`, `x-explain-method`, `x-label`, `x-confidence`.
 //! - `GET /health`, `GET /model` (classes, input, architecture, adapter), `GET /stats` (batching).
 //! - Bad input gets 400 (empty, truncated, unreadable, no `file` field), 415 (not an image), 413
-//!   (over the upload limit), 404 and 405, each with `{"error": "..."}` in words.
+//!   (over the upload limit, or an image whose header declares more pixels than the decode limits),
+//!   408 (the body did not arrive in time), 404 and 405, each with `{"error": "..."}` in words; 503
+//!   when the decoders' queue is full.
 //!
-//! Decoding runs on tokio's blocking pool; the model on its own thread ([`batcher`]), which runs
+//! Memory is held: at most `decode_threads + decode_queue` uploads are read or wait to decode at
+//! once (one more is answered 503 before its body is read), each body at most `max_upload_bytes`
+//! and read within `body_timeout`, and at most `decode_threads` images decode at once, each within
+//! [`DecodeLimits`] (about three times `max_pixel_bytes` at the peak: the pixels as stored, as
+//! converted, and resized). So uploads take at most `(decode_threads + decode_queue) x
+//! max_upload_bytes x 2` (the body and its multipart field) plus `decode_threads x 3 x
+//! max_pixel_bytes`. The model runs on its own thread ([`batcher`]), which runs
 //! requests that arrive together as one batch. The server stops on Ctrl-C or SIGTERM (when asked
 //! to listen for them) or [`Server::shutdown`], letting requests in flight finish.
 
@@ -22,7 +30,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -34,9 +42,10 @@ use axum::routing::{get, post};
 use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
+use tokio::sync::{Semaphore, oneshot};
 
-use crate::data::image::{DecodeError, InputFormat, decode_and_resize, planar_to_rgb, to_f32_planar};
+use crate::data::image::{DecodeError, DecodeLimits, InputFormat, decode_and_resize, planar_to_rgb, to_f32_planar};
+use crate::files::human_bytes;
 use crate::model::backend::Backend;
 use crate::model::explain::{ExplainMethod, HEAT_ALPHA, overlay_heatmap};
 use crate::model::file::ModelFile;
@@ -59,6 +68,15 @@ pub struct ServeOptions {
     /// The largest request body accepted, in bytes.
     pub max_upload_bytes: usize,
     pub batch: BatchOptions,
+    /// What one uploaded image may cost to decode.
+    pub limits: DecodeLimits,
+    /// Images decoded at once.
+    pub decode_threads: usize,
+    /// Uploads that may wait (being read, or for a decoder) beyond those decoding; one more is
+    /// answered 503.
+    pub decode_queue: usize,
+    /// How long a request's body may take to arrive (408 after).
+    pub body_timeout: Duration,
     /// Stop on Ctrl-C (SIGINT) and SIGTERM.
     pub stop_on_signals: bool,
 }
@@ -69,6 +87,10 @@ impl Default for ServeOptions {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_upload_bytes: 10 << 20,
             batch: BatchOptions::default(),
+            limits: DecodeLimits::default(),
+            decode_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            decode_queue: 64,
+            body_timeout: Duration::from_secs(30),
             stop_on_signals: false,
         }
     }
@@ -84,6 +106,13 @@ struct AppState {
     /// `/model`'s answer.
     model_info: Value,
     max_upload_bytes: usize,
+    limits: DecodeLimits,
+    body_timeout: Duration,
+    /// Permits for uploads being read or decoded, or waiting to decode: `decode_threads +
+    /// decode_queue`. Taken without waiting: none left is a 503.
+    admitted: Arc<Semaphore>,
+    /// Permits to decode, `decode_threads`; waited for.
+    decoders: Arc<Semaphore>,
     started: Instant,
 }
 
@@ -101,6 +130,10 @@ impl Server {
         if options.max_upload_bytes == 0 {
             return Err(Error::Invalid("serve: the upload limit must be more than 0 bytes".into()));
         }
+        if options.decode_threads == 0 || options.body_timeout.is_zero() {
+            return Err(Error::Invalid("serve: the decode threads and the body timeout must be more than 0".into()));
+        }
+        options.limits.validate()?;
         let file = ModelFile::load(model_path)?;
         let format = input_format(&file)?;
         let name = model_name(model_path);
@@ -119,6 +152,10 @@ impl Server {
             "max_batch": options.batch.max_batch,
             "max_wait_ms": options.batch.max_wait.as_secs_f64() * 1e3,
             "max_upload_bytes": options.max_upload_bytes,
+            "max_image_side": options.limits.max_side,
+            "max_image_pixel_bytes": options.limits.max_pixel_bytes,
+            "decode_threads": options.decode_threads,
+            "decode_queue": options.decode_queue,
         });
         let class_names = file.class_names.clone();
         let (batcher, model_thread) = batcher::spawn(file, backend, options.batch)?;
@@ -129,6 +166,10 @@ impl Server {
             name,
             model_info,
             max_upload_bytes: options.max_upload_bytes,
+            limits: options.limits,
+            body_timeout: options.body_timeout,
+            admitted: Arc::new(Semaphore::new(options.decode_threads + options.decode_queue)),
+            decoders: Arc::new(Semaphore::new(options.decode_threads)),
             started: Instant::now(),
         });
 
@@ -295,9 +336,11 @@ impl From<DecodeError> for ApiError {
     fn from(e: DecodeError) -> Self {
         let status = match e {
             DecodeError::NotAnImage => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            DecodeError::Empty | DecodeError::Truncated { .. } | DecodeError::Unreadable { .. } => {
-                StatusCode::BAD_REQUEST
-            }
+            DecodeError::TooLarge { .. } | DecodeError::TooManyBytes { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            DecodeError::Empty
+            | DecodeError::Truncated { .. }
+            | DecodeError::Unreadable { .. }
+            | DecodeError::DecoderPanicked { .. } => StatusCode::BAD_REQUEST,
         };
         let message = match e {
             DecodeError::Empty => "the upload is empty: send an image file".to_string(),
@@ -377,30 +420,47 @@ async fn read_limited(mut body: Body, limit: usize) -> std::result::Result<Bytes
     if seen > limit {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the upload is over the limit of {} (at least {seen} bytes sent)", megabytes(limit)),
+            format!("the upload is over the limit of {} (at least {seen} bytes sent)", human_bytes(limit as u64)),
         ));
     }
     Ok(data.into())
 }
 
-fn megabytes(bytes: usize) -> String {
-    let mb = bytes as f64 / (1 << 20) as f64;
-    if mb >= 1.0 { format!("{mb:.3} MiB").replace(".000", "") } else { format!("{bytes} bytes") }
-}
-
-/// Decodes and resizes on the blocking pool: planar u8 of the model's input.
-async fn decode(bytes: Bytes, format: InputFormat) -> std::result::Result<Vec<u8>, ApiError> {
-    tokio::task::spawn_blocking(move || decode_and_resize(&bytes, &format))
+/// The request's image, read and decoded within the server's bounds (see the module's comment):
+/// planar u8 of the model's input.
+async fn decoded_upload(state: &AppState, request: Request) -> std::result::Result<Vec<u8>, ApiError> {
+    let admitted = Arc::clone(&state.admitted).try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is busy: too many uploads are being read or decoded; try again",
+        )
+    })?;
+    let bytes =
+        tokio::time::timeout(state.body_timeout, upload(request, state.max_upload_bytes)).await.map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("the upload did not arrive within {} s", state.body_timeout.as_secs_f64()),
+            )
+        })??;
+    let decoding = Arc::clone(&state.decoders)
+        .acquire_owned()
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("decoding failed: {e}")))?
-        .map(|image| image.pixels)
-        .map_err(ApiError::from)
+        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down"))?;
+    let (format, limits) = (state.format, state.limits);
+    // The permits go with the decode, which runs on even when its client has gone.
+    tokio::task::spawn_blocking(move || {
+        let _permits = (admitted, decoding);
+        decode_and_resize(&bytes, &format, &limits)
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("decoding failed: {e}")))?
+    .map(|image| image.pixels)
+    .map_err(ApiError::from)
 }
 
 async fn predict(State(state): State<Arc<AppState>>, request: Request) -> std::result::Result<Response, ApiError> {
     let start = Instant::now();
-    let bytes = upload(request, state.max_upload_bytes).await?;
-    let pixels = decode(bytes, state.format).await?;
+    let pixels = decoded_upload(&state, request).await?;
     let predicted = state.batcher.predict(to_f32_planar(&pixels)).await?;
     let p = predicted.prediction;
     let probabilities: serde_json::Map<String, Value> =
@@ -438,8 +498,7 @@ async fn explain(
             ))
         })?),
     };
-    let bytes = upload(request, state.max_upload_bytes).await?;
-    let pixels = decode(bytes, state.format).await?;
+    let pixels = decoded_upload(&state, request).await?;
     let explained = state.batcher.explain(to_f32_planar(&pixels), class, method.unwrap_or_default()).await?;
     let format = state.format;
     let png = tokio::task::spawn_blocking(move || overlay_png(&pixels, &format, &explained.heat))
