@@ -22,6 +22,7 @@ use crate::data::image::{
 use crate::data::loader::ImageBatches;
 use crate::data::split::{SplitRatios, stratified_split};
 use crate::data::synth::{Emotion, FacePairing, write_dataset};
+use crate::files::read_bounded;
 use crate::model::TrainOptions;
 use crate::model::backend::{Backend, Predictor};
 use crate::model::explain::{Explain, ExplainMethod, HEAT_ALPHA, overlay_heatmap, upsample_bilinear};
@@ -507,7 +508,8 @@ fn synthetic_dataset(dir: &Path, classes: &[Emotion], per_class: usize, size: u3
     let draw =
         format!("paired faces: classes {}, {per_class} per class, {size}x{size}, seed {seed}\n", names.join(","));
     let record = dir.join("drawn.txt");
-    if fs::read_to_string(&record).is_ok_and(|drawn| drawn == draw) {
+    // Read at most a few bytes past the record's length: any other file there is another draw.
+    if read_bounded(&record, draw.len() as u64).is_ok_and(|drawn| drawn == draw.as_bytes()) {
         println!("synthetic faces: reusing {}", dir.display());
     } else {
         if dir.exists() {

@@ -1,6 +1,8 @@
 //! The web app over real HTTP on loopback: good and bad uploads, the heat map, 500 requests from 32
 //! clients batched into fewer model calls with the answers one image alone gets, a clean shutdown
-//! with a request in flight, and the page driven in headless Chromium.
+//! with a request in flight, a full decode queue (503) and a slow body (408), a burst of bombs and
+//! broken uploads among good ones with the server's memory measured, and the page driven in
+//! headless Chromium.
 //!
 //! The model is trained here, once per run of this file: a small network on synthetic happy and
 //! sad faces at 48x48 (a few seconds on lavapipe), saved to a temporary folder.
@@ -204,6 +206,34 @@ fn get(agent: &ureq::Agent, url: &str) -> Answer {
     finish(agent.get(url).call())
 }
 
+/// Sends requests `0..requests` from `clients` threads, each with its own agent, taking the next
+/// number as it finishes one; `send` makes request `k`. Returns `(k, what send gave)` for each.
+fn from_clients<T: Send>(
+    clients: usize,
+    requests: usize,
+    send: impl Fn(&ureq::Agent, usize) -> T + Sync,
+) -> Vec<(usize, T)> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..clients)
+            .map(|_| {
+                scope.spawn(|| {
+                    let agent = agent();
+                    let mut done = Vec::new();
+                    loop {
+                        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if k >= requests {
+                            return done;
+                        }
+                        done.push((k, send(&agent, k)));
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+    })
+}
+
 /// Checks a `/predict` answer's fields and returns (label, confidence, probabilities by class).
 #[track_caller]
 fn check_prediction(answer: &Answer) -> (String, f64, Vec<(String, f64)>) {
@@ -335,37 +365,18 @@ fn five_hundred_requests_from_32_clients_are_batched_and_all_answered_right() {
 
     const REQUESTS: usize = 500;
     const CLIENTS: usize = 32;
-    let next = std::sync::atomic::AtomicUsize::new(0);
     let start = Instant::now();
-    let latencies: Vec<(usize, f64)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..CLIENTS)
-            .map(|_| {
-                scope.spawn(|| {
-                    let agent = agent();
-                    let mut done = Vec::new();
-                    loop {
-                        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        if k >= REQUESTS {
-                            return done;
-                        }
-                        let which = k % images.len();
-                        let sent = Instant::now();
-                        let answer = post_raw(&agent, &url, &images[which].1);
-                        let seconds = sent.elapsed().as_secs_f64();
-                        let (label, _, probabilities) = check_prediction(&answer);
-                        assert_eq!(label, reference[which].iter().max_by(|a, b| a.1.total_cmp(&b.1)).unwrap().0);
-                        for ((name, p), (_, q)) in probabilities.iter().zip(&reference[which]) {
-                            assert!(
-                                (p - q).abs() <= 1e-5,
-                                "request {k}, image {which}: {name} {p} batched vs {q} alone"
-                            );
-                        }
-                        done.push((k, seconds));
-                    }
-                })
-            })
-            .collect();
-        workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+    let latencies: Vec<(usize, f64)> = from_clients(CLIENTS, REQUESTS, |agent, k| {
+        let which = k % images.len();
+        let sent = Instant::now();
+        let answer = post_raw(agent, &url, &images[which].1);
+        let seconds = sent.elapsed().as_secs_f64();
+        let (label, _, probabilities) = check_prediction(&answer);
+        assert_eq!(label, reference[which].iter().max_by(|a, b| a.1.total_cmp(&b.1)).unwrap().0);
+        for ((name, p), (_, q)) in probabilities.iter().zip(&reference[which]) {
+            assert!((p - q).abs() <= 1e-5, "request {k}, image {which}: {name} {p} batched vs {q} alone");
+        }
+        seconds
     });
     let wall = start.elapsed().as_secs_f64();
     let mut answered: Vec<usize> = latencies.iter().map(|(k, _)| *k).collect();
@@ -410,6 +421,122 @@ fn shutdown_lets_a_request_in_flight_finish() {
     assert_eq!(label, "sad");
     eprintln!("shut down in {:.2} s with one request in flight", stopping.elapsed().as_secs_f64());
     assert!(TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_err(), "still listening after shutdown");
+}
+
+#[test]
+fn a_full_decode_queue_answers_503_and_a_slow_body_408() {
+    use std::io::{Read, Write};
+    let options = ServeOptions {
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        decode_threads: 1,
+        decode_queue: 0,
+        body_timeout: Duration::from_secs(1),
+        ..ServeOptions::default()
+    };
+    let server = Server::start(model_path(), own_device(), options).unwrap();
+    let url = format!("http://{}/predict", server.addr());
+    let png = encode(&face(Emotion::Happy, TEST_SEED, 0), ImageFormat::Png);
+
+    // A client that promises 1000 bytes and sends 10 holds the one permit while its body is read.
+    let mut slow = TcpStream::connect(server.addr()).unwrap();
+    slow.write_all(b"POST /predict HTTP/1.1\r\nhost: test\r\ncontent-length: 1000\r\n\r\n0123456789").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = Instant::now();
+    post_raw(&agent(), &url, &png).assert_error(503, "busy");
+    assert!(sent.elapsed() < Duration::from_millis(500), "refused at once, not queued: {:?}", sent.elapsed());
+
+    let mut answer = String::new();
+    slow.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = slow.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "the slow body is timed out: {answer:?}");
+    assert!(answer.contains("did not arrive within 1 s"), "{answer}");
+    // The permit is back.
+    let (label, _, _) = check_prediction(&post_raw(&agent(), &url, &png));
+    assert_eq!(label, "happy");
+    server.shutdown().unwrap();
+}
+
+/// `wgcnn serve` in a child process under a burst from 24 clients: good faces mixed with bombs
+/// (60000x60000, and 16000x16000 whose pixels would take 768 MB), truncated images, garbage and
+/// an upload over the size limit. Every good one is answered 200 with its true label, every bad
+/// one 4xx (503 allowed) with a JSON error, every request once; the server's peak resident
+/// memory, from the kernel, stays under 1 GiB.
+#[test]
+fn a_burst_of_bad_uploads_among_good_ones_keeps_the_server_right_and_its_memory_bounded() {
+    use common::bomb::png_bomb;
+    use common::process::Watched;
+    const PEAK_LIMIT: u64 = 1 << 30;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wgcnn"));
+    command
+        .args(["serve", model_path().to_str().unwrap(), "--addr", "127.0.0.1:0", "--max-upload-mb", "4"])
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir());
+    let server = Watched::spawn(&mut command);
+    let line = server.wait_for_line("serving", Duration::from_secs(120)).expect("the server starts");
+    let addr = line.split("http://").nth(1).and_then(|rest| rest.split_whitespace().next()).unwrap().to_string();
+    let url = format!("http://{addr}/predict");
+
+    let good: Vec<(&str, Vec<u8>)> = (0..6)
+        .map(|i| {
+            let emotion = CLASSES[i % 2];
+            let format = if i < 3 { ImageFormat::Png } else { ImageFormat::Jpeg };
+            (emotion.name(), encode(&face(emotion, TEST_SEED, i), format))
+        })
+        .collect();
+    let jpeg = &good[3].1;
+    let mut garbage = vec![0u8; 20_000];
+    rand::Rng::fill(&mut <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(3), &mut garbage[..]);
+    let bad: Vec<(&str, Vec<u8>, &[u16])> = vec![
+        ("bomb 60000x60000", png_bomb(60000, 60000), &[413]),
+        ("bomb 16000x16000", png_bomb(16000, 16000), &[413]),
+        ("truncated JPEG", jpeg[..jpeg.len() / 2].to_vec(), &[400]),
+        ("garbage", garbage, &[415]),
+        ("over the upload limit", vec![7u8; 5 << 20], &[413]),
+    ];
+    const REQUESTS: usize = 480;
+    const CLIENTS: usize = 24;
+    let start = Instant::now();
+    // Half good, half bad, interleaved; the large upload one time in twenty.
+    let answered: Vec<(usize, u16)> = from_clients(CLIENTS, REQUESTS, |agent, k| {
+        if k.is_multiple_of(2) {
+            let (label, bytes) = &good[(k / 2) % good.len()];
+            let answer = post_raw(agent, &url, bytes);
+            assert_eq!(check_prediction(&answer).0, *label, "request {k}");
+            return answer.status;
+        }
+        let (what, bytes, statuses) = &bad[(k / 2) % bad.len()];
+        let answer = post_raw(agent, &url, bytes);
+        let json = answer.json();
+        assert!(
+            statuses.contains(&answer.status) || answer.status == 503,
+            "request {k} ({what}): status {} {json}",
+            answer.status
+        );
+        assert!(json["error"].is_string(), "request {k} ({what}): {json}");
+        answer.status
+    });
+    let wall = start.elapsed().as_secs_f64();
+    let mut seen: Vec<usize> = answered.iter().map(|(k, _)| *k).collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..REQUESTS).collect::<Vec<_>>(), "every request answered once");
+    let health = get(&agent(), &format!("http://{addr}/health"));
+    assert_eq!(health.status, 200);
+
+    server.signal(libc::SIGTERM);
+    let ended = server.finish(Duration::from_secs(60));
+    let count = |status: u16| answered.iter().filter(|(_, s)| *s == status).count();
+    eprintln!(
+        "{REQUESTS} requests from {CLIENTS} clients in {wall:.1} s: 200 x{}, 400 x{}, 413 x{}, 415 x{}, 503 x{}; \
+         server peak resident {} MiB",
+        count(200),
+        count(400),
+        count(413),
+        count(415),
+        count(503),
+        ended.peak_rss_bytes >> 20
+    );
+    assert_eq!(ended.code, Some(0), "the server stops cleanly on SIGTERM:\n{}", ended.stderr);
+    assert!(!ended.stderr.contains("panicked"), "{}", ended.stderr);
+    assert!(ended.peak_rss_bytes < PEAK_LIMIT, "peak resident {} MiB, over 1 GiB", ended.peak_rss_bytes >> 20);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -562,26 +689,15 @@ fn load(server: &Server, uploads: &[Vec<u8>], requests: usize, clients: usize) -
         assert_eq!(post_raw(&agent(), &url, upload).status, 200);
     }
     let (batches, images) = (stats("batches"), stats("images"));
-    let next = std::sync::atomic::AtomicUsize::new(0);
     let start = Instant::now();
-    let mut seconds: Vec<f64> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..clients)
-            .map(|_| {
-                scope.spawn(|| {
-                    let agent = agent();
-                    let mut done = Vec::new();
-                    while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < requests {
-                        let upload = &uploads[done.len() % uploads.len()];
-                        let sent = Instant::now();
-                        assert_eq!(post_raw(&agent, &url, upload).status, 200);
-                        done.push(sent.elapsed().as_secs_f64());
-                    }
-                    done
-                })
-            })
-            .collect();
-        workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
-    });
+    let mut seconds: Vec<f64> = from_clients(clients, requests, |agent, k| {
+        let sent = Instant::now();
+        assert_eq!(post_raw(agent, &url, &uploads[k % uploads.len()]).status, 200);
+        sent.elapsed().as_secs_f64()
+    })
+    .into_iter()
+    .map(|(_, seconds)| seconds)
+    .collect();
     let wall = start.elapsed().as_secs_f64();
     seconds.sort_by(f64::total_cmp);
     let quantile = |q: f64| seconds[((q * seconds.len() as f64).ceil() as usize).clamp(1, seconds.len()) - 1] * 1e3;

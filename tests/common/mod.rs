@@ -117,3 +117,5 @@ pub fn check_gradient(what: &str, x: &[f64], analytic: &[f64], f: impl Fn(&[f64]
 pub fn weighted_sum(y: &[f64], r: &[f64]) -> f64 {
     y.iter().zip(r).map(|(a, b)| a * b).sum()
 }
+pub mod bomb;
+pub mod process;
