@@ -96,6 +96,8 @@ fn main() -> anyhow::Result<()> {
         augment: args.augment,
         balance_classes: false,
         out_dir: args.out.clone(),
+        // An example reruns into its own folder: each run replaces the last.
+        overwrite: true,
         progress: Progress::Auto,
         limits: DecodeLimits::default(),
     };

@@ -13,7 +13,10 @@ pub enum Error {
     )]
     NoAdapter { detail: String },
 
-    #[error("no adapter matches --device {wanted:?}; adapters found: {found}")]
+    #[error(
+        "no adapter matches --device {wanted:?}; adapters found: {found}. Type --device auto (the best \
+         found), software (lavapipe: the WGSL kernels on the CPU) or cpu (the CPU backend)"
+    )]
     AdapterNotFound { wanted: String, found: String },
 
     #[error("unknown device {0:?}: expected gpu, software, cpu, auto or part of an adapter name")]

@@ -69,6 +69,8 @@ pub struct TrainSettings {
     /// The run folder: model.safetensors, history.csv, training.png, classes.png, and the test
     /// evaluation (evaluation.txt, evaluation.json, confusion.png).
     pub out_dir: PathBuf,
+    /// Replace the model of a run folder that holds one (otherwise training refuses to start).
+    pub overwrite: bool,
     pub progress: Progress,
     /// What one image file may cost to read and decode; a file over them is skipped and reported.
     pub limits: DecodeLimits,
@@ -103,19 +105,25 @@ impl Evaluation {
         format!("{}\n\nconfusion matrix (rows: true class, columns: predicted)\n{}", self.report, self.confusion)
     }
 
-    /// Writes `<stem>.txt`, `<stem>.json` and `confusion.png` (or `<stem>-confusion.png`) into `dir`.
-    pub fn write(&self, dir: &Path, stem: &str) -> Result<()> {
+    /// Writes `<stem>.txt`, `<stem>.json` and `confusion.png` (or `<stem>-confusion.png`) into
+    /// `dir`, the picture titled with `data`, the images it shows (e.g. "test split").
+    pub fn write(&self, dir: &Path, stem: &str, data: &str) -> Result<()> {
         let json = serde_json::to_string_pretty(self).map_err(|e| Error::Invalid(e.to_string()))?;
         write_file(&dir.join(format!("{stem}.txt")), (self.text() + "\n").as_bytes())?;
         write_file(&dir.join(format!("{stem}.json")), json.as_bytes())?;
         let png = if stem == "evaluation" { "confusion.png".to_string() } else { format!("{stem}-confusion.png") };
-        plots::confusion_matrix(&self.confusion, dir.join(png))
+        plots::confusion_matrix(&self.confusion, &format!("Confusion matrix: {data}"), dir.join(png))
     }
 }
 
 /// Writes a whole file through a temporary one, the error naming the path.
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomically(path, bytes).map_err(|e| Error::Invalid(format!("{}: cannot write it: {e}", path.display())))
+}
+
+/// A folder's own name ("new-faces" for `data/new-faces/`), or the path when it has none.
+pub fn folder_name(dir: &Path) -> String {
+    dir.file_name().map_or_else(|| dir.display().to_string(), |name| name.to_string_lossy().into_owned())
 }
 
 /// The normalisation a model file records for images prepared with `format`.
@@ -142,10 +150,10 @@ pub fn input_format(model: &ModelFile) -> Result<InputFormat> {
     Ok(format)
 }
 
-/// Loads `dir` at `format` within `limits`, printing the load report.
-fn load_folder(dir: &Path, format: &InputFormat, limits: DecodeLimits) -> Result<(Dataset, LoadReport, f64)> {
+/// Loads `dir` at `format` as `options` say, printing the load report.
+fn load_folder(dir: &Path, format: &InputFormat, options: &LoadOptions) -> Result<(Dataset, LoadReport, f64)> {
     let start = Instant::now();
-    let (dataset, report) = ImageFolder::load(dir, format, &LoadOptions { limits, ..LoadOptions::default() })?;
+    let (dataset, report) = ImageFolder::load(dir, format, options)?;
     let seconds = start.elapsed().as_secs_f64();
     print!("{report}");
     println!("loaded {} images in {seconds:.1} s ({} KiB as u8)", dataset.len(), dataset.images.len() / 1024);
@@ -153,8 +161,20 @@ fn load_folder(dir: &Path, format: &InputFormat, limits: DecodeLimits) -> Result
 }
 
 /// Trains a model as [`TrainSettings`] says, writing the run folder; prints as it goes.
+///
+/// The run folder changes only when training succeeds: everything is checked first (the data,
+/// the test folder's classes, the split against the batch size, a model already there), the
+/// outputs are written into a staging folder beside it, and moved in at the end. A failed run
+/// leaves the folder as it was (or absent).
 pub fn train(backend: &Backend, settings: &TrainSettings) -> Result<TrainRun> {
     let out = &settings.out_dir;
+    let final_model = out.join("model.safetensors");
+    if final_model.exists() && !settings.overwrite {
+        return Err(Error::Invalid(format!(
+            "{}: the run folder already holds a model; pass --overwrite to replace it, or choose another --out",
+            out.display()
+        )));
+    }
     // Found missing after training would be too late.
     if let Some(dir) = settings.test_dir.as_ref().filter(|dir| !dir.is_dir()) {
         return Err(Error::Dataset {
@@ -162,16 +182,42 @@ pub fn train(backend: &Backend, settings: &TrainSettings) -> Result<TrainRun> {
             reason: "the test folder does not exist or is not a folder".into(),
         });
     }
-    fs::create_dir_all(out)
-        .map_err(|e| Error::Invalid(format!("{}: cannot create the run folder: {e}", out.display())))?;
     let input = settings.architecture.input;
     let format =
         InputFormat { channels: input.channels, size: (input.height as u32, input.width as u32), fit: settings.fit };
-    let (dataset, load, load_seconds) = load_folder(&settings.data_dir, &format, settings.limits)?;
+    let (dataset, load, load_seconds) =
+        load_folder(&settings.data_dir, &format, &LoadOptions { limits: settings.limits, ..LoadOptions::default() })?;
     let classes = dataset.class_names.len();
     let architecture = settings.architecture.clone().with_classes(classes)?;
+    let test_set = match &settings.test_dir {
+        None => None,
+        Some(dir) => {
+            println!();
+            let options = LoadOptions { limits: settings.limits, min_classes: 1, ..LoadOptions::default() };
+            let (test_set, _, _) = load_folder(dir, &format, &options)?;
+            if let Some(unknown) = test_set.class_names.iter().find(|c| !dataset.class_names.contains(c)) {
+                return Err(Error::Dataset {
+                    path: dir.clone(),
+                    reason: format!(
+                        "its class {unknown:?} is not one of the training data's ({})",
+                        dataset.class_names.join(", ")
+                    ),
+                });
+            }
+            Some((dir, test_set))
+        }
+    };
 
     let split = stratified_split(&dataset.labels, settings.split, settings.seed)?;
+    if split.train.len() < settings.batch_size {
+        return Err(Error::Invalid(format!(
+            "the training split has {} images, fewer than one batch of {}: use a smaller --batch-size or more data",
+            split.train.len(),
+            settings.batch_size
+        )));
+    }
+    let staging = Staging::beside(out)?;
+    let out = staging.path();
     let counts = split.class_counts(&dataset.labels, classes);
     println!("\nclass counts per split:");
     println!("  {:<12} {:>8} {:>10} {:>8}", "class", "train", "validation", "test");
@@ -225,14 +271,17 @@ pub fn train(backend: &Backend, settings: &TrainSettings) -> Result<TrainRun> {
         weights: model.weights()?,
         optimizer: None,
     };
-    let model_path = out.join("model.safetensors");
-    model_file.save(&model_path)?;
-    println!("saved {}", model_path.display());
+    model_file.save(out.join("model.safetensors"))?;
     if !outcome.history.epochs.is_empty() {
         plots::training_curves(&outcome.history, out.join("training.png"))?;
     }
     if let StopReason::NonFinite { .. } = outcome.stop {
-        return Err(Error::Invalid(format!("{}; the last good weights are in {}", outcome.stop, model_path.display())));
+        staging.publish(&settings.out_dir)?;
+        return Err(Error::Invalid(format!(
+            "{}; the last good weights are in {}",
+            outcome.stop,
+            final_model.display()
+        )));
     }
 
     let mut predictor = Predictor::from_model(model, &architecture);
@@ -241,23 +290,71 @@ pub fn train(backend: &Backend, settings: &TrainSettings) -> Result<TrainRun> {
     } else {
         let evaluation = evaluate(&mut predictor, &dataset, &split.test, &dataset.class_names)?;
         println!("\ntest split ({} images):\n{}", split.test.len(), evaluation.text());
-        evaluation.write(out, "evaluation")?;
+        evaluation.write(out, "evaluation", "test split")?;
         Some(evaluation)
     };
-    let test_dir = match &settings.test_dir {
+    let test_dir = match &test_set {
         None => None,
-        Some(dir) => {
-            println!();
-            let (test_set, _, _) = load_folder(dir, &format, settings.limits)?;
+        Some((dir, test_set)) => {
             let all: Vec<usize> = (0..test_set.len()).collect();
-            let evaluation = evaluate(&mut predictor, &test_set, &all, &dataset.class_names)
+            let evaluation = evaluate(&mut predictor, test_set, &all, &dataset.class_names)
                 .map_err(|e| Error::Invalid(format!("test folder {}: {e}", dir.display())))?;
             println!("\n{} ({} images):\n{}", dir.display(), all.len(), evaluation.text());
-            evaluation.write(out, "evaluation-test-folder")?;
+            evaluation.write(out, "evaluation-test-folder", &format!("test folder {}", folder_name(dir)))?;
             Some(evaluation)
         }
     };
-    Ok(TrainRun { model: model_file, model_path, load, load_seconds, outcome, test, test_dir })
+    staging.publish(&settings.out_dir)?;
+    println!("saved {}", final_model.display());
+    Ok(TrainRun { model: model_file, model_path: final_model, load, load_seconds, outcome, test, test_dir })
+}
+
+/// A run's outputs before they are the run folder's: a hidden folder beside it, removed (with a
+/// parent folder it had to create) unless [`Staging::publish`] moved its files in.
+struct Staging {
+    path: PathBuf,
+    /// A parent of the run folder that did not exist, created for the staging folder.
+    created_parent: Option<PathBuf>,
+    published: bool,
+}
+
+impl Staging {
+    fn beside(out: &Path) -> Result<Staging> {
+        let name = out.file_name().map_or("run".into(), |n| n.to_string_lossy().into_owned());
+        let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let created_parent = (!parent.exists()).then(|| parent.to_path_buf());
+        let path = parent.join(format!(".{name}.partial-{}", std::process::id()));
+        fs::create_dir_all(&path)
+            .map_err(|e| Error::Invalid(format!("{}: cannot create the run folder: {e}", out.display())))?;
+        Ok(Staging { path, created_parent, published: false })
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Moves every file into `out` (created if missing), replacing files of the same names.
+    fn publish(mut self, out: &Path) -> Result<()> {
+        let error = |e: std::io::Error| Error::Invalid(format!("{}: cannot write the run folder: {e}", out.display()));
+        fs::create_dir_all(out).map_err(error)?;
+        for entry in fs::read_dir(&self.path).map_err(error)? {
+            let entry = entry.map_err(error)?;
+            fs::rename(entry.path(), out.join(entry.file_name())).map_err(error)?;
+        }
+        self.published = true;
+        fs::remove_dir(&self.path).map_err(error)
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.published {
+            let _ = fs::remove_dir_all(&self.path);
+            if let Some(parent) = &self.created_parent {
+                let _ = fs::remove_dir(parent);
+            }
+        }
+    }
 }
 
 /// Keras-style balanced class weights: n_samples / (n_classes * n_class), 1 for an empty class.

@@ -84,6 +84,21 @@ fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"))
 }
 
+/// The one explanation card of `stem` by `method` in `dir`: `<stem>-<class>-<method>.png`.
+#[track_caller]
+fn card(dir: &Path, stem: &str, method: &str) -> std::path::PathBuf {
+    let cards: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.starts_with(&format!("{stem}-")) && name.ends_with(&format!("-{method}.png"))
+        })
+        .collect();
+    assert_eq!(cards.len(), 1, "one {stem} {method} card in {}: {cards:?}", dir.display());
+    cards[0].clone()
+}
+
 #[track_caller]
 fn decodes_as_png(path: &Path) -> (u32, u32) {
     let image = image::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -204,7 +219,7 @@ fn synth_train_eval_predict_explain() {
     assert_eq!(check_report(&json(&run.stdout), &classes), 80);
     let run = ok(dir, &["eval", "run/model.safetensors", "data", "--out", "evaluated"]);
     assert!(run.stdout.contains("accuracy") && run.stdout.contains("confusion matrix"), "{}", run.stdout);
-    decodes_as_png(&dir.join("evaluated/confusion.png"));
+    decodes_as_png(&dir.join("evaluated/confusion-data.png"));
 
     // predict: one entry per image, in order; the grid.
     let images = ["data/happy/happy_00.png", "data/sad/sad_00.png", "data/sad/sad_01.png"];
@@ -222,9 +237,10 @@ fn synth_train_eval_predict_explain() {
     // explain: a card per image, on the GPU and the CPU backend, by either method.
     let run = ok(dir, &["explain", "run/model.safetensors", images[0], images[1], "--out", "explained"]);
     assert_eq!(run.stdout.lines().count(), 2, "{}", run.stdout);
-    for name in ["happy_00-gradcam.png", "sad_00-gradcam.png"] {
-        let (width, height) = decodes_as_png(&dir.join("explained").join(name));
-        assert!(width >= 2 * 256 && height >= 256, "{name}: {width}x{height}");
+    for stem in ["happy_00", "sad_00"] {
+        let card = card(&dir.join("explained"), stem, "gradcam");
+        let (width, height) = decodes_as_png(&card);
+        assert!(width >= 2 * 256 && height >= 256, "{}: {width}x{height}", card.display());
     }
     let run = ok(
         dir,
@@ -243,7 +259,7 @@ fn synth_train_eval_predict_explain() {
         ],
     );
     assert!(run.stdout.contains("saliency for sad"), "{}", run.stdout);
-    decodes_as_png(&dir.join("explained/happy_00-saliency.png"));
+    decodes_as_png(&dir.join("explained/happy_00-sad-saliency.png"));
 }
 
 #[test]
@@ -362,10 +378,10 @@ fn failures_exit_1_with_one_line_naming_the_file() {
     assert_eq!(lines[2], "wgcnn: 2 of 3 images could not be read as images");
     let run = wgcnn(dir, &["explain", model, "missing.png", "face.png", "--out", "cards"]);
     assert_eq!((run.code, run.stderr.lines().count()), (1, 2), "{}", run.stderr);
-    decodes_as_png(&dir.join("cards/face-gradcam.png"));
+    decodes_as_png(&card(&dir.join("cards"), "face", "gradcam"));
 
     // Classes: one the model does not know, asked of explain or found in eval's folder.
-    fails(dir, &["explain", model, "face.png", "--class", "angry", "--out", "x"], &["\"angry\"", "happy, sad"]);
+    usage_error(dir, &["explain", model, "face.png", "--class", "angry", "--out", "x"]);
     ok(dir, &["synth", "--out", "faces3", "--per-class", "2", "--size", "16", "--classes", "happy,sad,angry"]);
     fails(dir, &["eval", model, "faces3"], &["faces3", "\"angry\"", "happy, sad"]);
     fails(dir, &["eval", model, "nowhere"], &["nowhere"]);
@@ -377,7 +393,7 @@ fn failures_exit_1_with_one_line_naming_the_file() {
 
     // train and synth.
     fails(dir, &["train", "nowhere", "--out", "run", "--arch", "c4-p-f-d1", "--size", "16"], &["nowhere"]);
-    fails(dir, &["train", "faces3", "--out", "run", "--arch", "c4-p-f-bogus", "--size", "16"], &["bogus"]);
+    usage_error(dir, &["train", "faces3", "--out", "run", "--arch", "c4-p-f-bogus", "--size", "16"]);
     fails(
         dir,
         &["train", "faces3", "--out", "run", "--arch", "c4-p-f-d1", "--size", "16", "--test-data", "nowhere"],
@@ -386,4 +402,157 @@ fn failures_exit_1_with_one_line_naming_the_file() {
     fails(dir, &["synth", "--out", "more", "--classes", "happy,surprised"], &["surprised"]);
     fails(dir, &["synth", "--out", "faces3", "--per-class", "2", "--size", "16"], &["faces3"]);
     fails(dir, &["synth", "--out", "tiny", "--size", "8"], &["size 8", "16 px"]);
+}
+
+/// Every file of a folder and its bytes, to see that a command left it as it was.
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn a_run_folder_changes_only_when_training_succeeds_and_eval_writes_where_told() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    ok(dir, &["synth", "--out", "data", "--per-class", "20", "--size", "16"]);
+    ok(dir, &["synth", "--out", "tiny", "--per-class", "2", "--size", "16"]);
+    ok(dir, &["synth", "--out", "oneclass", "--per-class", "4", "--size", "16", "--classes", "happy"]);
+    let train = |data: &str, out: &str, batch: &str, more: &[&str]| {
+        let args = [
+            "train",
+            data,
+            "--out",
+            out,
+            "--arch",
+            "c4-p-f-d1",
+            "--size",
+            "16",
+            "--epochs",
+            "1",
+            "--batch-size",
+            batch,
+        ];
+        wgcnn(dir, &[&args[..], more].concat())
+    };
+    assert_eq!(train("data", "run", "4", &[]).code, 0);
+    let before = snapshot(&dir.join("run"));
+    assert!(
+        before.iter().any(|(name, _)| name == "model.safetensors"),
+        "{:?}",
+        before.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+
+    // A folder that holds a model is not trained into without --overwrite; a failed run changes
+    // nothing; failed runs into new folders leave no folder.
+    let refused = train("data", "run", "4", &[]);
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("already holds a model") && refused.stderr.contains("--overwrite"),
+        "{}",
+        refused.stderr
+    );
+    let failed = train("tiny", "run", "32", &["--overwrite"]);
+    assert_eq!(failed.code, 1, "{}", failed.stderr);
+    assert!(failed.stderr.contains("fewer than one batch of 32"), "{}", failed.stderr);
+    assert_eq!(snapshot(&dir.join("run")), before, "the failed runs changed the run folder");
+    for (data, out) in [("oneclass", "run2"), ("nosuchdir", "run3"), ("tiny", "nested/run4")] {
+        let run = train(data, out, "32", &[]);
+        assert_eq!(run.code, 1, "{data}: {}", run.stderr);
+        assert!(!dir.join(out).exists(), "a failed run left {out} behind");
+    }
+    assert!(!dir.join("nested").exists(), "a failed run left the parent folder it created");
+    let hidden: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(hidden.is_empty(), "staging folders left behind: {hidden:?}");
+
+    // eval writes nothing into the run folder; with --out, a picture named and titled after its data.
+    ok(dir, &["eval", "run/model.safetensors", "tiny"]);
+    ok(dir, &["eval", "run/model.safetensors", "tiny", "--out", "run-eval"]);
+    assert_eq!(snapshot(&dir.join("run")), before, "eval changed the run folder");
+    decodes_as_png(&dir.join("run-eval/confusion-tiny.png"));
+    // A subset of the model's classes is a normal test set.
+    let run = ok(dir, &["eval", "run/model.safetensors", "oneclass", "--json"]);
+    assert_eq!(check_report(&json(&run.stdout), &["happy", "sad"]), 4);
+
+    // explain of two classes of one image into one folder: two files.
+    for class in ["happy", "sad"] {
+        ok(dir, &["explain", "run/model.safetensors", "data/happy/happy_00.png", "--class", class, "--out", "cards"]);
+    }
+    for class in ["happy", "sad"] {
+        decodes_as_png(&dir.join(format!("cards/happy_00-{class}-gradcam.png")));
+    }
+
+    // --overwrite replaces the model.
+    let run = train("data", "run", "4", &["--overwrite", "--seed", "3"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_ne!(snapshot(&dir.join("run")), before);
+}
+
+#[test]
+fn mistakes_in_what_was_typed_are_usage_errors_with_the_way_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    model_and_image(dir, "c4-p-f-d1", "model.safetensors");
+    ok(dir, &["synth", "--out", "data", "--per-class", "4", "--size", "16"]);
+    let train = ["train", "data", "--out", "run", "--size", "16"];
+    for (args, words) in [
+        (&[&train[..], &["--preset", "happysad"]].concat(), "happy-sad, emotions3"),
+        (&[&train[..], &["--arch", "c4-zz-d1"]].concat(), "zz"),
+        (&[&train[..], &["--arch", "c4-p-p-p-p-p-f-d1"]].concat(), ""),
+        (&[&train[..], &["--epochs", "0"]].concat(), "epochs"),
+        (&["explain", "model.safetensors", "face.png", "--class", "angry", "--out", "x"][..].to_vec(), "happy, sad"),
+        (&["--device", "nvidia-h999", "predict", "model.safetensors", "face.png"][..].to_vec(), "--device auto"),
+        (&["predict", "model.safetensors", "data"][..].to_vec(), "wgcnn eval"),
+        (&["serve", "model.safetensors", "--addr", "no-such-host.invalid:9000"][..].to_vec(), "no-such-host"),
+    ] {
+        let run = wgcnn(dir, args);
+        assert_eq!(run.code, 2, "wgcnn {args:?}: exit code\n{}", run.stderr);
+        assert!(run.stderr.starts_with("error: ") && run.stderr.contains(words), "wgcnn {args:?}:\n{}", run.stderr);
+    }
+    assert!(!dir.join("run").exists() && !dir.join("x").exists(), "a usage error did work");
+}
+
+#[test]
+fn a_closed_pipe_ends_predict_quietly_and_host_names_resolve() {
+    use std::process::Stdio;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    model_and_image(dir, "c4-p-f-d1", "model.safetensors");
+    let images: Vec<String> = (0..64).map(|_| "face.png".to_string()).collect();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wgcnn"))
+        .args([&["predict", "model.safetensors"][..], &images.iter().map(String::as_str).collect::<Vec<_>>()].concat())
+        .current_dir(dir)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `| head -0`: the reader goes away before the first line.
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    use std::os::unix::process::ExitStatusExt;
+    let quiet = output.status.code() == Some(0) || output.status.signal() == Some(13);
+    assert!(quiet && !stderr.contains("panicked"), "status {:?}:\n{stderr}", output.status);
+
+    let mut server = Command::new(env!("CARGO_BIN_EXE_wgcnn"))
+        .args(["serve", "model.safetensors", "--addr", "localhost:0"])
+        .current_dir(dir)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(server.stdout.take().unwrap()));
+    let serving = lines.find_map(|line| line.ok().filter(|l| l.starts_with("serving"))).expect("a serving line");
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(serving.contains("http://127.0.0.1:") || serving.contains("http://[::1]:"), "{serving}");
 }

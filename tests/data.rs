@@ -205,7 +205,7 @@ fn bad_folders_are_clear_errors() {
     assert!(message(&missing).contains("missing") && message(&missing).contains("cannot list it"));
     std::fs::create_dir_all(dir.path().join("only")).unwrap();
     std::fs::write(dir.path().join("only/x.png"), encode(&red_blue(20, 20), ImageFormat::Png)).unwrap();
-    assert!(message(dir.path()).contains("at least two, found 1 (only)"), "{}", message(dir.path()));
+    assert!(message(dir.path()).contains("at least 2, found 1 (only)"), "{}", message(dir.path()));
     std::fs::create_dir_all(dir.path().join("void")).unwrap();
     assert!(message(dir.path()).contains("class folder \"void\" holds no files"), "{}", message(dir.path()));
     std::fs::write(dir.path().join("void/bad.jpg"), b"").unwrap();

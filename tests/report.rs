@@ -327,7 +327,7 @@ fn each_plot_writes_a_png_of_the_stated_size() {
     check_png(&path, plots::CLASS_COUNTS_SIZE);
 
     let path = dir.file("confusion.png");
-    plots::confusion_matrix(&pets(), &path).unwrap();
+    plots::confusion_matrix(&pets(), "Confusion matrix: pets", &path).unwrap();
     let side = plots::CONFUSION_FRAME + 3 * plots::CONFUSION_CELL;
     check_png(&path, (side, side));
 
@@ -376,7 +376,7 @@ fn plots_into_a_missing_folder_or_with_bad_input_give_errors_naming_the_path() {
     let errors = [
         plots::training_curves(&history(), &missing),
         plots::class_counts(&classes, &[("train", vec![1, 2])], &missing),
-        plots::confusion_matrix(&pets(), &missing),
+        plots::confusion_matrix(&pets(), "Confusion matrix: pets", &missing),
         plots::prediction_grid(&[item], &missing),
         plots::class_counts(&classes, &[("train", vec![1, 2, 3])], dir.file("bad.png")),
         plots::prediction_grid(&[], dir.file("bad.png")),

@@ -107,7 +107,8 @@ enum Command {
         /// Print the report as JSON instead of text.
         #[arg(long)]
         json: bool,
-        /// Folder for confusion.png (default: the model's folder).
+        /// Also write the confusion matrix into this folder (created if missing) as
+        /// confusion-<data folder's name>.png, titled with the data it shows.
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -178,8 +179,8 @@ enum Command {
 struct ServeArgs {
     /// A model.safetensors written by `wgcnn train`.
     model: PathBuf,
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    /// Address to listen on, HOST:PORT (a host name is resolved, e.g. localhost:9000).
+    #[arg(long, default_value = "127.0.0.1:8080", value_parser = resolve_addr)]
     addr: std::net::SocketAddr,
     /// The largest upload accepted, in MiB.
     #[arg(long, default_value_t = 10.0)]
@@ -199,6 +200,13 @@ struct ServeArgs {
     /// Seconds a request's body may take to arrive (408 after).
     #[arg(long, default_value_t = ServeOptions::default().body_timeout.as_secs_f64())]
     body_timeout_s: f64,
+}
+
+/// `HOST:PORT` as an address: an IP address as it is, a host name resolved (its first address).
+fn resolve_addr(text: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let mut found = text.to_socket_addrs().map_err(|e| format!("{text:?} is not HOST:PORT that resolves: {e}"))?;
+    found.next().ok_or_else(|| format!("{text:?} resolves to no address"))
 }
 
 fn serve(choice: &DeviceChoice, args: &ServeArgs, limits: DecodeLimits) -> anyhow::Result<()> {
@@ -223,7 +231,7 @@ fn serve(choice: &DeviceChoice, args: &ServeArgs, limits: DecodeLimits) -> anyho
         body_timeout: std::time::Duration::from_secs_f64(args.body_timeout_s),
         stop_on_signals: true,
     };
-    let backend = Backend::new(choice)?;
+    let backend = backend(choice)?;
     println!("adapter: {}", backend.describe());
     let server = Server::start(&args.model, backend, options)?;
     println!("serving {} on http://{} (Ctrl-C to stop)", args.model.display(), server.addr());
@@ -255,7 +263,7 @@ struct TrainArgs {
     #[arg(long, default_value = "stretch")]
     fit: Fit,
     /// The most epochs (early stopping may end sooner).
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     epochs: usize,
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
@@ -288,16 +296,22 @@ struct TrainArgs {
     /// Seeds the weights, the split, shuffling, augmentation and dropout.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Replace the model of a run folder that already holds one.
+    #[arg(long)]
+    overwrite: bool,
 }
 
 fn train(choice: &DeviceChoice, args: &TrainArgs, limits: DecodeLimits) -> anyhow::Result<()> {
+    let preset = typed(Architecture::preset(&args.preset))?;
     let base = match &args.arch {
-        Some(spec) => Architecture::parse(spec, Architecture::preset(&args.preset)?.input)?,
-        None => Architecture::preset(&args.preset)?,
+        Some(spec) => typed(Architecture::parse(spec, preset.input))?,
+        None => preset,
     };
     let size = args.size.unwrap_or(base.input.height);
     let channels = if args.grayscale { 1 } else { base.input.channels };
     let architecture = base.with_input(InputShape::new(channels, size, size));
+    // An architecture too deep for --size is the user's to change, before any work.
+    typed(architecture.layers_info())?;
     let settings = TrainSettings {
         data_dir: args.data.clone(),
         test_dir: args.test_data.clone(),
@@ -315,10 +329,11 @@ fn train(choice: &DeviceChoice, args: &TrainArgs, limits: DecodeLimits) -> anyho
         augment: args.augment,
         balance_classes: args.balance_classes,
         out_dir: args.out.clone(),
+        overwrite: args.overwrite,
         progress: Progress::Auto,
         limits,
     };
-    let run = workflow::train(&Backend::new(choice)?, &settings)?;
+    let run = workflow::train(&backend(choice)?, &settings)?;
     println!(
         "
 run folder: {}",
@@ -341,22 +356,34 @@ fn eval(
     json: bool,
     out: Option<&Path>,
 ) -> anyhow::Result<()> {
-    let mut loaded = LoadedModel::load(model, &Backend::new(choice)?, workflow::INFERENCE_BATCH)?;
-    let (dataset, report) = ImageFolder::load(data, &loaded.format, &LoadOptions { limits, ..LoadOptions::default() })?;
+    let mut loaded = LoadedModel::load(model, &backend(choice)?, workflow::INFERENCE_BATCH)?;
+    // A subset of the model's classes is a normal test set: one class folder is enough.
+    let options = LoadOptions { limits, min_classes: 1, ..LoadOptions::default() };
+    let (dataset, report) = ImageFolder::load(data, &loaded.format, &options)?;
     if !json {
         print!("{report}");
     }
     let all: Vec<usize> = (0..dataset.len()).collect();
     let evaluation = workflow::evaluate(&mut loaded.predictor, &dataset, &all, &loaded.file.class_names)
         .with_context(|| format!("evaluating {} on {}", model.display(), data.display()))?;
-    let out = out.map(Path::to_path_buf).unwrap_or_else(|| model.parent().unwrap_or(Path::new(".")).to_path_buf());
-    std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create the folder", out.display()))?;
-    let png = out.join("confusion.png");
-    wgcnn::report::plots::confusion_matrix(&evaluation.confusion, &png)?;
+    let written = match out {
+        None => None,
+        Some(out) => {
+            std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create the folder", out.display()))?;
+            let name = workflow::folder_name(data);
+            let png = out.join(format!("confusion-{name}.png"));
+            let title = format!("Confusion matrix: {name} ({} images)", dataset.len());
+            wgcnn::report::plots::confusion_matrix(&evaluation.confusion, &title, &png)?;
+            Some(png)
+        }
+    };
     if json {
         println!("{}", serde_json::to_string_pretty(&evaluation)?);
     } else {
-        println!("\n{}\n\nwrote {}", evaluation.text(), png.display());
+        println!("\n{}", evaluation.text());
+        if let Some(png) = written {
+            println!("\nwrote {}", png.display());
+        }
     }
     Ok(())
 }
@@ -369,7 +396,8 @@ fn predict(
     json: bool,
     grid: Option<&Path>,
 ) -> anyhow::Result<()> {
-    let mut loaded = LoadedModel::load(model, &Backend::new(choice)?, workflow::INFERENCE_BATCH.min(images.len()))?;
+    no_folders(images)?;
+    let mut loaded = LoadedModel::load(model, &backend(choice)?, workflow::INFERENCE_BATCH.min(images.len()))?;
     loaded.limits = limits;
     let files = read_files(images, &limits);
     let bytes: Vec<&[u8]> = files.iter().map(|f| f.as_deref().unwrap_or_default()).collect();
@@ -389,7 +417,7 @@ fn predict(
                     let correct =
                         truth.filter(|t| loaded.file.class_names.iter().any(|c| c == t)).map(|t| t == p.label);
                     let image = decode_rgb(&file, &limits)?;
-                    let caption = format!("{} {:.0}%", p.label, p.confidence * 100.0);
+                    let caption = format!("{} {:.1}%", p.label, p.confidence * 100.0);
                     grid_items.push(GridItem { image, caption, correct });
                 }
                 entries.push(serde_json::json!({ "file": path, "prediction": p }));
@@ -410,6 +438,20 @@ fn predict(
         }
     }
     bad_images(failures, images.len())
+}
+
+/// A folder among the images is a usage error that points to `eval`.
+fn no_folders(images: &[PathBuf]) -> anyhow::Result<()> {
+    match images.iter().find(|path| path.is_dir()) {
+        Some(folder) => Err(Usage(format!(
+            "{} is a folder: this command takes image files; `wgcnn eval MODEL FOLDER` takes a folder of \
+             class subfolders (or give the files, e.g. {}/*.png)",
+            folder.display(),
+            folder.display()
+        ))
+        .into()),
+        None => Ok(()),
+    }
 }
 
 /// Each file's bytes within the limits, or why it cannot be read (reported like an image that
@@ -440,9 +482,10 @@ fn explain(
     class: Option<&str>,
     out: &Path,
 ) -> anyhow::Result<()> {
-    let mut loaded = LoadedModel::load(model, &Backend::new(choice)?, workflow::INFERENCE_BATCH.min(images.len()))?;
+    no_folders(images)?;
+    let mut loaded = LoadedModel::load(model, &backend(choice)?, workflow::INFERENCE_BATCH.min(images.len()))?;
     loaded.limits = limits;
-    class.map(|name| loaded.class_index(name)).transpose()?;
+    typed(class.map(|name| loaded.class_index(name)).transpose())?;
     std::fs::create_dir_all(out).map_err(|e| anyhow::anyhow!("{}: cannot create the folder: {e}", out.display()))?;
     let files = read_files(images, &limits);
     let bytes: Vec<&[u8]> = files.iter().map(|f| f.as_deref().unwrap_or_default()).collect();
@@ -456,12 +499,13 @@ fn explain(
                 continue;
             }
         };
-        // Two images of the same name (from different folders): the second is <stem>-2-<method>.png.
+        // <stem>-<class>-<method>.png, the class explained; two images of the same name (from
+        // different folders): the second is <stem>-2-<class>-<method>.png.
         let stem = path.file_stem().map_or("image".into(), |s| s.to_string_lossy().into_owned());
         let seen: &mut usize = stems.entry(stem.clone()).or_default();
         *seen += 1;
         let suffix = if *seen == 1 { String::new() } else { format!("-{seen}") };
-        let card = out.join(format!("{stem}{suffix}-{}.png", method.name()));
+        let card = out.join(format!("{stem}{suffix}-{}-{}.png", e.class_name, method.name()));
         e.write_card(&card)?;
         println!("{}: {}  -> {}", path.display(), e.caption(), card.display());
     }
@@ -500,7 +544,7 @@ fn bench_train(
     }
     let batch = batch.unwrap_or(if preset == "happy-sad" { 32 } else { 64 });
     let weights = arch.initial_weights(1)?;
-    let backend = Backend::new(choice)?;
+    let backend = backend(choice)?;
     let mut model = backend.model(&arch, batch, &weights, &TrainOptions::default())?;
     let adapter = backend.describe();
     println!("adapter: {adapter}");
@@ -534,15 +578,57 @@ fn info(choice: &DeviceChoice) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A mistake in what the user typed, found after clap's own checks (a preset or an architecture
+/// that does not exist, a class the model lacks): exit 2 with clap's kind of message.
+#[derive(Debug)]
+struct Usage(String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// `result`'s error as a usage error.
+fn typed<T, E: std::fmt::Display>(result: Result<T, E>) -> anyhow::Result<T> {
+    result.map_err(|e| Usage(e.to_string()).into())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        // A closed pipe (`wgcnn predict ... | head -1`) ends the command quietly, as in every Unix
+        // tool, instead of a panic in println!. The server keeps Rust's default (ignored), as a
+        // client that goes away must not end it.
+        #[cfg(unix)]
+        // SAFETY: restoring the default disposition of one signal, before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let result = cli.limits.limits().and_then(|limits| run(cli.command, &cli.device, limits));
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("wgcnn: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => match e.downcast_ref::<Usage>() {
+            Some(usage) => {
+                eprintln!("error: {usage}\n\nFor more information, try '--help'.");
+                ExitCode::from(2)
+            }
+            None => {
+                eprintln!("wgcnn: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+/// The backend `choice` names; no adapter of that name is a usage error, with what to type.
+fn backend(choice: &DeviceChoice) -> anyhow::Result<Backend> {
+    match Backend::new(choice) {
+        Err(e @ wgcnn::Error::AdapterNotFound { .. }) => typed(Err(e)),
+        other => Ok(other?),
     }
 }
 

@@ -32,13 +32,22 @@ pub struct LoadOptions {
     pub min_side: u32,
     /// What one file may cost to read and decode; a file over them is skipped and reported.
     pub limits: DecodeLimits,
+    /// The fewest class folders accepted: 2 to train, 1 to evaluate on a subset of a model's
+    /// classes.
+    pub min_classes: usize,
 }
 
 impl Default for LoadOptions {
     /// Conflicts and repeated copies left out; images of at least 16 px a side; the default
-    /// [`DecodeLimits`].
+    /// [`DecodeLimits`]; two classes at least.
     fn default() -> Self {
-        Self { keep_conflicts: false, keep_duplicates: false, min_side: 16, limits: DecodeLimits::default() }
+        Self {
+            keep_conflicts: false,
+            keep_duplicates: false,
+            min_side: 16,
+            limits: DecodeLimits::default(),
+            min_classes: 2,
+        }
     }
 }
 
@@ -274,9 +283,10 @@ impl ImageFolder {
         options.limits.validate()?;
         let folder_error = |reason: String| Error::Dataset { path: dir.to_path_buf(), reason };
         let classes = class_folders(dir).map_err(|e| folder_error(format!("cannot list it: {e}")))?;
-        if classes.len() < 2 {
+        if classes.len() < options.min_classes.max(1) {
             return Err(folder_error(format!(
-                "expected a subfolder per class, at least two, found {}{}",
+                "expected a subfolder per class, at least {}, found {}{}",
+                options.min_classes.max(1),
                 classes.len(),
                 if classes.is_empty() { String::new() } else { format!(" ({})", classes.join(", ")) }
             )));

@@ -215,7 +215,7 @@ fn draw_legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, position: SeriesLabelPosit
 /// The confusion matrix as a heat map: true classes down the rows, predicted classes across the
 /// columns, the count written in every cell. Written as a square PNG of
 /// [`CONFUSION_FRAME`] + [`CONFUSION_CELL`] pixels per class on each side.
-pub fn confusion_matrix(matrix: &ConfusionMatrix, path: impl AsRef<Path>) -> Result<()> {
+pub fn confusion_matrix(matrix: &ConfusionMatrix, title: &str, path: impl AsRef<Path>) -> Result<()> {
     let path = path.as_ref();
     let classes = matrix.classes();
     let n = classes.len();
@@ -229,7 +229,7 @@ pub fn confusion_matrix(matrix: &ConfusionMatrix, path: impl AsRef<Path>) -> Res
     let row_y = |t: usize| (n - 1 - t) as f64;
     render(path, (side, side), |root| {
         let mut chart = ChartBuilder::on(root)
-            .caption("Confusion matrix", (FONT, 22))
+            .caption(title, (FONT, 22))
             .margin(10)
             .x_label_area_size(50)
             .y_label_area_size(90)
