@@ -25,7 +25,7 @@ use crate::data::synth::{Emotion, FacePairing, write_dataset};
 use crate::files::read_bounded;
 use crate::model::TrainOptions;
 use crate::model::backend::{Backend, Predictor};
-use crate::model::explain::{Explain, ExplainMethod, HEAT_ALPHA, overlay_heatmap, upsample_bilinear};
+use crate::model::explain::{Explain, ExplainMethod, HEAT_ALPHA, jet, overlay_heatmap, upsample_bilinear};
 use crate::model::file::{ModelFile, write_atomically};
 use crate::model::spec::Architecture;
 use crate::report::{ClassificationReport, ConfusionMatrix, Prediction, plots};
@@ -668,6 +668,6 @@ impl ExplainedImage {
         let image = imageops::resize(&self.image, w, h, FilterType::Triangle);
         let heat = upsample_bilinear(&self.heat, height as usize, width as usize, h as usize, w as usize)?;
         let overlay = overlay_heatmap(&image, &heat, HEAT_ALPHA)?;
-        plots::explanation_card(&[image, overlay], &self.caption(), path)
+        plots::explanation_card(&[image, overlay], jet, &self.caption(), path)
     }
 }

@@ -337,16 +337,16 @@ fn each_plot_writes_a_png_of_the_stated_size() {
         .map(|i| {
             let (caption, correct) = captions[i % 3];
             let size = [(48, 48), (200, 120), (30, 90)][i % 3];
-            GridItem { image: face(i as u64, size), caption: caption.into(), correct }
+            GridItem { image: face(i as u64, size), file: format!("face_{i}.png"), caption: caption.into(), correct }
         })
         .collect();
     let path = dir.file("grid.png");
     plots::prediction_grid(&items, &path).unwrap();
     let tile = (plots::GRID_IMAGE + 2 * plots::GRID_PAD, plots::GRID_IMAGE + plots::GRID_CAPTION + 2 * plots::GRID_PAD);
-    check_png(&path, (3 * tile.0, 2 * tile.1));
+    check_png(&path, (3 * tile.0, plots::GRID_LEGEND + 2 * tile.1));
     // The second caption (wrong) is drawn in red somewhere under its image.
     let grid = image::open(&path).unwrap().to_rgb8();
-    let strip_top = plots::GRID_PAD + plots::GRID_IMAGE;
+    let strip_top = plots::GRID_LEGEND + plots::GRID_PAD + plots::GRID_IMAGE;
     let reddish = (tile.0..2 * tile.0)
         .flat_map(|x| (strip_top..strip_top + plots::GRID_CAPTION).map(move |y| (x, y)))
         .any(|(x, y)| matches!(grid.get_pixel(x, y).0, [r, g, b] if r > 150 && g < 80 && b < 80));
@@ -372,7 +372,7 @@ fn plots_into_a_missing_folder_or_with_bad_input_give_errors_naming_the_path() {
     let dir = PlotDir::new("errors");
     let missing = dir.file("no-such-folder").join("plot.png");
     let classes = names(&["a", "b"]);
-    let item = GridItem { image: face(1, (8, 8)), caption: "a 90%".into(), correct: None };
+    let item = GridItem { image: face(1, (8, 8)), file: "a.png".into(), caption: "a 90%".into(), correct: None };
     let errors = [
         plots::training_curves(&history(), &missing),
         plots::class_counts(&classes, &[("train", vec![1, 2])], &missing),

@@ -315,6 +315,10 @@ fn good_and_bad_uploads_get_the_right_status_and_json() {
     assert!(page.content_type.starts_with("text/html"));
     let html = String::from_utf8(page.body).unwrap();
     assert!(html.contains("<input id=\"file\" type=\"file\""));
+    assert!(
+        html.contains("<title>wgcnn: Happy or sad?</title>") && html.contains("<h1>Happy or sad?</h1>"),
+        "titled after the model's classes"
+    );
     for external in ["http://", "https://", "//cdn"] {
         assert!(!html.contains(external), "the page must not load anything from outside ({external})");
     }

@@ -418,7 +418,10 @@ fn predict(
                         truth.filter(|t| loaded.file.class_names.iter().any(|c| c == t)).map(|t| t == p.label);
                     let image = decode_rgb(&file, &limits)?;
                     let caption = format!("{} {:.1}%", p.label, p.confidence * 100.0);
-                    grid_items.push(GridItem { image, caption, correct });
+                    let file = path
+                        .file_name()
+                        .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+                    grid_items.push(GridItem { image, file, caption, correct });
                 }
                 entries.push(serde_json::json!({ "file": path, "prediction": p }));
             }

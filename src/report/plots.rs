@@ -34,7 +34,9 @@ pub const CONFUSION_FRAME: u32 = 160;
 /// Side of the square each image of [`prediction_grid`] is scaled to fit.
 pub const GRID_IMAGE: u32 = 160;
 /// Height of the caption strip under each image of [`prediction_grid`].
-pub const GRID_CAPTION: u32 = 30;
+pub const GRID_CAPTION: u32 = 48;
+/// Height of [`prediction_grid`]'s legend strip above the tiles.
+pub const GRID_LEGEND: u32 = 30;
 /// Space around each tile of [`prediction_grid`].
 pub const GRID_PAD: u32 = 10;
 
@@ -55,6 +57,8 @@ type DrawResult = std::result::Result<(), Box<dyn StdError>>;
 #[derive(Clone, Debug)]
 pub struct GridItem {
     pub image: RgbImage,
+    /// Which file the image is (its name), drawn above the caption.
+    pub file: String,
     /// e.g. `happy 87%`.
     pub caption: String,
     /// Whether the prediction matches the true label: the caption is green when right, red when
@@ -308,9 +312,10 @@ fn category_name(names: &[String], x: f64) -> String {
     if (x - i).abs() < 1e-6 && i >= 0.0 { names.get(i as usize).cloned().unwrap_or_default() } else { String::new() }
 }
 
-/// The images in a near-square grid, each scaled to fit [`GRID_IMAGE`] pixels square with its
-/// caption below in green (right), red (wrong) or black (unknown). Each tile is
-/// `GRID_IMAGE + 2 * GRID_PAD` wide and `GRID_IMAGE + GRID_CAPTION + 2 * GRID_PAD` high.
+/// The images in a near-square grid, each scaled to fit [`GRID_IMAGE`] pixels square with its file
+/// name and its caption below, the caption in green (right), red (wrong) or black (unknown), under
+/// a legend that says so. Each tile is `GRID_IMAGE + 2 * GRID_PAD` wide and
+/// `GRID_IMAGE + GRID_CAPTION + 2 * GRID_PAD` high; the legend takes [`GRID_LEGEND`] above them.
 pub fn prediction_grid(items: &[GridItem], path: impl AsRef<Path>) -> Result<()> {
     let path = path.as_ref();
     if items.is_empty() {
@@ -322,9 +327,21 @@ pub fn prediction_grid(items: &[GridItem], path: impl AsRef<Path>) -> Result<()>
     let columns = (items.len() as f64).sqrt().ceil() as u32;
     let rows = (items.len() as u32).div_ceil(columns);
     let (tile_w, tile_h) = (GRID_IMAGE + 2 * GRID_PAD, GRID_IMAGE + GRID_CAPTION + 2 * GRID_PAD);
-    let tile_origin = |i: usize| ((i as u32 % columns) * tile_w, (i as u32 / columns) * tile_h);
-    let mut canvas = blank((columns * tile_w, rows * tile_h));
+    let tile_origin = |i: usize| ((i as u32 % columns) * tile_w, GRID_LEGEND + (i as u32 / columns) * tile_h);
+    let width = columns * tile_w;
+    let mut canvas = blank((width, GRID_LEGEND + rows * tile_h));
     draw_on(&mut canvas, |root| {
+        // Text centred at `centre`, at most `room` wide (scaled down to fit).
+        let centred = |text: &str, centre: (u32, u32), size: f64, room: u32, color: &RGBColor| {
+            let (text_width, _) = root.estimate_text_size(text, &(FONT, size).into())?;
+            let size = if text_width > room { size * f64::from(room) / f64::from(text_width) } else { size };
+            let style =
+                TextStyle::from((FONT, size).into_font()).color(color).pos(Pos::new(HPos::Center, VPos::Center));
+            root.draw(&Text::new(text, (centre.0 as i32, centre.1 as i32), style))
+        };
+        // The true class is the image's folder's name, when that is one of the model's classes.
+        let legend = "predicted: green right, red wrong, black no true class";
+        centred(legend, (width / 2, GRID_LEGEND / 2), 14.0, width - 2 * GRID_PAD, &BLACK)?;
         for (i, item) in items.iter().enumerate() {
             let (x, y) = tile_origin(i);
             let color = match item.correct {
@@ -332,16 +349,9 @@ pub fn prediction_grid(items: &[GridItem], path: impl AsRef<Path>) -> Result<()>
                 Some(false) => RED,
                 None => BLACK,
             };
-            // A caption wider than the image is scaled down to its width.
-            let mut size = 18.0;
-            let (width, _) = root.estimate_text_size(&item.caption, &(FONT, size).into())?;
-            if width > GRID_IMAGE {
-                size *= f64::from(GRID_IMAGE) / f64::from(width);
-            }
-            let style =
-                TextStyle::from((FONT, size).into_font()).color(&color).pos(Pos::new(HPos::Center, VPos::Center));
-            let centre = ((x + tile_w / 2) as i32, (y + GRID_PAD + GRID_IMAGE + GRID_CAPTION / 2) as i32);
-            root.draw(&Text::new(item.caption.as_str(), centre, style))?;
+            let strip = y + GRID_PAD + GRID_IMAGE;
+            centred(&item.file, (x + tile_w / 2, strip + GRID_CAPTION / 4), 13.0, GRID_IMAGE, &RGBColor(90, 90, 90))?;
+            centred(&item.caption, (x + tile_w / 2, strip + 3 * GRID_CAPTION / 4 - 2), 18.0, GRID_IMAGE, &color)?;
         }
         Ok(())
     })
@@ -366,23 +376,54 @@ pub const CARD_PAD: u32 = 10;
 /// Height of [`explanation_card`]'s caption strip.
 pub const CARD_CAPTION: u32 = 36;
 
-/// `panels` side by side on white (e.g. an image and its heat map), tops aligned, with `caption`
-/// centred under them in black (scaled down to the card's width if longer). The card is
-/// `CARD_PAD` around and between the panels, plus [`CARD_CAPTION`] below.
-pub fn explanation_card(panels: &[RgbImage], caption: &str, path: impl AsRef<Path>) -> Result<()> {
+/// Width of [`explanation_card`]'s colour scale: the bar and its labels.
+pub const CARD_SCALE: u32 = 70;
+/// Width of the colour bar inside it.
+const CARD_SCALE_BAR: u32 = 18;
+
+/// `panels` side by side on white (e.g. an image and its heat map), tops aligned, then the colour
+/// scale of the heat map (`colours` of 0 at the bottom to 1 at the top, labelled), with
+/// `caption` centred under them in black (scaled down to the card's width if longer). The card is
+/// `CARD_PAD` around and between the panels and the scale ([`CARD_SCALE`] wide), plus
+/// [`CARD_CAPTION`] below.
+pub fn explanation_card(
+    panels: &[RgbImage],
+    colours: fn(f32) -> [u8; 3],
+    caption: &str,
+    path: impl AsRef<Path>,
+) -> Result<()> {
     let path = path.as_ref();
     if panels.is_empty() || panels.iter().any(|p| p.width() == 0 || p.height() == 0) {
         return Err(plot_error(path, "an explanation card needs at least one non-empty image"));
     }
-    let width = CARD_PAD + panels.iter().map(|p| p.width() + CARD_PAD).sum::<u32>();
-    let height = CARD_PAD + panels.iter().map(RgbImage::height).max().unwrap_or(0) + CARD_CAPTION;
+    let panels_height = panels.iter().map(RgbImage::height).max().unwrap_or(0);
+    let width = CARD_PAD + panels.iter().map(|p| p.width() + CARD_PAD).sum::<u32>() + CARD_SCALE;
+    let height = CARD_PAD + panels_height + CARD_CAPTION;
     let mut canvas = blank((width, height));
     let mut left = CARD_PAD;
     for panel in panels {
         imageops::replace(&mut canvas, panel, i64::from(left), i64::from(CARD_PAD));
         left += panel.width() + CARD_PAD;
     }
+    // The bar spans the panels' height less room for its labels.
+    let (bar_top, bar_bottom) = (CARD_PAD + 16, CARD_PAD + panels_height - 16);
+    for y in bar_top..bar_bottom {
+        let t = (bar_bottom - 1 - y) as f32 / (bar_bottom - bar_top - 1).max(1) as f32;
+        for x in left..left + CARD_SCALE_BAR {
+            canvas.put_pixel(x, y, Rgb(colours(t)));
+        }
+    }
     draw_on(&mut canvas, |root| {
+        let label = |text: &str, y: u32| {
+            let style = TextStyle::from((FONT, 13).into_font()).color(&BLACK).pos(Pos::new(HPos::Left, VPos::Center));
+            root.draw(&Text::new(text, ((left + CARD_SCALE_BAR + 4) as i32, y as i32), style))
+        };
+        label("high", bar_top + 6)?;
+        label("low", bar_bottom - 6)?;
+        let centre = (left + CARD_SCALE_BAR / 2) as i32;
+        let style = TextStyle::from((FONT, 12).into_font()).color(&BLACK).pos(Pos::new(HPos::Center, VPos::Center));
+        root.draw(&Text::new("1", (centre, (bar_top - 8) as i32), style.clone()))?;
+        root.draw(&Text::new("0", (centre, (bar_bottom + 8) as i32), style))?;
         let room = width - 2 * CARD_PAD;
         let mut size = 18.0;
         let (text_width, _) = root.estimate_text_size(caption, &(FONT, size).into())?;

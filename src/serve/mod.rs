@@ -53,7 +53,7 @@ use crate::workflow::input_format;
 use crate::{Error, Result};
 use batcher::{BatchOptions, BatcherHandle, SubmitError};
 
-/// The upload page, self-contained.
+/// The upload page, self-contained; `{{TITLE}}` becomes [`page_title`].
 const PAGE: &str = include_str!("page.html");
 
 /// How much of an over-limit body is read and thrown away before answering 413, so that a client
@@ -105,6 +105,8 @@ struct AppState {
     name: String,
     /// `/model`'s answer.
     model_info: Value,
+    /// The upload page, titled after the model's classes.
+    page: String,
     max_upload_bytes: usize,
     limits: DecodeLimits,
     body_timeout: Duration,
@@ -158,12 +160,14 @@ impl Server {
             "decode_queue": options.decode_queue,
         });
         let class_names = file.class_names.clone();
+        let page = PAGE.replace("{{TITLE}}", &html_escape(&page_title(&class_names)));
         let (batcher, model_thread) = batcher::spawn(file, backend, options.batch)?;
         let state = Arc::new(AppState {
             batcher,
             format,
             class_names,
             name,
+            page,
             model_info,
             max_upload_bytes: options.max_upload_bytes,
             limits: options.limits,
@@ -272,6 +276,24 @@ async fn shutdown_signal() {
     }
 }
 
+/// The page's title from the model's classes: "Happy or sad?", "Happy, sad or angry?".
+fn page_title(classes: &[String]) -> String {
+    let mut names: Vec<String> = classes.to_vec();
+    if let Some(first) = names.first_mut() {
+        let mut chars = first.chars();
+        *first = chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default();
+    }
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}?", rest.join(", ")),
+        _ => format!("{}?", names.concat()),
+    }
+}
+
+/// `text` safe inside HTML.
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
 /// `runs/happy/model.safetensors` is "happy"; `happy.safetensors` is "happy".
 fn model_name(path: &Path) -> String {
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
@@ -285,7 +307,7 @@ fn model_name(path: &Path) -> String {
 fn router(state: Arc<AppState>) -> Router {
     let limit = state.max_upload_bytes;
     Router::new()
-        .route("/", get(|| async { Html(PAGE) }))
+        .route("/", get(|State(state): State<Arc<AppState>>| async move { Html(state.page.clone()) }))
         .route("/predict", post(predict))
         .route("/explain", post(explain))
         .route("/health", get(health))
