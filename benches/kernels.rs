@@ -304,7 +304,9 @@ fn other_passes(gpu: &Gpu) -> Vec<Pass> {
             (per_channel("gamma"), per_channel("beta"), per_channel("mean"), per_channel("var"));
         let (dgamma, dbeta) = (per_channel("dgamma"), per_channel("dbeta"));
         let weights = batch_norm::Weights { gamma: &gamma, beta: &beta, running_mean: &mean, running_var: &var };
-        let forward = batch_norm::forward_train(gpu, &shape, &BatchNormConfig::default(), &x, &weights, &y).unwrap();
+        let rows = wgcnn::gpu::GpuTensor::from_slice(gpu, "rows", &[1], &[shape.batch as u32]).unwrap();
+        let forward =
+            batch_norm::forward_train(gpu, &shape, &BatchNormConfig::default(), &x, &weights, &rows, &y).unwrap();
         let grads = batch_norm::Grads { dx: &dx, dgamma: &dgamma, dbeta: &dbeta };
         let backward = batch_norm::backward(gpu, &shape, &x, &gamma, &forward.saved, &y, &grads).unwrap();
         // Statistics (x read twice) then normalisation (x read, y written).

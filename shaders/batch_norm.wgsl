@@ -3,7 +3,10 @@
 //
 // Layout: x, y, dy, dx are [batch, channels, spatial] row-major (spatial = H*W after a convolution,
 // 1 after a dense layer); gamma, beta, the running and the saved statistics, dgamma and dbeta are
-// [channels]. M = batch * spatial values share one channel's statistics.
+// [channels]. In training, rows[0] of the batch are real images and the rest padding (a short last
+// batch): M = rows[0] * spatial values share one channel's statistics, and the padding rows' y and
+// dx are 0, so they add nothing to any gradient (a batch of rows[0], as the CPU reference computes
+// it). rows[0] is clamped to [1, batch].
 // Bindings (group 0; binding 0 is the params uniform). A per-channel tensor that one pass writes
 // and a later pass reads has a read_write binding for the writer and a read one for the reader:
 //    1 x              read        every entry point
@@ -24,6 +27,7 @@
 //   16 dgamma         read        bn_input_grad
 //   17 dbeta          read        bn_input_grad
 //   18 dx             read_write  bn_input_grad
+//   19 rows           read        bn_batch_stats, bn_apply_batch_stats, bn_param_grads, bn_input_grad
 //
 // Per-channel reductions (bn_batch_stats, bn_param_grads): one workgroup per channel (spread over
 // x and y by `grid()`), WG invocations (a power of two). Invocation `lid` accumulates positions
@@ -71,6 +75,7 @@ struct Params {
 @group(0) @binding(16) var<storage, read> dgamma: array<f32>;
 @group(0) @binding(17) var<storage, read> dbeta: array<f32>;
 @group(0) @binding(18) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(19) var<storage, read> rows: array<u32>;
 
 var<workgroup> partial: array<f32, WG>;
 
@@ -123,6 +128,11 @@ fn channel_of_workgroup(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.x + wid.y * nwg.x;
 }
 
+// The real rows of a training batch, at least 1 and at most the batch.
+fn real_rows() -> u32 {
+    return clamp(rows[0], 1u, params.batch);
+}
+
 // Batch mean and biased variance of channel c; saves mean and 1/sqrt(var + eps) for the backward
 // pass and moves the running statistics towards them.
 @compute @workgroup_size(WG)
@@ -132,7 +142,7 @@ fn bn_batch_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     if (c >= params.channels) {
         return;
     }
-    let count = params.batch * params.spatial;
+    let count = real_rows() * params.spatial;
     var sum = 0.0;
     for (var p = first_position(lid); p.m < count; p = next_position(p)) {
         sum += x[index_of(p, c)];
@@ -162,7 +172,7 @@ fn bn_param_grads(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     if (c >= params.channels) {
         return;
     }
-    let count = params.batch * params.spatial;
+    let count = real_rows() * params.spatial;
     let mean = saved_mean[c];
     let inv_std = saved_inv_std[c];
     var sum_dy = 0.0;
@@ -194,7 +204,13 @@ fn element_count() -> u32 {
     return params.batch * params.channels * params.spatial;
 }
 
-// y = gamma * (x - mean) * inv_std + beta with the batch statistics bn_batch_stats saved.
+// Whether element i belongs to a padding row of a training batch.
+fn is_padding(i: u32) -> bool {
+    return i >= real_rows() * params.channels * params.spatial;
+}
+
+// y = gamma * (x - mean) * inv_std + beta with the batch statistics bn_batch_stats saved; 0 on
+// padding rows.
 @compute @workgroup_size(WG)
 fn bn_apply_batch_stats(@builtin(workgroup_id) wid: vec3<u32>,
                         @builtin(num_workgroups) nwg: vec3<u32>,
@@ -202,7 +218,7 @@ fn bn_apply_batch_stats(@builtin(workgroup_id) wid: vec3<u32>,
     let i = element_id(wid, nwg, lid);
     if (i < element_count()) {
         let c = channel_of_element(i);
-        y[i] = gamma[c] * (x[i] - saved_mean[c]) * saved_inv_std[c] + beta[c];
+        y[i] = select(gamma[c] * (x[i] - saved_mean[c]) * saved_inv_std[c] + beta[c], 0.0, is_padding(i));
     }
 }
 
@@ -219,16 +235,17 @@ fn bn_inference(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
 }
 
 // dx = gamma * inv_std / M * (M * dy - dbeta - xhat * dgamma), with dgamma, dbeta from
-// bn_param_grads.
+// bn_param_grads; 0 on padding rows.
 @compute @workgroup_size(WG)
 fn bn_input_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) lid: u32) {
     let i = element_id(wid, nwg, lid);
     if (i < element_count()) {
         let c = channel_of_element(i);
-        let count = f32(params.batch * params.spatial);
+        let count = f32(real_rows() * params.spatial);
         let inv_std = saved_inv_std[c];
         let xhat = (x[i] - saved_mean[c]) * inv_std;
-        dx[i] = gamma[c] * inv_std / count * (count * dy[i] - dbeta[c] - xhat * dgamma[c]);
+        let grad = gamma[c] * inv_std / count * (count * dy[i] - dbeta[c] - xhat * dgamma[c]);
+        dx[i] = select(grad, 0.0, is_padding(i));
     }
 }

@@ -10,10 +10,11 @@
 //                  4 dlogits (read_write), 5 stats (read_write)
 //   probabilities: 0 params, 1 logits (read), 6 probs (read_write)
 //
-// cross_entropy computes, with w_i = class_weights[label_i]:
-//   loss   = sum_i w_i * loss_i / batch
-//   dlogits[i, :] = w_i * d loss_i / d logits[i, :] / batch     (the gradient of `loss`)
-//   stats  = [loss, correct predictions, batch, rows ignored for an out-of-range label]
+// cross_entropy computes, with w_i = class_weights[label_i] and n the rows counted (those with a
+// label in range: a short last batch is padded with out-of-range labels):
+//   loss   = sum_i w_i * loss_i / n
+//   dlogits[i, :] = w_i * d loss_i / d logits[i, :] / n     (the gradient of `loss`)
+//   stats  = [loss, correct predictions, n, rows ignored for an out-of-range label]
 // BCE:  loss_i = max(z, 0) - z t + log1p(exp(-|z|)),  dz = sigmoid(z) - t;
 //       predicted class = (z > 0): z = 0, probability exactly 1/2, counts as class 0 as Keras's
 //       `binary_accuracy` (p > 0.5) does.
@@ -21,11 +22,13 @@
 //       dz_j = softmax(z)_j - [j == label]; predicted class = argmax, the first maximum wins.
 // A label >= classes (> 1 for BCE) cannot be checked on the host (it lives in a buffer): the row is
 // ignored -- zero loss, zero gradient, not correct -- counted in stats[3], and nothing is read out of
-// bounds. The mean still divides by the whole batch.
+// bounds. The mean divides by the rows counted, as Keras's SUM_OVER_BATCH_SIZE does for a short
+// batch (at least 1, so a batch of padding alone gives a zero loss).
 //
-// One invocation: cross_entropy, rows lid, lid + WG, ... in that fixed order, accumulating its
-// partial sums; then a tree reduction in workgroup memory (WG must be a power of two), so the
-// stats are the same bits run after run. probabilities: one row.
+// One invocation: cross_entropy, rows lid, lid + WG, ... in that fixed order, first counting the
+// ignored rows, then accumulating its partial sums; each followed by a tree reduction in workgroup
+// memory (WG must be a power of two), so the stats are the same bits run after run.
+// probabilities: one row.
 // Dispatch: cross_entropy one workgroup of WG; probabilities ceil(batch / WG) workgroups spread by
 // `grid()`, the linear id rebuilt from num_workgroups and bounds-checked.
 
@@ -123,21 +126,33 @@ fn cce_row(row: u32, label: u32, scale: f32) -> RowResult {
 fn cross_entropy(@builtin(local_invocation_index) lid: u32) {
     let binary = params.classes == 1u;
     let label_limit = max(params.classes, 2u);
-    let batch = f32(params.batch);
+    // The rows counted, before any gradient is scaled by them.
+    var ignored = 0u;
+    for (var row = lid; row < params.batch; row += WG) {
+        ignored += u32(labels[row] >= label_limit);
+    }
+    partial_ignored[lid] = ignored;
+    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+        workgroupBarrier();
+        if (lid < stride) {
+            partial_ignored[lid] += partial_ignored[lid + stride];
+        }
+    }
+    workgroupBarrier();
+    let total_ignored = partial_ignored[0];
+    let counted = f32(max(params.batch - total_ignored, 1u));
     var loss_sum = 0.0;
     var correct = 0u;
-    var ignored = 0u;
     for (var row = lid; row < params.batch; row += WG) {
         let label = labels[row];
         if (label >= label_limit) {
             for (var j = 0u; j < params.classes; j++) {
                 dlogits[row * params.classes + j] = 0.0;
             }
-            ignored += 1u;
             continue;
         }
         let weight = class_weights[label];
-        let scale = weight / batch;
+        let scale = weight / counted;
         var result: RowResult;
         if (binary) {
             result = bce_row(row, label, scale);
@@ -149,20 +164,18 @@ fn cross_entropy(@builtin(local_invocation_index) lid: u32) {
     }
     partial_loss[lid] = loss_sum;
     partial_correct[lid] = correct;
-    partial_ignored[lid] = ignored;
     for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
         workgroupBarrier();
         if (lid < stride) {
             partial_loss[lid] += partial_loss[lid + stride];
             partial_correct[lid] += partial_correct[lid + stride];
-            partial_ignored[lid] += partial_ignored[lid + stride];
         }
     }
     if (lid == 0u) {
-        stats[0] = partial_loss[0] / batch;
+        stats[0] = partial_loss[0] / counted;
         stats[1] = f32(partial_correct[0]);
-        stats[2] = batch;
-        stats[3] = f32(partial_ignored[0]);
+        stats[2] = f32(params.batch - total_ignored);
+        stats[3] = f32(total_ignored);
     }
 }
 

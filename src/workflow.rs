@@ -163,7 +163,7 @@ fn load_folder(dir: &Path, format: &InputFormat, options: &LoadOptions) -> Resul
 /// Trains a model as [`TrainSettings`] says, writing the run folder; prints as it goes.
 ///
 /// The run folder changes only when training succeeds: everything is checked first (the data,
-/// the test folder's classes, the split against the batch size, a model already there), the
+/// the test folder's classes, the split, a model already there), the
 /// outputs are written into a staging folder beside it, and moved in at the end. A failed run
 /// leaves the folder as it was (or absent).
 pub fn train(backend: &Backend, settings: &TrainSettings) -> Result<TrainRun> {
@@ -209,12 +209,8 @@ pub fn train(backend: &Backend, settings: &TrainSettings) -> Result<TrainRun> {
     };
 
     let split = stratified_split(&dataset.labels, settings.split, settings.seed)?;
-    if split.train.len() < settings.batch_size {
-        return Err(Error::Invalid(format!(
-            "the training split has {} images, fewer than one batch of {}: use a smaller --batch-size or more data",
-            split.train.len(),
-            settings.batch_size
-        )));
+    if split.train.is_empty() {
+        return Err(Error::Invalid("the training split is empty: give it a share in --split, or more data".into()));
     }
     let staging = Staging::beside(out)?;
     let out = staging.path();

@@ -47,6 +47,17 @@ impl Case {
             dy: random(seed + 5, len, -1.0, 1.0),
         }
     }
+
+    /// This case with `other`'s weights and running statistics.
+    fn with_weights_of(self, other: &Case) -> Self {
+        Self {
+            gamma: other.gamma.clone(),
+            beta: other.beta.clone(),
+            running_mean: other.running_mean.clone(),
+            running_var: other.running_var.clone(),
+            ..self
+        }
+    }
 }
 
 /// The case's tensors on the GPU, and empty outputs.
@@ -61,6 +72,8 @@ struct Tensors {
     dx: GpuTensor,
     dgamma: GpuTensor,
     dbeta: GpuTensor,
+    /// [1] u32: the real rows, the whole batch unless a test says otherwise.
+    rows: GpuTensor,
 }
 
 impl Tensors {
@@ -80,6 +93,7 @@ impl Tensors {
             dx: zeros(&gpu, "dx", &full),
             dgamma: zeros(&gpu, "dgamma", &per_channel),
             dbeta: zeros(&gpu, "dbeta", &per_channel),
+            rows: GpuTensor::from_slice(&gpu, "rows", &[1], &[s.batch as u32]).unwrap(),
         }
     }
 
@@ -129,11 +143,14 @@ impl TrainStep {
     }
 }
 
-/// The training forward and backward of `case` on the GPU, recorded into one submit.
-fn gpu_train_step(case: &Case, config: &BatchNormConfig) -> TrainStep {
+/// The training forward and backward of `case` on the GPU, recorded into one submit, with the
+/// first `rows` of its batch real and the rest padding.
+fn gpu_train_step(case: &Case, config: &BatchNormConfig, rows: usize) -> TrainStep {
     let gpu = gpu();
     let t = Tensors::upload(case);
-    let forward = gpu_bn::forward_train(&gpu, &case.shape, config, &t.x, &t.weights(), &t.y).expect("forward_train");
+    t.rows.write(&gpu, &[rows as u32]).unwrap();
+    let forward =
+        gpu_bn::forward_train(&gpu, &case.shape, config, &t.x, &t.weights(), &t.rows, &t.y).expect("forward_train");
     let backward =
         gpu_bn::backward(&gpu, &case.shape, &t.x, &t.gamma, &forward.saved, &t.dy, &t.grads()).expect("backward");
     let all: Vec<_> = forward.dispatches.iter().chain(&backward).collect();
@@ -193,7 +210,7 @@ fn training_forward_and_backward_match_cpu() {
     let config = BatchNormConfig::default();
     for (i, shape) in shapes().into_iter().enumerate() {
         let case = Case::random(shape, 100 + 10 * i as u64);
-        let got = gpu_train_step(&case, &config);
+        let got = gpu_train_step(&case, &config, shape.batch);
         let want = cpu_train_step(&case, &config);
         close("y", &shape, &got.y, &want.y, REDUCED);
         close("saved mean", &shape, &got.saved.mean, &want.saved.mean, REDUCED);
@@ -206,6 +223,42 @@ fn training_forward_and_backward_match_cpu() {
         close("dx", &shape, &got.dx, &want.dx, REDUCED);
         close("dgamma", &shape, &got.dgamma, &want.dgamma, SUMMED);
         close("dbeta", &shape, &got.dbeta, &want.dbeta, SUMMED);
+    }
+}
+
+/// A short last batch: with the first `rows` of the batch real, the GPU computes what the
+/// reference computes on a batch of those rows alone, and the padding rows' y and dx are 0 (so
+/// they add nothing upstream).
+#[test]
+fn a_short_batch_is_normalised_over_its_real_rows_alone() {
+    let config = BatchNormConfig::default();
+    for (i, spatial) in [7 * 9, 31 * 33, 1].into_iter().enumerate() {
+        let shape = BatchNormShape { batch: 5, channels: 3, spatial };
+        let case = Case::random(shape, 900 + 10 * i as u64);
+        for rows in [1, 3, 4] {
+            let got = gpu_train_step(&case, &config, rows);
+            let real = rows * shape.channels * spatial;
+            let short = BatchNormShape { batch: rows, ..shape };
+            let want = cpu_train_step(
+                &Case {
+                    shape: short,
+                    x: case.x[..real].to_vec(),
+                    dy: case.dy[..real].to_vec(),
+                    ..Case::random(short, 0)
+                }
+                .with_weights_of(&case),
+                &config,
+            );
+            let what = format!("{rows} of 5 rows");
+            close(&format!("{what}: y"), &short, &got.y[..real], &want.y, REDUCED);
+            close(&format!("{what}: saved mean"), &short, &got.saved.mean, &want.saved.mean, REDUCED);
+            close(&format!("{what}: saved inv_std"), &short, &got.saved.inv_std, &want.saved.inv_std, REDUCED);
+            close(&format!("{what}: running var"), &short, &got.running_var, &want.running_var, REDUCED);
+            close(&format!("{what}: dx"), &short, &got.dx[..real], &want.dx, REDUCED);
+            close(&format!("{what}: dgamma"), &short, &got.dgamma, &want.dgamma, SUMMED);
+            close(&format!("{what}: dbeta"), &short, &got.dbeta, &want.dbeta, SUMMED);
+            assert!(got.y[real..].iter().chain(&got.dx[real..]).all(|&v| v == 0.0), "{what}: padding rows are 0");
+        }
     }
 }
 
@@ -343,8 +396,8 @@ fn training_step_is_deterministic() {
     let shape = BatchNormShape { batch: 3, channels: 5, spatial: 31 * 33 };
     let case = Case::random(shape, 7);
     let config = BatchNormConfig::default();
-    let first = gpu_train_step(&case, &config);
-    let second = gpu_train_step(&case, &config);
+    let first = gpu_train_step(&case, &config, case.shape.batch);
+    let second = gpu_train_step(&case, &config, case.shape.batch);
     assert_bits_equal("training step", &first.all_values(), &second.all_values());
 }
 
@@ -378,7 +431,7 @@ fn constant_channels_stay_finite() {
             case.x[start..start + shape.spatial].fill(value);
         }
     }
-    let got = gpu_train_step(&case, &config);
+    let got = gpu_train_step(&case, &config, case.shape.batch);
     assert_finite("training step", &got.all_values());
     let count = shape.batch * shape.spatial;
     let inv_sqrt_eps = 1.0 / config.epsilon.sqrt();
@@ -405,7 +458,7 @@ fn single_value_channels_stay_finite() {
     let config = BatchNormConfig::default();
     let shape = BatchNormShape { batch: 1, channels: 5, spatial: 1 };
     let case = Case::random(shape, 12);
-    let got = gpu_train_step(&case, &config);
+    let got = gpu_train_step(&case, &config, case.shape.batch);
     assert_finite("training step", &got.all_values());
     assert_bits_equal("y", &got.y, &case.beta);
     assert_bits_equal("dx", &got.dx, &[0.0; 5]);
@@ -421,18 +474,19 @@ fn bad_shapes_are_errors() {
     let wrong_x = zeros(&gpu, "x", &[2, 3, 5]);
     let wrong_channels = zeros(&gpu, "gamma", &[4]);
 
-    assert!(gpu_bn::forward_train(&gpu, &shape, &config, &wrong_x, &t.weights(), &t.y).is_err());
+    assert!(gpu_bn::forward_train(&gpu, &shape, &config, &wrong_x, &t.weights(), &t.rows, &t.y).is_err());
     let bad_gamma = gpu_bn::Weights { gamma: &wrong_channels, ..t.weights() };
-    assert!(gpu_bn::forward_train(&gpu, &shape, &config, &t.x, &bad_gamma, &t.y).is_err());
+    assert!(gpu_bn::forward_train(&gpu, &shape, &config, &t.x, &bad_gamma, &t.rows, &t.y).is_err());
     let bad_running_var = gpu_bn::Weights { running_var: &wrong_channels, ..t.weights() };
     assert!(gpu_bn::forward_inference(&gpu, &shape, &config, &t.x, &bad_running_var, &t.y).is_err());
     assert!(gpu_bn::forward_inference(&gpu, &shape, &config, &t.x, &t.weights(), &wrong_x).is_err());
     let empty = BatchNormShape { batch: 0, ..shape };
     assert!(gpu_bn::forward_inference(&gpu, &empty, &config, &t.x, &t.weights(), &t.y).is_err());
     let no_epsilon = BatchNormConfig { epsilon: 0.0, ..config };
-    assert!(gpu_bn::forward_train(&gpu, &shape, &no_epsilon, &t.x, &t.weights(), &t.y).is_err());
+    assert!(gpu_bn::forward_train(&gpu, &shape, &no_epsilon, &t.x, &t.weights(), &t.rows, &t.y).is_err());
 
-    let forward = gpu_bn::forward_train(&gpu, &shape, &config, &t.x, &t.weights(), &t.y).unwrap();
+    let forward = gpu_bn::forward_train(&gpu, &shape, &config, &t.x, &t.weights(), &t.rows, &t.y).unwrap();
+    assert!(gpu_bn::forward_train(&gpu, &shape, &config, &t.x, &t.weights(), &t.dgamma, &t.y).is_err(), "rows is [1]");
     let backward = |dy: &GpuTensor, grads: &gpu_bn::Grads| {
         gpu_bn::backward(&gpu, &shape, &t.x, &t.gamma, &forward.saved, dy, grads)
     };

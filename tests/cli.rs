@@ -456,11 +456,13 @@ fn a_run_folder_changes_only_when_training_succeeds_and_eval_writes_where_told()
         "{}",
         refused.stderr
     );
-    let failed = train("tiny", "run", "32", &["--overwrite"]);
+    let failed = train("tiny", "run", "32", &["--overwrite", "--test-data", "nosuchdir"]);
     assert_eq!(failed.code, 1, "{}", failed.stderr);
-    assert!(failed.stderr.contains("fewer than one batch of 32"), "{}", failed.stderr);
+    assert!(failed.stderr.contains("nosuchdir"), "{}", failed.stderr);
+    let failed = train("oneclass", "run", "4", &["--overwrite"]);
+    assert_eq!(failed.code, 1, "{}", failed.stderr);
     assert_eq!(snapshot(&dir.join("run")), before, "the failed runs changed the run folder");
-    for (data, out) in [("oneclass", "run2"), ("nosuchdir", "run3"), ("tiny", "nested/run4")] {
+    for (data, out) in [("oneclass", "run2"), ("nosuchdir", "run3"), ("oneclass", "nested/run4")] {
         let run = train(data, out, "32", &[]);
         assert_eq!(run.code, 1, "{data}: {}", run.stderr);
         assert!(!dir.join(out).exists(), "a failed run left {out} behind");
@@ -489,6 +491,12 @@ fn a_run_folder_changes_only_when_training_succeeds_and_eval_writes_where_told()
     for class in ["happy", "sad"] {
         decodes_as_png(&dir.join(format!("cards/happy_00-{class}-gradcam.png")));
     }
+
+    // Fewer images than a batch train as one short batch, as in Keras.
+    let run = train("tiny", "tinyrun", "32", &["--split", "1,0,0"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("epoch 1/1"), "{}", run.stdout);
+    assert!(dir.join("tinyrun/model.safetensors").is_file());
 
     // --overwrite replaces the model.
     let run = train("data", "run", "4", &["--overwrite", "--seed", "3"]);

@@ -41,7 +41,7 @@ impl MockModel {
     fn new(batch: usize, train_samples: usize) -> Self {
         Self {
             batch,
-            steps_per_epoch: train_samples / batch,
+            steps_per_epoch: train_samples.div_ceil(batch),
             weights: NamedTensor { name: "updates".into(), shape: vec![1], data: vec![0.0] },
             train_losses: Vec::new(),
             val_losses: Vec::new(),
@@ -80,9 +80,12 @@ impl Trainable for MockModel {
     }
 
     fn train_step(&mut self, images: &[f32], labels: &[u32], lr: f32) -> Result<StepStats> {
-        assert!(!labels.contains(&PADDING_LABEL), "a training batch holds padding: {labels:?}");
+        // A short last batch: its real rows, then padding rows of zeros.
+        let real = labels.iter().position(|&l| l == PADDING_LABEL).unwrap_or(labels.len());
+        assert!(real > 0 && labels[real..].iter().all(|&l| l == PADDING_LABEL), "padding only at the end: {labels:?}");
+        assert!(images[real * SAMPLE_LEN..].iter().all(|&v| v == 0.0), "padding rows are zeros");
         let epoch_index = self.train_batches.len() / self.steps_per_epoch;
-        self.train_batches.push(images.chunks(SAMPLE_LEN).map(sample_index).collect());
+        self.train_batches.push(images[..real * SAMPLE_LEN].chunks(SAMPLE_LEN).map(sample_index).collect());
         self.lrs.push(lr);
         self.weights.data[0] += 1.0;
         let loss = if self.nan_at_step == Some(self.train_batches.len()) {
@@ -90,7 +93,7 @@ impl Trainable for MockModel {
         } else {
             scripted(&self.train_losses, epoch_index)
         };
-        let count = labels.len() as u64;
+        let count = real as u64;
         let correct = labels.iter().filter(|&&label| label == 0).count() as u64;
         Ok(StepStats { loss_sum: loss * count as f64, correct, count })
     }
@@ -149,7 +152,7 @@ fn label_zero_share(data: &InMemoryDataset, samples: &[usize]) -> f64 {
 }
 
 #[test]
-fn shuffled_epochs_repeat_per_seed_differ_per_epoch_and_skip_only_the_remainder() {
+fn shuffled_epochs_repeat_per_seed_differ_per_epoch_and_see_every_sample() {
     let data = dataset(22);
     let config = FitConfig { seed: 42, ..silent(3) };
     let mut first = MockModel::new(4, 22);
@@ -160,14 +163,15 @@ fn shuffled_epochs_repeat_per_seed_differ_per_epoch_and_skip_only_the_remainder(
     train(&mut other_seed, &data, None, &FitConfig { seed: 43, ..config.clone() });
 
     assert_eq!(outcome.stop, StopReason::Completed);
-    assert_eq!(first.train_batches.len(), 3 * 5, "5 full batches of 4 per epoch");
+    assert_eq!(first.train_batches.len(), 3 * 6, "5 full batches of 4 and one of 2 per epoch");
+    assert!(first.train_batches.chunks(6).all(|epoch| epoch[5].len() == 2), "the short batch comes last");
     assert_eq!(first.train_batches, again.train_batches, "the same seed gives the same order");
     assert_ne!(first.train_batches, other_seed.train_batches, "another seed gives another order");
-    assert_eq!(first.updates(), 15.0);
+    assert_eq!(first.updates(), 18.0);
     for epoch in 1..=3 {
         let samples = first.epoch_samples(epoch);
         let distinct: BTreeSet<usize> = samples.iter().copied().collect();
-        assert_eq!(distinct.len(), 20, "epoch {epoch}: 20 different samples of 22, each once");
+        assert_eq!((samples.len(), distinct.len()), (22, 22), "epoch {epoch}: every sample once");
         assert!(distinct.iter().all(|&i| i < 22));
         let record = &outcome.history.epochs[epoch - 1];
         assert_eq!(record.epoch, epoch);
@@ -187,7 +191,7 @@ fn unshuffled_epochs_go_in_order() {
     let mut model = MockModel::new(3, 10);
     train(&mut model, &data, None, &FitConfig { shuffle: false, ..silent(2) });
     for epoch in 1..=2 {
-        assert_eq!(model.epoch_batches(epoch), [vec![0, 1, 2], vec![3, 4, 5], vec![6, 7, 8]]);
+        assert_eq!(model.epoch_batches(epoch), [vec![0, 1, 2], vec![3, 4, 5], vec![6, 7, 8], vec![9]]);
     }
 }
 
@@ -375,11 +379,14 @@ fn the_metrics_csv_has_a_header_and_one_row_per_epoch() {
 }
 
 #[test]
-fn a_training_set_smaller_than_one_batch_is_an_error() {
+fn a_training_set_smaller_than_one_batch_trains_as_one_short_batch_and_an_empty_one_is_an_error() {
     let data = dataset(3);
-    let mut model = MockModel::new(4, 4);
-    let err = fit(&mut model, &data, None, &silent(1)).unwrap_err().to_string();
-    assert!(err.contains("3 samples") && err.contains("one batch of 4"), "{err}");
+    let mut model = MockModel::new(4, 3);
+    train(&mut model, &data, None, &FitConfig { shuffle: false, ..silent(2) });
+    assert_eq!(model.train_batches, [vec![0, 1, 2], vec![0, 1, 2]]);
+    let mut model = MockModel::new(4, 3);
+    let err = fit(&mut model, &dataset(0), None, &silent(1)).unwrap_err().to_string();
+    assert!(err.contains("training set is empty"), "{err}");
     assert!(model.train_batches.is_empty());
 }
 

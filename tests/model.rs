@@ -148,3 +148,67 @@ fn predictor_pads_the_last_batch_and_matches_one_full_batch() {
     // A length that is not whole images is an error, not a panic.
     assert!(by_two.predict(&images[1..]).is_err());
 }
+
+/// A short last batch (its real rows, then padding labelled PADDING_LABEL) trains as a batch of
+/// its real rows alone: on the GPU as a model of that smaller batch does, and alike on the CPU
+/// reference, batch norm and dropout included.
+#[test]
+fn a_short_batch_trains_as_a_batch_of_its_real_rows_on_gpu_and_cpu() {
+    use wgcnn::model::PADDING_LABEL;
+    let gpu = gpu();
+    let arch = small_architecture(3);
+    let weights = arch.initial_weights(8).unwrap();
+    let options = TrainOptions { seed: 4, ..Default::default() };
+    let sample_len = 3 * 13 * 15;
+    let mut padded = GpuModel::new(gpu.clone(), &arch, 4, &weights, &options).unwrap();
+    let mut on_cpu = CpuModel::new(&arch, 4, &weights, &options).unwrap();
+    let mut exact = GpuModel::new(gpu.clone(), &arch, 3, &weights, &options).unwrap();
+    for step in 0..3 {
+        let (images, labels) = batch(20 + step, 3, sample_len, 3);
+        let g = exact.train_step(&images, &labels, 1e-2).unwrap();
+        let mut images4 = images.clone();
+        images4.resize(4 * sample_len, 0.0);
+        let labels4 = [&labels[..], &[PADDING_LABEL]].concat();
+        let p = padded.train_step(&images4, &labels4, 1e-2).unwrap();
+        let c = on_cpu.train_step(&images4, &labels4, 1e-2).unwrap();
+        assert_eq!((p.count, c.count), (3, 3), "the padding row is not counted");
+        for other in [&p, &c] {
+            assert!(
+                (g.loss_sum - other.loss_sum).abs() <= 1e-4 * (1.0 + g.loss_sum.abs()),
+                "step {step}: {g:?} vs {other:?}"
+            );
+        }
+    }
+    let exact_weights = exact.weights().unwrap();
+    let (name, diff) = max_difference(&padded.weights().unwrap(), &exact_weights);
+    assert!(diff <= 1e-5, "padded batch of 4 vs batch of 3 on the GPU: {diff} in {name}");
+    let (name, diff) = max_difference(&on_cpu.weights().unwrap(), &exact_weights);
+    assert!(diff <= 1e-3, "CPU reference vs GPU: {diff} in {name}");
+    // A batch of padding alone is no step.
+    let labels = vec![PADDING_LABEL; 4];
+    assert!(padded.train_step(&vec![0.0; 4 * sample_len], &labels, 1e-2).is_err());
+}
+
+/// Keras trains on the partial last batch: an epoch of 33 images at batch 32 is two steps, and
+/// its weights differ from an epoch of the first 32 images by what the 33rd taught.
+#[test]
+fn an_epoch_of_33_images_at_batch_32_trains_on_the_33rd() {
+    use wgcnn::train::InMemoryDataset;
+    use wgcnn::train::fit::{FitConfig, Progress, fit};
+    let gpu = gpu();
+    let arch = Architecture::parse("c4-bn-p-f-d2", InputShape { channels: 1, height: 8, width: 8 }).unwrap();
+    let weights = arch.initial_weights(1).unwrap();
+    let (images, labels) = batch(3, 33, 64, 2);
+    let config = FitConfig { epochs: 1, shuffle: false, progress: Progress::Silent, ..FitConfig::default() };
+    let mut run = |n: usize| {
+        let data = InMemoryDataset::new(images[..n * 64].to_vec(), labels[..n].to_vec(), 64).unwrap();
+        let mut model = GpuModel::new(gpu.clone(), &arch, 32, &weights, &TrainOptions::default()).unwrap();
+        let outcome = fit(&mut model, &data, None, &config).unwrap();
+        (model.weights().unwrap(), outcome.batches.batches)
+    };
+    let (with_33, steps_33) = run(33);
+    let (with_32, steps_32) = run(32);
+    assert_eq!((steps_33, steps_32), (2, 1), "training steps");
+    let (name, diff) = max_difference(&with_33, &with_32);
+    assert!(diff > 1e-4, "the 33rd image changed nothing: {diff} in {name}");
+}

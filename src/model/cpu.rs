@@ -3,9 +3,7 @@
 
 use super::explain::{self, BackwardResult, CamTensors, Explain, Explanation};
 use super::spec::{Architecture, InputShape, LayerInfo, LayerSpec, ParamInfo};
-use super::{
-    NamedTensor, PADDING_LABEL, StepStats, TrainOptions, Trainable, check_batch_size, find_weight, layer_seed,
-};
+use super::{NamedTensor, StepStats, TrainOptions, Trainable, check_batch_size, find_weight, layer_seed, real_rows};
 use crate::cpu::dropout::DropoutConfig;
 use crate::cpu::loss::LossShape;
 use crate::cpu::{activation, adam, batch_norm, conv2d, dense, dropout, loss, max_pool2d};
@@ -237,11 +235,6 @@ impl CpuModel {
         }
         Ok(())
     }
-
-    /// Rows before the first padding label: padding only ever fills the end of a batch.
-    fn real_rows(labels: &[u32]) -> usize {
-        labels.iter().position(|&l| l == PADDING_LABEL).unwrap_or(labels.len())
-    }
 }
 
 impl Trainable for CpuModel {
@@ -250,12 +243,13 @@ impl Trainable for CpuModel {
     }
 
     fn train_step(&mut self, images: &[f32], labels: &[u32], lr: f32) -> Result<StepStats> {
-        let n = labels.len();
-        self.check_batch(images, n)?;
+        self.check_batch(images, labels.len())?;
+        // A short batch is a batch of its real rows.
+        let n = real_rows(labels)?;
         self.step += 1;
-        let (acts, saved) = self.forward(images, n, true)?;
+        let (acts, saved) = self.forward(&images[..n * self.sample_len], n, true)?;
         let shape = LossShape { batch: n, classes: self.classes };
-        let out = loss::cross_entropy(shape, acts.last().expect("logits"), labels, &self.class_weights)?;
+        let out = loss::cross_entropy(shape, acts.last().expect("logits"), &labels[..n], &self.class_weights)?;
         let grads = self.backward(n, &acts, &saved, out.dlogits, true, None)?;
         let config = AdamConfig { lr, ..self.adam_config };
         for (param, grad) in self.params.iter_mut().zip(grads.params) {
@@ -268,7 +262,7 @@ impl Trainable for CpuModel {
 
     fn evaluate(&mut self, images: &[f32], labels: &[u32]) -> Result<StepStats> {
         self.check_batch(images, labels.len())?;
-        let n = Self::real_rows(labels);
+        let n = real_rows(labels)?;
         let (acts, _) = self.forward(&images[..n * self.sample_len], n, false)?;
         let shape = LossShape { batch: n, classes: self.classes };
         let out = loss::cross_entropy(shape, acts.last().expect("logits"), &labels[..n], &self.class_weights)?;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::explain::{self, BackwardResult, CamTensors, Explain, Explanation};
 use super::spec::{Architecture, InputShape, LayerInfo, LayerSpec, ParamInfo};
-use super::{NamedTensor, StepStats, TrainOptions, Trainable, check_batch_size, find_weight, layer_seed};
+use super::{NamedTensor, StepStats, TrainOptions, Trainable, check_batch_size, find_weight, layer_seed, real_rows};
 use crate::cpu::dropout::DropoutConfig;
 use crate::gpu::ops::{activation, adam, batch_norm, conv2d, dense, dropout, loss, max_pool2d};
 use crate::gpu::{Dispatch, Gpu, GpuTensor};
@@ -41,6 +41,8 @@ pub struct GpuModel {
     params: Vec<Param>,
     input: GpuTensor,
     labels: GpuTensor,
+    /// [1] u32: the real rows of the training batch (the rest padding), written every step.
+    rows: GpuTensor,
     stats: GpuTensor,
     probabilities: GpuTensor,
     /// Forward (training mode), loss, backward: one step without the optimizer.
@@ -103,7 +105,9 @@ struct Forward {
     saved: Saved,
 }
 
-/// The forward dispatches of a layer in `mode`, reading `x`. `seed` seeds dropout's masks.
+/// The forward dispatches of a layer in `mode`, reading `x`. `seed` seeds dropout's masks; `rows`
+/// ([1] u32) is read by batch norm in training: the real rows of the batch.
+#[allow(clippy::too_many_arguments)]
 fn forward(
     gpu: &Gpu,
     batch: usize,
@@ -112,6 +116,7 @@ fn forward(
     x: &GpuTensor,
     mode: Mode,
     seed: u64,
+    rows: &GpuTensor,
 ) -> Result<Forward> {
     let out_dims = with_batch(batch, &layer.output);
     let new_output = || GpuTensor::zeros(gpu, &format!("{} output", layer.name), &out_dims);
@@ -140,7 +145,7 @@ fn forward(
             let config = BatchNormConfig::default();
             match mode {
                 Mode::Train => {
-                    let f = batch_norm::forward_train(gpu, &shape, &config, x, &weights, &y)?;
+                    let f = batch_norm::forward_train(gpu, &shape, &config, x, &weights, rows, &y)?;
                     Forward { dispatches: f.dispatches, y, saved: Saved::BatchNorm(f.saved) }
                 }
                 Mode::Infer => {
@@ -368,6 +373,7 @@ impl GpuModel {
         let input = GpuTensor::zeros(&gpu, "input batch", &input_dims)?;
         let outputs = architecture.outputs();
         let labels = GpuTensor::zeros(&gpu, "labels", &[batch])?;
+        let rows = GpuTensor::from_slice(&gpu, "real rows of the batch", &[1], &[batch as u32])?;
         let class_weights = options.class_weights_for(architecture)?;
         let class_weights = GpuTensor::from_slice(&gpu, "class weights", &[class_weights.len()], &class_weights)?;
         let stats = GpuTensor::zeros(&gpu, "loss statistics", &[loss::STATS_LEN])?;
@@ -387,8 +393,16 @@ impl GpuModel {
         let mut forward_start = Vec::new();
         for (i, (layer, range)) in layers.iter().zip(&param_ranges).enumerate() {
             let x = inputs.last().expect("starts with the input");
-            let mut f =
-                forward(&gpu, batch, layer, &params[range.clone()], x, Mode::Train, layer_seed(options.seed, i))?;
+            let mut f = forward(
+                &gpu,
+                batch,
+                layer,
+                &params[range.clone()],
+                x,
+                Mode::Train,
+                layer_seed(options.seed, i),
+                &rows,
+            )?;
             forward_start.push(train.len());
             train.append(&mut f.dispatches);
             inputs.push(f.y.clone());
@@ -426,8 +440,16 @@ impl GpuModel {
         let mut infer_forwards: Vec<Forward> = Vec::new();
         for (i, (layer, range)) in layers.iter().zip(&param_ranges).enumerate() {
             let x = infer_forwards.last().map_or(&input, |f| &f.y);
-            let mut f =
-                forward(&gpu, batch, layer, &params[range.clone()], x, Mode::Infer, layer_seed(options.seed, i))?;
+            let mut f = forward(
+                &gpu,
+                batch,
+                layer,
+                &params[range.clone()],
+                x,
+                Mode::Infer,
+                layer_seed(options.seed, i),
+                &rows,
+            )?;
             infer.append(&mut f.dispatches);
             infer_forwards.push(f);
         }
@@ -451,6 +473,7 @@ impl GpuModel {
             params,
             input,
             labels,
+            rows,
             stats,
             probabilities,
             train,
@@ -516,9 +539,9 @@ impl GpuModel {
 
     fn run_for_stats<'a>(&self, dispatches: impl IntoIterator<Item = &'a Dispatch>) -> Result<StepStats> {
         let stats = self.gpu.run_and_read(dispatches, &self.stats)?;
-        let (mean, correct, batch, ignored) = (stats[0] as f64, stats[1] as u64, stats[2] as u64, stats[3] as u64);
-        // The kernel averages over the whole batch, padding rows (ignored, zero loss) included.
-        Ok(StepStats { loss_sum: mean * batch as f64, correct, count: batch - ignored })
+        // The kernel averages over the rows it counted; padding rows (ignored) are not among them.
+        let (mean, correct, counted) = (stats[0] as f64, stats[1] as u64, stats[2] as u64);
+        Ok(StepStats { loss_sum: mean * counted as f64, correct, count: counted })
     }
 }
 
@@ -528,7 +551,9 @@ impl Trainable for GpuModel {
     }
 
     fn train_step(&mut self, images: &[f32], labels: &[u32], lr: f32) -> Result<StepStats> {
+        let rows = real_rows(labels)?;
         self.upload_batch(images, labels)?;
+        self.rows.write(&self.gpu, &[rows as u32])?;
         self.step += 1;
         let config = AdamConfig { lr, ..self.adam_config };
         let trainable = self.params.iter().filter(|p| p.training.is_some());

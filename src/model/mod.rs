@@ -50,12 +50,27 @@ impl StepStats {
 /// short batch can be padded to the model's fixed batch size without changing the result.
 pub const PADDING_LABEL: u32 = u32::MAX;
 
+/// The rows of a batch before its padding: padding only ever fills the end of a batch, and a
+/// training step needs at least one real row.
+pub(crate) fn real_rows(labels: &[u32]) -> Result<usize> {
+    let rows = labels.iter().position(|&l| l == PADDING_LABEL).unwrap_or(labels.len());
+    if rows == 0 || labels[rows..].iter().any(|&l| l != PADDING_LABEL) {
+        return Err(Error::Invalid(format!(
+            "a batch must hold its images first and padding only after them, and at least one image; \
+             got labels {labels:?}"
+        )));
+    }
+    Ok(rows)
+}
+
 /// What the trainer needs from a model on some backend. Images are NCHW f32 in [0, 1], `batch`
 /// of them; labels are class indices. Implemented by the GPU model and the CPU model.
 pub trait Trainable {
     /// The fixed number of images per call (a short batch is padded with [`PADDING_LABEL`]).
     fn batch_size(&self) -> usize;
-    /// One optimisation step (forward, loss, backward, Adam at `lr`) on a full batch.
+    /// One optimisation step (forward, loss, backward, Adam at `lr`) on a batch: its real rows
+    /// first, then (a short last batch) padding rows labelled [`PADDING_LABEL`], which count for
+    /// nothing: the step is the one a batch of the real rows alone would take.
     fn train_step(&mut self, images: &[f32], labels: &[u32], lr: f32) -> Result<StepStats>;
     /// Loss and accuracy in inference mode (no dropout, batch norm on running statistics),
     /// without updating anything. Padding rows are not counted.

@@ -157,10 +157,11 @@ impl fmt::Display for BatchTiming {
 /// Trains `model` on `train` for `config.epochs` epochs, as Keras's `fit`.
 ///
 /// Every epoch takes the training samples in an order shuffled from the seed and the epoch
-/// number, in full batches of `model.batch_size()`: the `len % batch` samples left over are
-/// skipped that epoch (different ones each epoch when shuffling, the same last ones when not), as
-/// batch statistics on padding rows would be wrong. Then `validation`, when given, is evaluated
-/// over every sample, the last short batch padded with [`PADDING_LABEL`] rows of zeros.
+/// number, in batches of `model.batch_size()`, the last one short when the batch does not divide
+/// the samples (as Keras does: every sample counts every epoch). The short batch is padded with
+/// [`PADDING_LABEL`] rows of zeros, which the models leave out of the loss, its gradient and the
+/// batch-norm statistics, so the step is the one a batch of its real rows would take. Then
+/// `validation`, when given, is evaluated over every sample, padded the same way.
 ///
 /// Callbacks act after each epoch, as Keras's: [`ReduceLrOnPlateau`] sets the next epoch's rate,
 /// [`EarlyStopping`] may end training and, with `restore_best_weights`, puts back the best
@@ -168,8 +169,8 @@ impl fmt::Display for BatchTiming {
 /// ends training at once with the weights of the last completed epoch (not the best epoch's).
 ///
 /// Prints per [`FitConfig::progress`]: the epochs, the callbacks' actions and why training stopped.
-/// Errors: a training set smaller than one batch, an empty validation set, sample sizes that
-/// differ, bad settings, and whatever the model or the data sources return.
+/// Errors: an empty training or validation set, sample sizes that differ, bad settings, and
+/// whatever the model or the data sources return.
 pub fn fit(
     model: &mut dyn Trainable,
     train: &dyn BatchSource,
@@ -179,7 +180,7 @@ pub fn fit(
     let batch = model.batch_size();
     check_inputs(batch, train, validation, config)?;
     let progress = config.progress.resolved();
-    let steps = train.len() / batch;
+    let steps = train.len().div_ceil(batch);
     let mut timing = BatchTiming::default();
     let mut early_stopping = config.early_stopping.as_ref().map(EarlyStoppingState::new);
     let mut lr_reducer = config.reduce_lr.as_ref().map(LrReducer::new);
@@ -260,11 +261,8 @@ fn check_inputs(
     if batch == 0 {
         return Err(Error::Invalid("fit: the model's batch size is 0".into()));
     }
-    if train.len() < batch {
-        return Err(Error::Invalid(format!(
-            "fit: the training set has {} samples, fewer than one batch of {batch}; use a smaller batch size or more data",
-            train.len()
-        )));
+    if train.is_empty() {
+        return Err(Error::Invalid("fit: the training set is empty".into()));
     }
     if let Some(validation) = validation {
         if validation.is_empty() {
@@ -394,7 +392,7 @@ fn train_epoch(
     let mut total = StepStats::default();
     let mut steps = 0;
     let mut non_finite = false;
-    prefetched(train, order.chunks_exact(batch), batch, epoch, timing, |buffer| {
+    prefetched(train, order.chunks(batch), batch, epoch, timing, |buffer| {
         steps += 1;
         let stats = model.train_step(&buffer.images, &buffer.labels, lr as f32)?;
         if !stats.loss_sum.is_finite() {

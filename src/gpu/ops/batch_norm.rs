@@ -26,12 +26,12 @@ const WG: u32 = 256;
 static BATCH_STATS: KernelSpec = KernelSpec {
     shader: &SHADER,
     entry: "bn_batch_stats",
-    bindings: &[(1, Read), (4, ReadWrite), (5, ReadWrite), (6, ReadWrite), (7, ReadWrite)],
+    bindings: &[(1, Read), (4, ReadWrite), (5, ReadWrite), (6, ReadWrite), (7, ReadWrite), (19, Read)],
 };
 static APPLY_BATCH_STATS: KernelSpec = KernelSpec {
     shader: &SHADER,
     entry: "bn_apply_batch_stats",
-    bindings: &[(1, Read), (2, Read), (3, Read), (9, Read), (10, Read), (8, ReadWrite)],
+    bindings: &[(1, Read), (2, Read), (3, Read), (9, Read), (10, Read), (19, Read), (8, ReadWrite)],
 };
 static INFERENCE: KernelSpec = KernelSpec {
     shader: &SHADER,
@@ -41,12 +41,22 @@ static INFERENCE: KernelSpec = KernelSpec {
 static PARAM_GRADS: KernelSpec = KernelSpec {
     shader: &SHADER,
     entry: "bn_param_grads",
-    bindings: &[(1, Read), (9, Read), (10, Read), (13, Read), (14, ReadWrite), (15, ReadWrite)],
+    bindings: &[(1, Read), (9, Read), (10, Read), (13, Read), (19, Read), (14, ReadWrite), (15, ReadWrite)],
 };
 static INPUT_GRAD: KernelSpec = KernelSpec {
     shader: &SHADER,
     entry: "bn_input_grad",
-    bindings: &[(1, Read), (2, Read), (9, Read), (10, Read), (13, Read), (16, Read), (17, Read), (18, ReadWrite)],
+    bindings: &[
+        (1, Read),
+        (2, Read),
+        (9, Read),
+        (10, Read),
+        (13, Read),
+        (16, Read),
+        (17, Read),
+        (19, Read),
+        (18, ReadWrite),
+    ],
 };
 
 /// Uniform block of every batch-norm kernel (32 bytes).
@@ -84,12 +94,16 @@ pub struct Weights<'a> {
     pub running_var: &'a GpuTensor,
 }
 
-/// The batch statistics of the training forward pass, [channels] each, that the backward pass reads.
+/// The batch statistics of the training forward pass, [channels] each, that the backward pass
+/// reads, and the real-rows count both passes read.
 #[derive(Clone, Debug)]
 pub struct SavedStats {
     pub mean: GpuTensor,
     /// `1 / sqrt(biased batch variance + epsilon)`.
     pub inv_std: GpuTensor,
+    /// [1] u32: the rows of the batch that are real images (the rest are padding), as given to
+    /// [`forward_train`].
+    pub rows: GpuTensor,
 }
 
 /// The dispatches of a training forward pass, to record in order, and the statistics they save.
@@ -126,32 +140,39 @@ fn check_forward(
 /// Training-mode forward, two dispatches: per-channel batch mean and biased variance (saved, and
 /// folded into the running statistics as `running = momentum * running + (1 - momentum) * stat`),
 /// then `y = gamma * (x - mean) * inv_std + beta`. Allocates the saved statistics (see the module
-/// comment).
+/// comment). `rows` ([1] u32, read when the dispatches run, so a step can change it) is how many
+/// rows of the batch are real: the statistics are theirs alone, and the padding rows after them
+/// get `y = 0` here and `dx = 0` in [`backward`], as a batch of `rows` images would.
 pub fn forward_train(
     gpu: &Gpu,
     shape: &BatchNormShape,
     config: &BatchNormConfig,
     x: &GpuTensor,
     weights: &Weights,
+    rows: &GpuTensor,
     y: &GpuTensor,
 ) -> Result<TrainForward> {
     check_forward(shape, config, x, weights, y)?;
+    if rows.len() != 1 {
+        return Err(crate::Error::shape("batch_norm rows", [1], rows.shape()));
+    }
     let saved = SavedStats {
         mean: GpuTensor::zeros(gpu, "batch_norm saved mean", &[shape.channels])?,
         inv_std: GpuTensor::zeros(gpu, "batch_norm saved inv_std", &[shape.channels])?,
+        rows: rows.clone(),
     };
     let params = Params::new(shape, config);
     let constants = [("WG", WG as f64)];
     let stats = gpu.dispatch(
         &gpu.kernel(&BATCH_STATS, &constants)?,
         &params,
-        &[x, weights.running_mean, weights.running_var, &saved.mean, &saved.inv_std],
+        &[x, weights.running_mean, weights.running_var, &saved.mean, &saved.inv_std, rows],
         grid(shape.channels as u32),
     )?;
     let apply = gpu.dispatch(
         &gpu.kernel(&APPLY_BATCH_STATS, &constants)?,
         &params,
-        &[x, weights.gamma, weights.beta, &saved.mean, &saved.inv_std, y],
+        &[x, weights.gamma, weights.beta, &saved.mean, &saved.inv_std, rows, y],
         elementwise_grid(shape.len(), WG),
     )?;
     Ok(TrainForward { dispatches: vec![stats, apply], saved })
@@ -202,8 +223,8 @@ pub fn backward_inference(
 
 /// Training-mode backward, two dispatches: `dbeta = sum(dy)` and `dgamma = sum(dy * xhat)` per
 /// channel, then `dx = gamma * inv_std / M * (M * dy - dbeta - xhat * dgamma)` with
-/// `M = batch * spatial` and `xhat = (x - mean) * inv_std` recomputed from the forward input `x`
-/// and the statistics its [`forward_train`] saved.
+/// `M = rows * spatial` and `xhat = (x - mean) * inv_std` recomputed from the forward input `x`
+/// and the statistics its [`forward_train`] saved; `dx = 0` on the padding rows.
 pub fn backward(
     gpu: &Gpu,
     shape: &BatchNormShape,
@@ -230,13 +251,13 @@ pub fn backward(
     let param_grads = gpu.dispatch(
         &gpu.kernel(&PARAM_GRADS, &constants)?,
         &params,
-        &[x, &saved.mean, &saved.inv_std, dy, grads.dgamma, grads.dbeta],
+        &[x, &saved.mean, &saved.inv_std, dy, &saved.rows, grads.dgamma, grads.dbeta],
         grid(shape.channels as u32),
     )?;
     let input_grad = gpu.dispatch(
         &gpu.kernel(&INPUT_GRAD, &constants)?,
         &params,
-        &[x, gamma, &saved.mean, &saved.inv_std, dy, grads.dgamma, grads.dbeta, grads.dx],
+        &[x, gamma, &saved.mean, &saved.inv_std, dy, grads.dgamma, grads.dbeta, &saved.rows, grads.dx],
         elementwise_grid(shape.len(), WG),
     )?;
     Ok(vec![param_grads, input_grad])

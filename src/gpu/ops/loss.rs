@@ -20,7 +20,7 @@ static CROSS_ENTROPY: KernelSpec = KernelSpec {
 static PROBABILITIES: KernelSpec =
     KernelSpec { shader: &SHADER, entry: "probabilities", bindings: &[(1, Read), (6, ReadWrite)] };
 
-/// Number of f32 in the stats tensor: [mean loss, correct predictions, batch, ignored rows].
+/// Number of f32 in the stats tensor: [mean loss, correct predictions, rows counted, ignored rows].
 pub const STATS_LEN: usize = 4;
 
 #[repr(C)]
@@ -47,10 +47,11 @@ fn params(shape: LossShape) -> LossParams {
 
 /// Loss, gradient and batch statistics of logits [batch, classes] against u32 `labels` [batch],
 /// with `class_weights` [max(classes, 2)], in one workgroup: writes `dlogits` (same shape as the
-/// logits, the gradient of the batch-averaged loss) and `stats` [4] = [mean loss, correct
-/// predictions, batch, rows ignored]. A label `>= max(classes, 2)` cannot be checked here (it is
-/// in a buffer): the kernel ignores that row (zero loss and gradient, not correct) and counts it
-/// in `stats[3]`, which a training loop should check is 0.
+/// logits, the gradient of the loss averaged over the rows counted) and `stats` [4] = [mean loss,
+/// correct predictions, rows counted, rows ignored]. A label `>= max(classes, 2)` cannot be checked
+/// here (it is in a buffer): the kernel ignores that row (zero loss and gradient, not correct, not
+/// in the mean) and counts it in `stats[3]`; this is how a short batch's padding rows
+/// ([`crate::model::PADDING_LABEL`]) drop out, as if the batch were that much shorter.
 pub fn cross_entropy(
     gpu: &Gpu,
     logits: &GpuTensor,
