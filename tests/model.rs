@@ -200,7 +200,7 @@ fn an_epoch_of_33_images_at_batch_32_trains_on_the_33rd() {
     let weights = arch.initial_weights(1).unwrap();
     let (images, labels) = batch(3, 33, 64, 2);
     let config = FitConfig { epochs: 1, shuffle: false, progress: Progress::Silent, ..FitConfig::default() };
-    let mut run = |n: usize| {
+    let run = |n: usize| {
         let data = InMemoryDataset::new(images[..n * 64].to_vec(), labels[..n].to_vec(), 64).unwrap();
         let mut model = GpuModel::new(gpu.clone(), &arch, 32, &weights, &TrainOptions::default()).unwrap();
         let outcome = fit(&mut model, &data, None, &config).unwrap();
