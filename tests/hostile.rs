@@ -354,6 +354,24 @@ fn endless_huge_and_special_files_named_on_the_command_line_are_refused_unread()
     );
 }
 
+/// Class names come from a file, and outputs are named after them: a name that is a path is
+/// refused when the model loads.
+#[test]
+fn a_model_file_whose_class_name_is_a_path_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("model.safetensors");
+    save_model(&path, "c4-p-f-d1", &["happy", "sad"]);
+    let bytes = std::fs::read(&path).unwrap();
+    // The metadata holds the names as an escaped JSON array: swap one for a path of the same length.
+    let at = bytes.windows(5).position(|w| w == b"happy").expect("the class name in the header");
+    let mut patched = bytes.clone();
+    patched[at..at + 5].copy_from_slice(b"../up");
+    let hostile = tmp.path().join("hostile.safetensors");
+    std::fs::write(&hostile, &patched).unwrap();
+    let error = ModelFile::load(&hostile).unwrap_err().to_string();
+    assert!(error.contains("hostile.safetensors") && error.contains("\"../up\" is not a name"), "{error}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Mutations
 

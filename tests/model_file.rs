@@ -330,6 +330,18 @@ fn bad_metadata_is_named() {
         }),
         &["2 class names"],
     );
+    // Outputs are named after the classes: a name that is a path, or one given twice, is refused.
+    for (names, words) in [
+        ("[\"angry\", \"../happy\", \"sad\"]", "\"../happy\" is not a name"),
+        ("[\"angry\", \"a\\\\b\", \"sad\"]", "is not a name"),
+        ("[\"angry\", \"\", \"sad\"]", "\"\" is not a name"),
+        ("[\"sad\", \"happy\", \"sad\"]", "\"sad\" is given twice"),
+    ] {
+        let message = load_error_after(&dir, |metadata, _| {
+            metadata.insert("class_names".into(), names.into());
+        });
+        assert_mentions(&message, &[words]);
+    }
 }
 
 #[test]

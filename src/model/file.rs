@@ -228,13 +228,32 @@ fn owned(tensors: Vec<&NamedTensor>) -> Vec<NamedTensor> {
     tensors.into_iter().cloned().collect()
 }
 
+/// One name per class, each usable as part of a file name (outputs are named after classes):
+/// not empty, at most 255 bytes, no path separator, control character, `.` or `..`; and distinct.
 fn check_class_names(class_names: &[String], architecture: &Architecture) -> std::result::Result<(), String> {
     let classes = architecture.classes();
-    if class_names.len() == classes {
-        Ok(())
-    } else {
-        Err(format!("{} class names for the {classes} classes of architecture {architecture}", class_names.len()))
+    if class_names.len() != classes {
+        return Err(format!(
+            "{} class names for the {classes} classes of architecture {architecture}",
+            class_names.len()
+        ));
     }
+    for (i, name) in class_names.iter().enumerate() {
+        let unsafe_name = name.is_empty()
+            || name.len() > 255
+            || name == "."
+            || name == ".."
+            || name.chars().any(|c| c == '/' || c == '\\' || c.is_control());
+        if unsafe_name {
+            return Err(format!(
+                "class name {name:?} is not a name a folder or a file can have (empty, too long, a path separator, a control character, . or ..)"
+            ));
+        }
+        if class_names[..i].contains(name) {
+            return Err(format!("class name {name:?} is given twice"));
+        }
+    }
+    Ok(())
 }
 
 /// JSON has no NaN or infinity (serde_json writes `null`, which does not read back as a number).
