@@ -341,7 +341,7 @@ fn each_plot_writes_a_png_of_the_stated_size() {
         })
         .collect();
     let path = dir.file("grid.png");
-    plots::prediction_grid(&items, &path).unwrap();
+    plots::prediction_grid(&items, "5 faces predicted by a test", &path).unwrap();
     let tile = (plots::GRID_IMAGE + 2 * plots::GRID_PAD, plots::GRID_IMAGE + plots::GRID_CAPTION + 2 * plots::GRID_PAD);
     check_png(&path, (3 * tile.0, plots::GRID_LEGEND + 2 * tile.1));
     // The second caption (wrong) is drawn in red somewhere under its image.
@@ -377,9 +377,9 @@ fn plots_into_a_missing_folder_or_with_bad_input_give_errors_naming_the_path() {
         plots::training_curves(&history(), &missing),
         plots::class_counts(&classes, &[("train", vec![1, 2])], &missing),
         plots::confusion_matrix(&pets(), "Confusion matrix: pets", &missing),
-        plots::prediction_grid(&[item], &missing),
+        plots::prediction_grid(&[item], "one face", &missing),
         plots::class_counts(&classes, &[("train", vec![1, 2, 3])], dir.file("bad.png")),
-        plots::prediction_grid(&[], dir.file("bad.png")),
+        plots::prediction_grid(&[], "nothing", dir.file("bad.png")),
     ];
     for (i, result) in errors.into_iter().enumerate() {
         let error = result.expect_err("an error").to_string();

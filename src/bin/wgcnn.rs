@@ -435,12 +435,18 @@ fn predict(
         println!("{}", serde_json::to_string_pretty(&entries)?);
     }
     if let Some(grid) = grid.filter(|_| !grid_items.is_empty()) {
-        wgcnn::report::plots::prediction_grid(&grid_items, grid)?;
+        let title = format!("{} predicted by {}", image_count(grid_items.len()), model.display());
+        wgcnn::report::plots::prediction_grid(&grid_items, &title, grid)?;
         if !json {
             println!("wrote {}", grid.display());
         }
     }
     bad_images(failures, images.len())
+}
+
+/// "1 image", "12 images".
+fn image_count(n: usize) -> String {
+    if n == 1 { "1 image".into() } else { format!("{n} images") }
 }
 
 /// A folder among the images is a usage error that points to `eval`.

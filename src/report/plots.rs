@@ -35,8 +35,8 @@ pub const CONFUSION_FRAME: u32 = 160;
 pub const GRID_IMAGE: u32 = 160;
 /// Height of the caption strip under each image of [`prediction_grid`].
 pub const GRID_CAPTION: u32 = 48;
-/// Height of [`prediction_grid`]'s legend strip above the tiles.
-pub const GRID_LEGEND: u32 = 30;
+/// Height of [`prediction_grid`]'s title and legend above the tiles.
+pub const GRID_LEGEND: u32 = 52;
 /// Space around each tile of [`prediction_grid`].
 pub const GRID_PAD: u32 = 10;
 
@@ -314,9 +314,9 @@ fn category_name(names: &[String], x: f64) -> String {
 
 /// The images in a near-square grid, each scaled to fit [`GRID_IMAGE`] pixels square with its file
 /// name and its caption below, the caption in green (right), red (wrong) or black (unknown), under
-/// a legend that says so. Each tile is `GRID_IMAGE + 2 * GRID_PAD` wide and
+/// `title` (what the images are, which model predicted them) and a legend. Each tile is `GRID_IMAGE + 2 * GRID_PAD` wide and
 /// `GRID_IMAGE + GRID_CAPTION + 2 * GRID_PAD` high; the legend takes [`GRID_LEGEND`] above them.
-pub fn prediction_grid(items: &[GridItem], path: impl AsRef<Path>) -> Result<()> {
+pub fn prediction_grid(items: &[GridItem], title: &str, path: impl AsRef<Path>) -> Result<()> {
     let path = path.as_ref();
     if items.is_empty() {
         return Err(plot_error(path, "no images for the grid"));
@@ -341,7 +341,8 @@ pub fn prediction_grid(items: &[GridItem], path: impl AsRef<Path>) -> Result<()>
         };
         // The true class is the image's folder's name, when that is one of the model's classes.
         let legend = "predicted: green right, red wrong, black no true class";
-        centred(legend, (width / 2, GRID_LEGEND / 2), 14.0, width - 2 * GRID_PAD, &BLACK)?;
+        centred(title, (width / 2, 16), 17.0, width - 2 * GRID_PAD, &BLACK)?;
+        centred(legend, (width / 2, 40), 13.0, width - 2 * GRID_PAD, &RGBColor(90, 90, 90))?;
         for (i, item) in items.iter().enumerate() {
             let (x, y) = tile_origin(i);
             let color = match item.correct {
