@@ -9,8 +9,8 @@ use std::process::Command;
 use serde_json::Value;
 use wgcnn::data::synth::{Emotion, face};
 use wgcnn::model::file::ModelFile;
+use wgcnn::model::history::History;
 use wgcnn::model::spec::{Architecture, InputShape};
-use wgcnn::train::History;
 
 /// What a run of the binary gave.
 struct Run {

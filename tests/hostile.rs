@@ -24,8 +24,8 @@ use wgcnn::data::folder::{ImageFolder, LoadOptions, LoadReport};
 use wgcnn::data::image::{DecodeError, DecodeLimits, InputFormat, decode_and_resize};
 use wgcnn::data::synth::{Emotion, FacePairing, face, write_dataset};
 use wgcnn::model::file::ModelFile;
+use wgcnn::model::history::History;
 use wgcnn::model::spec::{Architecture, InputShape};
-use wgcnn::train::History;
 
 /// What handling one bomb may cost the whole `wgcnn` process (wgpu and lavapipe included).
 const PEAK_RSS_LIMIT: u64 = 1 << 30;

@@ -8,8 +8,8 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use wgcnn::model::NamedTensor;
 use wgcnn::model::file::{ModelFile, OptimizerState};
+use wgcnn::model::history::{EpochRecord, History};
 use wgcnn::model::spec::{Architecture, InputShape};
-use wgcnn::train::{EpochRecord, History};
 
 /// A fresh empty folder under the system's temp dir, removed when dropped.
 struct TempDir(PathBuf);

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 
 use image::{Rgb, RgbImage};
 use rand::{Rng, SeedableRng, rngs::StdRng};
+use wgcnn::model::history::{EpochRecord, History};
 use wgcnn::report::plots::{self, GridItem};
 use wgcnn::report::{ConfusionMatrix, Prediction, Scores};
-use wgcnn::train::{EpochRecord, History};
 
 const TOLERANCE: f64 = 1e-12;
 

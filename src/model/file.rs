@@ -14,8 +14,8 @@ use safetensors::tensor::{Metadata, TensorView};
 
 use crate::files::read_bounded;
 use crate::model::NamedTensor;
+use crate::model::history::History;
 use crate::model::spec::{Architecture, ParamInfo};
-use crate::train::History;
 use crate::{Error, Result};
 
 /// The `format` metadata of a wgcnn model file.

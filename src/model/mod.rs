@@ -6,6 +6,7 @@ pub mod cpu;
 pub mod explain;
 pub mod file;
 pub mod gpu;
+pub mod history;
 pub mod spec;
 
 use crate::shape::{AdamConfig, BatchNormShape, Conv2dShape, DenseShape, Pool2dShape};

@@ -20,7 +20,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::{FontStyle, register_font};
 
 use super::metrics::ConfusionMatrix;
-use crate::train::{EpochRecord, History};
+use crate::model::history::{EpochRecord, History};
 use crate::{Error, Result};
 
 /// Size in pixels of [`training_curves`]' image.

@@ -2,7 +2,7 @@
 //! an improvement, and what they do after a run of epochs without one.
 
 use crate::model::NamedTensor;
-use crate::train::EpochRecord;
+use crate::model::history::EpochRecord;
 use crate::{Error, Result};
 
 /// The metric a callback watches. Losses improve downwards ("min" in Keras), accuracies upwards

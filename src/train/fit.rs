@@ -12,10 +12,11 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
 
+use crate::model::history::{EpochRecord, History};
 use crate::model::{PADDING_LABEL, StepStats, Trainable};
+use crate::train::BatchSource;
 pub use crate::train::callbacks::{EarlyStopping, Monitor, ReduceLrOnPlateau};
 use crate::train::callbacks::{EarlyStoppingState, LrReducer};
-use crate::train::{BatchSource, EpochRecord, History};
 use crate::{Error, Result};
 
 /// How [`fit`] reports progress on stdout.

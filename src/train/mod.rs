@@ -1,33 +1,11 @@
-//! Training: the data a trainer reads, the per-epoch history it records.
+//! Training: the data a trainer reads and the loop that fits a model to it; the per-epoch
+//! history it records is [`crate::model::history`], beside the model file that stores it.
 
 pub mod callbacks;
 pub mod fit;
 pub mod throughput;
 
-use serde::{Deserialize, Serialize};
-
 use crate::{Error, Result};
-
-/// Metrics of one epoch, as Keras's `History` and the per-epoch CSV hold them.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct EpochRecord {
-    /// 1-based.
-    pub epoch: usize,
-    pub loss: f64,
-    pub accuracy: f64,
-    /// None when there is no validation data.
-    pub val_loss: Option<f64>,
-    pub val_accuracy: Option<f64>,
-    /// Learning rate used during the epoch.
-    pub lr: f64,
-    pub seconds: f64,
-}
-
-/// The training history: one record per finished epoch.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct History {
-    pub epochs: Vec<EpochRecord>,
-}
 
 /// Where batches come from: `len` samples of `sample_len` f32 each (NCHW without the N), with
 /// class labels. `Sync`, as the trainer prepares the next batch on another thread.
