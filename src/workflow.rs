@@ -121,9 +121,10 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomically(path, bytes).map_err(|e| Error::Invalid(format!("{}: cannot write it: {e}", path.display())))
 }
 
-/// A folder's own name ("new-faces" for `data/new-faces/`), or the path when it has none.
-pub fn folder_name(dir: &Path) -> String {
-    dir.file_name().map_or_else(|| dir.display().to_string(), |name| name.to_string_lossy().into_owned())
+/// A path's last component ("new-faces" for `data/new-faces/`, "a.png" for `faces/a.png`), or the
+/// whole path when it has none.
+pub fn path_name(path: &Path) -> String {
+    path.file_name().map_or_else(|| path.display().to_string(), |name| name.to_string_lossy().into_owned())
 }
 
 /// The normalisation a model file records for images prepared with `format`.
@@ -296,7 +297,7 @@ pub fn train(backend: &Backend, settings: &TrainSettings) -> Result<TrainRun> {
             let evaluation = evaluate(&mut predictor, test_set, &all, &dataset.class_names)
                 .map_err(|e| Error::Invalid(format!("test folder {}: {e}", dir.display())))?;
             println!("\n{} ({} images):\n{}", dir.display(), all.len(), evaluation.text());
-            evaluation.write(out, "evaluation-test-folder", &format!("test folder {}", folder_name(dir)))?;
+            evaluation.write(out, "evaluation-test-folder", &format!("test folder {}", path_name(dir)))?;
             Some(evaluation)
         }
     };
@@ -309,7 +310,7 @@ pub fn train(backend: &Backend, settings: &TrainSettings) -> Result<TrainRun> {
 /// parent folder it had to create) unless [`Staging::publish`] moved its files in.
 struct Staging {
     path: PathBuf,
-    /// A parent of the run folder that did not exist, created for the staging folder.
+    /// The outermost parent of the run folder that did not exist, created for the staging folder.
     created_parent: Option<PathBuf>,
     published: bool,
 }
@@ -318,7 +319,9 @@ impl Staging {
     fn beside(out: &Path) -> Result<Staging> {
         let name = out.file_name().map_or("run".into(), |n| n.to_string_lossy().into_owned());
         let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let created_parent = (!parent.exists()).then(|| parent.to_path_buf());
+        // The outermost of the parents that do not exist yet: removing it removes them all.
+        let created_parent = parent.ancestors().take_while(|p| !p.as_os_str().is_empty() && !p.exists()).last();
+        let created_parent = created_parent.map(Path::to_path_buf);
         let path = parent.join(format!(".{name}.partial-{}", std::process::id()));
         fs::create_dir_all(&path)
             .map_err(|e| Error::Invalid(format!("{}: cannot create the run folder: {e}", out.display())))?;
@@ -346,8 +349,14 @@ impl Drop for Staging {
     fn drop(&mut self) {
         if !self.published {
             let _ = fs::remove_dir_all(&self.path);
-            if let Some(parent) = &self.created_parent {
-                let _ = fs::remove_dir(parent);
+            if let Some(created) = &self.created_parent {
+                // The folders this run created, from the staging folder's parent out; each is
+                // empty now unless something else wrote there, which stops the removal.
+                for dir in self.path.ancestors().skip(1) {
+                    if fs::remove_dir(dir).is_err() || dir == created {
+                        break;
+                    }
+                }
             }
         }
     }

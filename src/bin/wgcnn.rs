@@ -370,7 +370,7 @@ fn eval(
         None => None,
         Some(out) => {
             std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create the folder", out.display()))?;
-            let name = workflow::folder_name(data);
+            let name = workflow::path_name(data);
             let png = out.join(format!("confusion-{name}.png"));
             let title = format!("Confusion matrix: {name} ({} images)", dataset.len());
             wgcnn::report::plots::confusion_matrix(&evaluation.confusion, &title, &png)?;
@@ -418,10 +418,7 @@ fn predict(
                         truth.filter(|t| loaded.file.class_names.iter().any(|c| c == t)).map(|t| t == p.label);
                     let image = decode_rgb(&file, &limits)?;
                     let caption = format!("{} {:.1}%", p.label, p.confidence * 100.0);
-                    let file = path
-                        .file_name()
-                        .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
-                    grid_items.push(GridItem { image, file, caption, correct });
+                    grid_items.push(GridItem { image, file: workflow::path_name(path), caption, correct });
                 }
                 entries.push(serde_json::json!({ "file": path, "prediction": p }));
             }

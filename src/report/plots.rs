@@ -331,18 +331,10 @@ pub fn prediction_grid(items: &[GridItem], title: &str, path: impl AsRef<Path>) 
     let width = columns * tile_w;
     let mut canvas = blank((width, GRID_LEGEND + rows * tile_h));
     draw_on(&mut canvas, |root| {
-        // Text centred at `centre`, at most `room` wide (scaled down to fit).
-        let centred = |text: &str, centre: (u32, u32), size: f64, room: u32, color: &RGBColor| {
-            let (text_width, _) = root.estimate_text_size(text, &(FONT, size).into())?;
-            let size = if text_width > room { size * f64::from(room) / f64::from(text_width) } else { size };
-            let style =
-                TextStyle::from((FONT, size).into_font()).color(color).pos(Pos::new(HPos::Center, VPos::Center));
-            root.draw(&Text::new(text, (centre.0 as i32, centre.1 as i32), style))
-        };
         // The true class is the image's folder's name, when that is one of the model's classes.
         let legend = "predicted: green right, red wrong, black no true class";
-        centred(title, (width / 2, 16), 17.0, width - 2 * GRID_PAD, &BLACK)?;
-        centred(legend, (width / 2, 40), 13.0, width - 2 * GRID_PAD, &RGBColor(90, 90, 90))?;
+        draw_fitted(root, title, (width / 2, 16), 17.0, width - 2 * GRID_PAD, &BLACK)?;
+        draw_fitted(root, legend, (width / 2, 40), 13.0, width - 2 * GRID_PAD, &RGBColor(90, 90, 90))?;
         for (i, item) in items.iter().enumerate() {
             let (x, y) = tile_origin(i);
             let color = match item.correct {
@@ -351,8 +343,22 @@ pub fn prediction_grid(items: &[GridItem], title: &str, path: impl AsRef<Path>) 
                 None => BLACK,
             };
             let strip = y + GRID_PAD + GRID_IMAGE;
-            centred(&item.file, (x + tile_w / 2, strip + GRID_CAPTION / 4), 13.0, GRID_IMAGE, &RGBColor(90, 90, 90))?;
-            centred(&item.caption, (x + tile_w / 2, strip + 3 * GRID_CAPTION / 4 - 2), 18.0, GRID_IMAGE, &color)?;
+            draw_fitted(
+                root,
+                &item.file,
+                (x + tile_w / 2, strip + GRID_CAPTION / 4),
+                13.0,
+                GRID_IMAGE,
+                &RGBColor(90, 90, 90),
+            )?;
+            draw_fitted(
+                root,
+                &item.caption,
+                (x + tile_w / 2, strip + 3 * GRID_CAPTION / 4 - 2),
+                18.0,
+                GRID_IMAGE,
+                &color,
+            )?;
         }
         Ok(())
     })
@@ -425,15 +431,7 @@ pub fn explanation_card(
         let style = TextStyle::from((FONT, 12).into_font()).color(&BLACK).pos(Pos::new(HPos::Center, VPos::Center));
         root.draw(&Text::new("1", (centre, (bar_top - 8) as i32), style.clone()))?;
         root.draw(&Text::new("0", (centre, (bar_bottom + 8) as i32), style))?;
-        let room = width - 2 * CARD_PAD;
-        let mut size = 18.0;
-        let (text_width, _) = root.estimate_text_size(caption, &(FONT, size).into())?;
-        if text_width > room {
-            size *= f64::from(room) / f64::from(text_width);
-        }
-        let style = TextStyle::from((FONT, size).into_font()).color(&BLACK).pos(Pos::new(HPos::Center, VPos::Center));
-        root.draw(&Text::new(caption, ((width / 2) as i32, (height - CARD_CAPTION / 2) as i32), style))?;
-        Ok(())
+        draw_fitted(root, caption, (width / 2, height - CARD_CAPTION / 2), 18.0, width - 2 * CARD_PAD, &BLACK)
     })
     .map_err(|e| plot_error(path, e))?;
     save_png(&canvas, path)
@@ -451,6 +449,16 @@ fn blank((width, height): (u32, u32)) -> RgbImage {
 }
 
 /// Runs `draw` on a plotters drawing area over `canvas`, with the embedded font registered.
+/// `text` centred at `centre` in `color`, at `size` unless that is wider than `room`: then scaled
+/// down to fit it.
+fn draw_fitted(root: &Area, text: &str, centre: (u32, u32), size: f64, room: u32, color: &RGBColor) -> DrawResult {
+    let (text_width, _) = root.estimate_text_size(text, &(FONT, size).into())?;
+    let size = if text_width > room { size * f64::from(room) / f64::from(text_width) } else { size };
+    let style = TextStyle::from((FONT, size).into_font()).color(color).pos(Pos::new(HPos::Center, VPos::Center));
+    root.draw(&Text::new(text, (centre.0 as i32, centre.1 as i32), style))?;
+    Ok(())
+}
+
 fn draw_on(canvas: &mut RgbImage, draw: impl FnOnce(&Area) -> DrawResult) -> DrawResult {
     register_embedded_font()?;
     let size = canvas.dimensions();
