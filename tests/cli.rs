@@ -472,6 +472,15 @@ fn a_run_folder_changes_only_when_training_succeeds_and_eval_writes_where_told()
         assert!(!dir.join(out).exists(), "a failed run left {out} behind");
     }
     assert!(!dir.join("nested").exists(), "a failed run left the parent folder it created");
+    // A run that fails after its outputs are staged (here fit refuses a learning rate of 0):
+    // the staging folder and the two parents it created go too, and the old run is untouched.
+    let run = train("data", "deep/er/run5", "4", &["--lr", "0"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("learning rate"), "{}", run.stderr);
+    assert!(!dir.join("deep").exists(), "a failed run left the parent folders it created");
+    let run = train("data", "run", "4", &["--overwrite", "--lr", "0"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(snapshot(&dir.join("run")), before, "a run failing after staging changed the run folder");
     let hidden: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name())
