@@ -8,9 +8,9 @@
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
-use wgcnn::cpu::dropout::DropoutConfig;
 use wgcnn::gpu::ops::{activation, adam, batch_norm, conv2d, dense, dropout, loss, max_pool2d};
 use wgcnn::gpu::{DeviceChoice, Dispatch, Gpu, GpuTensor};
+use wgcnn::shape::DropoutConfig;
 use wgcnn::shape::{AdamConfig, BatchNormConfig, BatchNormShape, Conv2dShape, DenseShape, Padding, Pool2dShape};
 
 /// What one timed pass does: its dispatches, and its work for the throughput line.

@@ -1,4 +1,5 @@
-//! Shapes and hyper-parameters of the operations, shared by the CPU reference and the GPU kernels.
+//! The op contract: every operation's shapes and hyper-parameters and their checks, shared by the
+//! CPU reference and the GPU kernels (neither imports the other).
 //!
 //! All image tensors are NCHW, row-major (the last index varies fastest).
 
@@ -169,6 +170,47 @@ impl BatchNormShape {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Fails unless every size is positive, the element count fits the kernels' 32-bit indices,
+    /// each of the `full` tensors (name, length) holds [`len`](Self::len) elements and each of the
+    /// `per_channel` ones `channels`.
+    pub fn check(&self, full: &[(&str, usize)], per_channel: &[(&str, usize)]) -> Result<()> {
+        if self.batch == 0 || self.channels == 0 || self.spatial == 0 {
+            return Err(Error::Invalid(format!("batch_norm: every size must be positive, got {self:?}")));
+        }
+        if u32::try_from(self.len()).is_err() {
+            return Err(Error::Invalid(format!("batch_norm: {self:?} has more elements than 32-bit indices reach")));
+        }
+        let expected = full
+            .iter()
+            .map(|&(what, len)| (what, len, self.len()))
+            .chain(per_channel.iter().map(|&(what, len)| (what, len, self.channels)));
+        for (what, len, expected) in expected {
+            if len != expected {
+                return Err(Error::shape(
+                    format!("batch_norm {what} for {self:?}"),
+                    format!("{expected} elements"),
+                    format!("{len} elements"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The checks of a forward pass: `config`, then the `full` tensors (name, length: x, and y
+    /// where the caller allocated it) and the lengths of gamma, beta, running mean and variance.
+    pub fn check_forward(
+        &self,
+        config: &BatchNormConfig,
+        full: &[(&str, usize)],
+        [gamma, beta, running_mean, running_var]: [usize; 4],
+    ) -> Result<()> {
+        config.validate()?;
+        self.check(
+            full,
+            &[("gamma", gamma), ("beta", beta), ("running_mean", running_mean), ("running_var", running_var)],
+        )
+    }
 }
 
 /// Hyper-parameters of batch normalisation (Keras's defaults).
@@ -177,6 +219,19 @@ pub struct BatchNormConfig {
     /// Running average: `running = momentum * running + (1 - momentum) * batch_stat`.
     pub momentum: f32,
     pub epsilon: f32,
+}
+
+impl BatchNormConfig {
+    /// Fails unless the momentum lies in [0, 1] and epsilon is positive (so that a channel of zero
+    /// variance still normalises to finite values).
+    pub fn validate(&self) -> Result<()> {
+        if !(0.0..=1.0).contains(&self.momentum) || self.epsilon.is_nan() || self.epsilon <= 0.0 {
+            return Err(Error::Invalid(format!(
+                "batch_norm: momentum must lie in [0, 1] and epsilon be positive, got {self:?}"
+            )));
+        }
+        Ok(())
+    }
 }
 
 impl Default for BatchNormConfig {
@@ -200,4 +255,141 @@ impl Default for AdamConfig {
     fn default() -> Self {
         Self { lr: 1e-3, beta1: 0.9, beta2: 0.999, epsilon: 1e-7, weight_decay: 0.0 }
     }
+}
+
+impl AdamConfig {
+    /// The bias-corrected step size of step `step` (1-based, as Keras's `iterations + 1`), in f64:
+    /// `lr * sqrt(1 - beta2^step) / (1 - beta1^step)`.
+    pub fn alpha(&self, step: u64) -> Result<f64> {
+        if step == 0 {
+            return Err(Error::Invalid("adam: steps count from 1 (step 0 divides by 1 - beta1^0 = 0)".into()));
+        }
+        // powf: exact for the small integer steps where it matters, and no i32 overflow past 2^31.
+        let t = step as f64;
+        let (beta1, beta2) = (self.beta1 as f64, self.beta2 as f64);
+        Ok(self.lr as f64 * (1.0 - beta2.powf(t)).sqrt() / (1.0 - beta1.powf(t)))
+    }
+
+    /// Fails unless the gradient and both moments (`others`: name, length) have `len` elements, as
+    /// the parameters.
+    pub fn check_lengths(len: usize, others: &[(&str, usize)]) -> Result<()> {
+        for &(what, got) in others {
+            if got != len {
+                return Err(Error::shape(
+                    format!("adam {what}"),
+                    format!("{len} elements, as the parameters"),
+                    format!("{got} elements"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Dropout's rate and the key of one mask.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DropoutConfig {
+    /// Probability that an element is zeroed, in [0, 1).
+    pub rate: f32,
+    /// Seed of the run.
+    pub seed: u64,
+    /// Training step (or any counter): each step draws a new mask from the same seed.
+    pub step: u32,
+}
+
+impl DropoutConfig {
+    /// Checks the rate and that `len` elements can be indexed by the u32 the hash takes, and
+    /// returns `len` as that u32.
+    pub fn validate(&self, len: usize) -> Result<u32> {
+        if !(0.0..1.0).contains(&self.rate) {
+            return Err(Error::Invalid(format!("dropout: the rate must be in [0, 1), got {}", self.rate)));
+        }
+        u32::try_from(len)
+            .map_err(|_| Error::Invalid(format!("dropout: {len} elements, over the 2^32 the mask indexes")))
+    }
+
+    /// Elements whose hash is below this are dropped: `round(rate * 2^32)`, so the test is done in
+    /// integers and the CPU and GPU cannot round it differently.
+    pub fn threshold(&self) -> u32 {
+        // Exact in f64; below 2^32 for any f32 rate < 1 (at most 1 - 2^-24).
+        (f64::from(self.rate) * 4294967296.0).round() as u32
+    }
+
+    /// `1 / (1 - rate)` in f32, the factor both backends multiply kept elements by.
+    pub fn scale(&self) -> f32 {
+        1.0 / (1.0 - self.rate)
+    }
+
+    /// Whether element `index` is kept.
+    pub fn keeps(&self, index: u32) -> bool {
+        dropout_hash(self.seed, self.step, index) >= self.threshold()
+    }
+}
+
+/// A uniform u32 for element `index` of the mask of (`seed`, `step`): the first word of pcg4d
+/// (Jarzynski and Olano, "Hash Functions for GPU Rendering", JCGT 2020) of
+/// (index, step, seed low word, seed high word). `shaders/dropout.wgsl` computes the same.
+pub fn dropout_hash(seed: u64, step: u32, index: u32) -> u32 {
+    let mut v =
+        [index, step, seed as u32, (seed >> 32) as u32].map(|c| c.wrapping_mul(1664525).wrapping_add(1013904223));
+    let mix = |v: &mut [u32; 4]| {
+        v[0] = v[0].wrapping_add(v[1].wrapping_mul(v[3]));
+        v[1] = v[1].wrapping_add(v[2].wrapping_mul(v[0]));
+        v[2] = v[2].wrapping_add(v[0].wrapping_mul(v[1]));
+        v[3] = v[3].wrapping_add(v[1].wrapping_mul(v[2]));
+    };
+    mix(&mut v);
+    v = v.map(|c| c ^ (c >> 16));
+    mix(&mut v);
+    v[0]
+}
+
+/// Logits of shape [batch, classes], row-major. `classes == 1` means sigmoid + binary
+/// cross-entropy (the label is the target, 0 or 1); `classes >= 2` softmax + categorical
+/// cross-entropy (the label is the class index).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LossShape {
+    pub batch: usize,
+    pub classes: usize,
+}
+
+impl LossShape {
+    /// Whether this is the sigmoid + binary cross-entropy case.
+    pub fn is_binary(&self) -> bool {
+        self.classes == 1
+    }
+
+    /// Number of class weights and the bound on labels: two for a binary loss (targets 0 and 1).
+    pub fn label_count(&self) -> usize {
+        self.classes.max(2)
+    }
+
+    /// Checks that the sizes are positive and fit the kernels' u32 indices, and the logits' length.
+    pub fn validate(&self, logits: usize) -> Result<()> {
+        if self.batch == 0 || self.classes == 0 {
+            return Err(Error::Invalid(format!("loss: batch and classes must be positive, got {self:?}")));
+        }
+        if self.batch.saturating_mul(self.classes) > u32::MAX as usize {
+            return Err(Error::Invalid(format!("loss: {self:?} has more than 2^32 logits")));
+        }
+        check_loss_len(self, "logits", self.batch * self.classes, logits)
+    }
+
+    /// [`validate`](Self::validate), and the lengths of the labels and class weights.
+    pub fn validate_with_labels(&self, logits: usize, labels: usize, class_weights: usize) -> Result<()> {
+        self.validate(logits)?;
+        check_loss_len(self, "labels", self.batch, labels)?;
+        check_loss_len(self, "class weights", self.label_count(), class_weights)
+    }
+}
+
+fn check_loss_len(shape: &LossShape, what: &str, want: usize, got: usize) -> Result<()> {
+    if want != got {
+        return Err(Error::shape(
+            format!("loss {what} for {shape:?}"),
+            format!("{want} elements"),
+            format!("{got} elements"),
+        ));
+    }
+    Ok(())
 }

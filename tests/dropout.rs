@@ -3,9 +3,10 @@
 
 mod common;
 use common::*;
-use wgcnn::cpu::dropout::{self as cpu_dropout, DropoutConfig};
+use wgcnn::cpu::dropout as cpu_dropout;
 use wgcnn::gpu::Gpu;
 use wgcnn::gpu::ops::dropout;
+use wgcnn::shape::DropoutConfig;
 
 fn config(rate: f32, seed: u64, step: u32) -> DropoutConfig {
     DropoutConfig { rate, seed, step }

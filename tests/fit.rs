@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use wgcnn::model::{NamedTensor, PADDING_LABEL, StepStats, Trainable};
+use wgcnn::model::{NamedTensor, PADDING_LABEL, StepProfile, StepStats, Trainable};
 use wgcnn::train::fit::{EarlyStopping, FitConfig, FitOutcome, Monitor, Progress, ReduceLrOnPlateau, StopReason, fit};
 use wgcnn::train::{BatchSource, InMemoryDataset};
 use wgcnn::{Error, Result};
@@ -98,6 +98,9 @@ impl Trainable for MockModel {
         Ok(StepStats { loss_sum: loss * count as f64, correct, count })
     }
 
+    fn profile_step(&mut self, images: &[f32], labels: &[u32], lr: f32) -> Result<StepProfile> {
+        self.train_step(images, labels, lr).map(|_| StepProfile::default())
+    }
     fn evaluate(&mut self, images: &[f32], labels: &[u32]) -> Result<StepStats> {
         let rows: Vec<Option<usize>> = images
             .chunks(SAMPLE_LEN)
@@ -439,6 +442,9 @@ impl Trainable for SlowModel {
     fn train_step(&mut self, images: &[f32], labels: &[u32], lr: f32) -> Result<StepStats> {
         std::thread::sleep(self.delay);
         self.model.train_step(images, labels, lr)
+    }
+    fn profile_step(&mut self, images: &[f32], labels: &[u32], lr: f32) -> Result<StepProfile> {
+        self.model.profile_step(images, labels, lr)
     }
     fn evaluate(&mut self, images: &[f32], labels: &[u32]) -> Result<StepStats> {
         self.model.evaluate(images, labels)

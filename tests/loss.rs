@@ -3,8 +3,9 @@
 
 mod common;
 use common::*;
-use wgcnn::cpu::loss::{self as cpu_loss, LossShape};
+use wgcnn::cpu::loss as cpu_loss;
 use wgcnn::gpu::{Gpu, GpuTensor, ops::loss};
+use wgcnn::shape::LossShape;
 
 /// Class indices below `count` from `seed`.
 fn random_labels(seed: u64, batch: usize, count: usize) -> Vec<u32> {

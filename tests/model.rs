@@ -212,3 +212,32 @@ fn an_epoch_of_33_images_at_batch_32_trains_on_the_33rd() {
     let (name, diff) = max_difference(&with_33, &with_32);
     assert!(diff > 1e-4, "the 33rd image changed nothing: {diff} in {name}");
 }
+
+#[test]
+fn a_profiled_step_times_every_layer_and_pass_and_trains_as_a_step_does() {
+    let arch = small_architecture(3);
+    let weights = arch.initial_weights(6).unwrap();
+    let options = TrainOptions { seed: 4, ..Default::default() };
+    let (images, labels) = batch(1, 4, 3 * 13 * 15, 3);
+    let mut profiled: Vec<Box<dyn Trainable>> = vec![
+        Box::new(GpuModel::new(gpu(), &arch, 4, &weights, &options).unwrap()),
+        Box::new(CpuModel::new(&arch, 4, &weights, &options).unwrap()),
+    ];
+    for model in &mut profiled {
+        let profile = model.profile_step(&images, &labels, 1e-2).unwrap();
+        let labels_seen: Vec<&str> = profile.parts.iter().map(|(l, _)| l.as_str()).collect();
+        // Every layer with work to do forward (flatten moves no data), the loss, every layer
+        // backward down to the first (whose input gradient nobody reads), and Adam.
+        for expected in ["conv1 forward", "bn1 forward", "pool2 forward", "dense2 forward", "loss", "dense2 backward"] {
+            assert!(labels_seen.contains(&expected), "{expected} missing from {labels_seen:?}");
+        }
+        for expected in ["dropout1 backward", "bn1 backward", "conv1 backward", "adam"] {
+            assert!(labels_seen.contains(&expected), "{expected} missing from {labels_seen:?}");
+        }
+        assert!(profile.parts.iter().all(|(_, s)| *s >= 0.0) && profile.total() > 0.0, "{profile:?}");
+    }
+    // The profiled step was a real step: both models moved their weights the same way.
+    let (name, diff) = max_difference(&profiled[0].weights().unwrap(), &profiled[1].weights().unwrap());
+    assert!(diff <= 1e-3, "weights after a profiled step differ by {diff} in {name}");
+    assert_ne!(profiled[1].weights().unwrap(), weights, "the profiled step trained");
+}

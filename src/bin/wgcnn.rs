@@ -10,7 +10,7 @@ use wgcnn::data::folder::{ImageFolder, LoadOptions};
 use wgcnn::data::image::{DecodeLimits, Fit, decode_rgb};
 use wgcnn::data::split::SplitRatios;
 use wgcnn::data::synth::{Emotion, FacePairing, write_dataset};
-use wgcnn::gpu::context::{DEVICE_ENV, describe_adapter, list_adapters};
+use wgcnn::gpu::device::{DEVICE_ENV, describe_adapter, list_adapters};
 use wgcnn::gpu::{DeviceChoice, Gpu};
 use wgcnn::model::TrainOptions;
 use wgcnn::model::backend::Backend;

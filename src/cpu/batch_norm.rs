@@ -6,7 +6,7 @@
 //! statistics. Indexing: element (n, c, s) is at `(n * channels + c) * spatial + s`.
 
 use super::{Real, real};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::shape::{BatchNormConfig, BatchNormShape};
 
 /// The batch statistics training mode saves for the backward pass, one value per channel.
@@ -23,60 +23,6 @@ pub struct Grads<T> {
     pub dx: Vec<T>,
     pub dgamma: Vec<T>,
     pub dbeta: Vec<T>,
-}
-
-/// Fails unless every size of `shape` is positive, its element count fits the kernels' 32-bit
-/// indices, each of the `full` tensors (name, length) holds `shape.len()` elements and each of the
-/// `per_channel` ones `shape.channels`.
-pub fn check_shape(shape: &BatchNormShape, full: &[(&str, usize)], per_channel: &[(&str, usize)]) -> Result<()> {
-    if shape.batch == 0 || shape.channels == 0 || shape.spatial == 0 {
-        return Err(Error::Invalid(format!("batch_norm: every size must be positive, got {shape:?}")));
-    }
-    if u32::try_from(shape.len()).is_err() {
-        return Err(Error::Invalid(format!("batch_norm: {shape:?} has more elements than 32-bit indices reach")));
-    }
-    let expected = full
-        .iter()
-        .map(|&(what, len)| (what, len, shape.len()))
-        .chain(per_channel.iter().map(|&(what, len)| (what, len, shape.channels)));
-    for (what, len, expected) in expected {
-        if len != expected {
-            return Err(Error::shape(
-                format!("batch_norm {what} for {shape:?}"),
-                format!("{expected} elements"),
-                format!("{len} elements"),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Fails unless the momentum lies in [0, 1] and epsilon is positive (so that a channel of zero
-/// variance still normalises to finite values).
-pub fn check_config(config: &BatchNormConfig) -> Result<()> {
-    if !(0.0..=1.0).contains(&config.momentum) || config.epsilon.is_nan() || config.epsilon <= 0.0 {
-        return Err(Error::Invalid(format!(
-            "batch_norm: momentum must lie in [0, 1] and epsilon be positive, got {config:?}"
-        )));
-    }
-    Ok(())
-}
-
-/// The checks of a forward pass: `config`, then `shape` against the `full` tensors (name, length:
-/// x, and y where the caller allocated it) and the lengths of gamma, beta, running mean and
-/// running variance.
-pub fn check_forward(
-    shape: &BatchNormShape,
-    config: &BatchNormConfig,
-    full: &[(&str, usize)],
-    [gamma, beta, running_mean, running_var]: [usize; 4],
-) -> Result<()> {
-    check_config(config)?;
-    check_shape(
-        shape,
-        full,
-        &[("gamma", gamma), ("beta", beta), ("running_mean", running_mean), ("running_var", running_var)],
-    )
 }
 
 /// The `batch * spatial` values of channel `c`, batch-major.
@@ -101,7 +47,7 @@ pub fn forward_train<T: Real>(
     running_mean: &mut [T],
     running_var: &mut [T],
 ) -> Result<(Vec<T>, SavedStats<T>)> {
-    check_forward(shape, config, &[("x", x.len())], [gamma.len(), beta.len(), running_mean.len(), running_var.len()])?;
+    shape.check_forward(config, &[("x", x.len())], [gamma.len(), beta.len(), running_mean.len(), running_var.len()])?;
     let count = real::<T>((shape.batch * shape.spatial) as f64);
     let epsilon = real::<T>(config.epsilon.into());
     let momentum = real::<T>(config.momentum.into());
@@ -129,7 +75,7 @@ pub fn forward_inference<T: Real>(
     running_mean: &[T],
     running_var: &[T],
 ) -> Result<Vec<T>> {
-    check_forward(shape, config, &[("x", x.len())], [gamma.len(), beta.len(), running_mean.len(), running_var.len()])?;
+    shape.check_forward(config, &[("x", x.len())], [gamma.len(), beta.len(), running_mean.len(), running_var.len()])?;
     let epsilon = real::<T>(config.epsilon.into());
     let inv_std: Vec<T> = running_var.iter().map(|&v| T::one() / (v + epsilon).sqrt()).collect();
     Ok(normalize(shape, x, gamma, beta, running_mean, &inv_std))
@@ -146,8 +92,8 @@ pub fn backward_inference<T: Real>(
     running_var: &[T],
     dy: &[T],
 ) -> Result<Vec<T>> {
-    check_config(config)?;
-    check_shape(shape, &[("dy", dy.len())], &[("gamma", gamma.len()), ("running_var", running_var.len())])?;
+    config.validate()?;
+    shape.check(&[("dy", dy.len())], &[("gamma", gamma.len()), ("running_var", running_var.len())])?;
     let zeros = vec![T::zero(); shape.channels];
     forward_inference(shape, config, dy, gamma, &zeros, &zeros, running_var)
 }
@@ -174,8 +120,7 @@ pub fn backward<T: Real>(
     saved: &SavedStats<T>,
     dy: &[T],
 ) -> Result<Grads<T>> {
-    check_shape(
-        shape,
+    shape.check(
         &[("x", x.len()), ("dy", dy.len())],
         &[("gamma", gamma.len()), ("saved mean", saved.mean.len()), ("saved inv_std", saved.inv_std.len())],
     )?;

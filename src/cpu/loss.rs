@@ -4,56 +4,7 @@
 
 use super::{Real, real};
 use crate::error::{Error, Result};
-
-/// Logits of shape [batch, classes], row-major. `classes == 1` means sigmoid + binary
-/// cross-entropy (the label is the target, 0 or 1); `classes >= 2` softmax + categorical
-/// cross-entropy (the label is the class index).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct LossShape {
-    pub batch: usize,
-    pub classes: usize,
-}
-
-impl LossShape {
-    /// Whether this is the sigmoid + binary cross-entropy case.
-    pub fn is_binary(&self) -> bool {
-        self.classes == 1
-    }
-
-    /// Number of class weights and the bound on labels: two for a binary loss (targets 0 and 1).
-    pub fn label_count(&self) -> usize {
-        self.classes.max(2)
-    }
-
-    /// Checks that the sizes are positive and fit the kernels' u32 indices, and the logits' length.
-    pub fn validate(&self, logits: usize) -> Result<()> {
-        if self.batch == 0 || self.classes == 0 {
-            return Err(Error::Invalid(format!("loss: batch and classes must be positive, got {self:?}")));
-        }
-        if self.batch.saturating_mul(self.classes) > u32::MAX as usize {
-            return Err(Error::Invalid(format!("loss: {self:?} has more than 2^32 logits")));
-        }
-        check_len(self, "logits", self.batch * self.classes, logits)
-    }
-
-    /// [`validate`](Self::validate), and the lengths of the labels and class weights.
-    pub fn validate_with_labels(&self, logits: usize, labels: usize, class_weights: usize) -> Result<()> {
-        self.validate(logits)?;
-        check_len(self, "labels", self.batch, labels)?;
-        check_len(self, "class weights", self.label_count(), class_weights)
-    }
-}
-
-fn check_len(shape: &LossShape, what: &str, want: usize, got: usize) -> Result<()> {
-    if want != got {
-        return Err(Error::shape(
-            format!("loss {what} for {shape:?}"),
-            format!("{want} elements"),
-            format!("{got} elements"),
-        ));
-    }
-    Ok(())
-}
+use crate::shape::LossShape;
 
 /// The result of [`cross_entropy`].
 #[derive(Clone, Debug, PartialEq)]

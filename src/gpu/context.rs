@@ -1,75 +1,29 @@
-//! Adapter selection, the device, and turning wgpu's asynchronous failures into errors.
+//! The GPU context every op takes: an open device ([`GpuDevice`], which it derefs to) and the
+//! cache of its compiled kernels, with the calls that bind and run them.
+//!
+//! Modules below it (`device`, `tensor`, `kernel`) import only downwards: device <- tensor <-
+//! kernel <- context.
 
-use std::sync::{Arc, Mutex};
+use std::ops::Deref;
+use std::sync::Arc;
 
-use crate::error::{Error, Result};
+use super::device::{DeviceChoice, GpuDevice};
+use super::kernel::{Dispatch, Kernel, KernelCache, KernelSpec, record};
+use super::tensor::{GpuTensor, read_all_after};
+use crate::error::Result;
 
-/// Environment variable that chooses the device when no `--device` flag is given.
-pub const DEVICE_ENV: &str = "WGCNN_DEVICE";
-
-/// What the user asked to run on.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum DeviceChoice {
-    /// A hardware GPU if there is one, else the software adapter.
-    Auto,
-    /// A hardware GPU only.
-    Gpu,
-    /// The software adapter (Mesa lavapipe, WARP, ...).
-    Software,
-    /// The CPU reference backend, no wgpu at all.
-    Cpu,
-    /// The first adapter whose name contains this (case-insensitive).
-    Name(String),
-}
-
-impl std::str::FromStr for DeviceChoice {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        let s = s.trim();
-        Ok(match s.to_ascii_lowercase().as_str() {
-            "" | "auto" => DeviceChoice::Auto,
-            "gpu" => DeviceChoice::Gpu,
-            "software" | "sw" | "lavapipe" => DeviceChoice::Software,
-            "cpu" => DeviceChoice::Cpu,
-            _ if s.chars().all(|c| c.is_ascii_alphanumeric() || " -_().".contains(c)) => {
-                DeviceChoice::Name(s.to_string())
-            }
-            _ => return Err(Error::BadDeviceChoice(s.to_string())),
-        })
-    }
-}
-
-impl DeviceChoice {
-    /// The flag's value if given, else `WGCNN_DEVICE`, else [`DeviceChoice::Auto`].
-    pub fn resolve(flag: Option<&str>) -> Result<Self> {
-        match flag {
-            Some(s) => s.parse(),
-            None => match std::env::var(DEVICE_ENV) {
-                Ok(s) => s.parse(),
-                Err(_) => Ok(DeviceChoice::Auto),
-            },
-        }
-    }
-}
-
-/// The kernel variants that suit an adapter. Software adapters run one invocation per SIMD lane on
-/// the CPU and want small per-invocation tiles with broadcast operands; GPUs want more work per
-/// workgroup. See `shaders/*.wgsl` for what each constant controls.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AdapterProfile {
-    Software,
-    Hardware,
-}
-
-/// An open wgpu device with its queue, the adapter's description, and the pipeline cache.
+/// An open device and its pipeline cache.
 pub struct Gpu {
-    pub device: wgpu::Device,
-    pub queue: wgpu::Queue,
-    pub info: wgpu::AdapterInfo,
-    pub limits: wgpu::Limits,
-    pub profile: AdapterProfile,
-    uncaptured: Arc<Mutex<Vec<String>>>,
-    pub(crate) kernels: super::kernel::KernelCache,
+    /// The device, its queue and adapter: what `Gpu` derefs to.
+    opened: GpuDevice,
+    kernels: KernelCache,
+}
+
+impl Deref for Gpu {
+    type Target = GpuDevice;
+    fn deref(&self) -> &GpuDevice {
+        &self.opened
+    }
 }
 
 impl std::fmt::Debug for Gpu {
@@ -78,127 +32,59 @@ impl std::fmt::Debug for Gpu {
     }
 }
 
-fn device_type_rank(t: wgpu::DeviceType) -> u8 {
-    match t {
-        wgpu::DeviceType::DiscreteGpu => 0,
-        wgpu::DeviceType::IntegratedGpu => 1,
-        wgpu::DeviceType::VirtualGpu => 2,
-        wgpu::DeviceType::Other => 3,
-        wgpu::DeviceType::Cpu => 4,
-    }
-}
-
-/// Short description of an adapter: name, backend, device type.
-pub fn describe_adapter(info: &wgpu::AdapterInfo) -> String {
-    format!("{} ({:?}, {:?})", info.name, info.backend, info.device_type)
-}
-
-fn instance() -> wgpu::Instance {
-    // Compute only: Vulkan, Metal and DX12. GL lacks the compute features we need.
-    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
-    desc.backends = wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12;
-    wgpu::Instance::new(desc.with_env())
-}
-
-/// Every adapter wgpu can see, best first.
-pub fn list_adapters() -> Vec<wgpu::Adapter> {
-    let mut adapters = pollster::block_on(instance().enumerate_adapters(wgpu::Backends::all()));
-    adapters.sort_by_key(|a| device_type_rank(a.get_info().device_type));
-    adapters
-}
-
 impl Gpu {
     /// Opens the adapter `choice` names. [`DeviceChoice::Cpu`] is not a GPU and is refused here.
     pub fn new(choice: &DeviceChoice) -> Result<Arc<Gpu>> {
-        // Lavapipe warns on every start without it; harmless to set for everyone else.
-        if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
-            // SAFETY: set before any thread of ours reads the environment.
-            unsafe { std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir()) };
-        }
-        let adapters = list_adapters();
-        let found = || {
-            if adapters.is_empty() {
-                "none".to_string()
-            } else {
-                adapters.iter().map(|a| describe_adapter(&a.get_info())).collect::<Vec<_>>().join("; ")
-            }
-        };
-        let is_software = |a: &wgpu::Adapter| a.get_info().device_type == wgpu::DeviceType::Cpu;
-        let adapter = match choice {
-            DeviceChoice::Cpu => {
-                return Err(Error::Invalid("the CPU backend does not open a GPU".into()));
-            }
-            DeviceChoice::Auto => adapters.first(),
-            DeviceChoice::Gpu => adapters.iter().find(|a| !is_software(a)),
-            DeviceChoice::Software => adapters.iter().find(|a| is_software(a)),
-            DeviceChoice::Name(name) => {
-                let name = name.to_lowercase();
-                adapters.iter().find(|a| a.get_info().name.to_lowercase().contains(&name))
-            }
-        };
-        let Some(adapter) = adapter else {
-            if adapters.is_empty() {
-                return Err(Error::NoAdapter { detail: String::new() });
-            }
-            let wanted = match choice {
-                DeviceChoice::Name(n) => n.clone(),
-                other => format!("{other:?}").to_lowercase(),
-            };
-            return Err(Error::AdapterNotFound { wanted, found: found() });
-        };
-        Self::open(adapter)
+        Ok(Arc::new(Gpu { opened: GpuDevice::new(choice)?, kernels: KernelCache::default() }))
     }
 
-    fn open(adapter: &wgpu::Adapter) -> Result<Arc<Gpu>> {
-        let info = adapter.get_info();
-        // Ask for everything the adapter offers: the binding-size limits decide the largest batch.
-        let limits = adapter.limits();
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("wgcnn"),
-            required_features: wgpu::Features::empty(),
-            required_limits: limits.clone(),
-            experimental_features: wgpu::ExperimentalFeatures::disabled(),
-            memory_hints: wgpu::MemoryHints::Performance,
-            trace: wgpu::Trace::Off,
-        }))
-        .map_err(|e| Error::RequestDevice { adapter: describe_adapter(&info), reason: e.to_string() })?;
-        let uncaptured = Arc::new(Mutex::new(Vec::new()));
-        let sink = uncaptured.clone();
-        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-            sink.lock().unwrap_or_else(|p| p.into_inner()).push(e.to_string());
-        }));
-        let profile =
-            if info.device_type == wgpu::DeviceType::Cpu { AdapterProfile::Software } else { AdapterProfile::Hardware };
-        Ok(Arc::new(Gpu { device, queue, info, limits, profile, uncaptured, kernels: Default::default() }))
+    /// The pipeline for `spec` with the given override constants, compiled on first use.
+    pub fn kernel(&self, spec: &KernelSpec, constants: &[(&'static str, f64)]) -> Result<Arc<Kernel>> {
+        self.kernels.get_or_build(&self.opened, spec, constants)
     }
 
-    /// "name (backend, device type)".
-    pub fn describe(&self) -> String {
-        describe_adapter(&self.info)
+    /// Binds `kernel` to its uniform parameters and storage tensors, for `workgroups` workgroups.
+    pub fn dispatch<P: bytemuck::Pod>(
+        &self,
+        kernel: &Arc<Kernel>,
+        params: &P,
+        tensors: &[&GpuTensor],
+        workgroups: [u32; 3],
+    ) -> Result<Dispatch> {
+        Dispatch::new(&self.opened, kernel, params, tensors, workgroups)
+    }
+    /// Records `dispatches` in order into one compute pass, then copies `result` back, all in one
+    /// submit: a training step's only readback.
+    pub fn run_and_read<'a>(
+        &self,
+        dispatches: impl IntoIterator<Item = &'a Dispatch>,
+        result: &GpuTensor,
+    ) -> Result<Vec<f32>> {
+        let mut encoder =
+            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgcnn step") });
+        record(&mut encoder, dispatches);
+        result.read_after(self, encoder)
     }
 
-    /// Largest tensor, in bytes, that one storage binding may hold on this device.
-    pub fn max_binding_bytes(&self) -> u64 {
-        self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size)
+    /// Records `dispatches` in order into one compute pass, then copies every one of `results`
+    /// back, all in one submit; their contents in order.
+    pub fn run_and_read_all<'a>(
+        &self,
+        dispatches: impl IntoIterator<Item = &'a Dispatch>,
+        results: &[&GpuTensor],
+    ) -> Result<Vec<Vec<f32>>> {
+        let mut encoder =
+            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgcnn run") });
+        record(&mut encoder, dispatches);
+        read_all_after(self, results, encoder)
     }
 
-    /// Turns errors that wgpu reported asynchronously into an `Err`.
-    pub fn check_errors(&self) -> Result<()> {
-        let mut errors = self.uncaptured.lock().unwrap_or_else(|p| p.into_inner());
-        if errors.is_empty() {
-            return Ok(());
-        }
-        let first = errors.remove(0);
-        let more = errors.len();
-        errors.clear();
-        Err(Error::Gpu(if more > 0 { format!("{first} (and {more} more)") } else { first }))
-    }
-
-    /// Blocks until all submitted work is done.
-    pub fn wait(&self) -> Result<()> {
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))?;
-        self.check_errors()
+    /// Records `dispatches` in order into one compute pass, submits once and waits.
+    pub fn run(&self, dispatches: &[&Dispatch]) -> Result<()> {
+        let mut encoder =
+            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgcnn run") });
+        record(&mut encoder, dispatches.iter().copied());
+        self.queue.submit([encoder.finish()]);
+        self.wait()
     }
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use wgpu::util::DeviceExt;
 
-use super::context::Gpu;
+use super::device::GpuDevice;
 use super::tensor::GpuTensor;
 use crate::error::Result;
 
@@ -40,7 +40,7 @@ macro_rules! shader {
 }
 
 /// One entry point of a shader with the storage bindings it uses: (binding number, access), in
-/// the order [`Gpu::dispatch`] receives the tensors.
+/// the order [`Dispatch::new`] receives the tensors.
 #[derive(Debug)]
 pub struct KernelSpec {
     pub shader: &'static Shader,
@@ -76,15 +76,20 @@ pub fn grid(count: u32) -> [u32; 3] {
     [x, count.div_ceil(x).max(1), 1]
 }
 
-impl Gpu {
+impl KernelCache {
     /// The pipeline for `spec` with the given override constants, compiled on first use.
-    pub fn kernel(&self, spec: &KernelSpec, constants: &[(&'static str, f64)]) -> Result<Arc<Kernel>> {
+    pub(crate) fn get_or_build(
+        &self,
+        gpu: &GpuDevice,
+        spec: &KernelSpec,
+        constants: &[(&'static str, f64)],
+    ) -> Result<Arc<Kernel>> {
         let key: KernelKey = (spec.shader.name, spec.entry, constants.iter().map(|&(k, v)| (k, v.to_bits())).collect());
-        if let Some(kernel) = self.kernels.kernels.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        if let Some(kernel) = self.kernels.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return Ok(kernel.clone());
         }
         let module = {
-            let mut modules = self.kernels.modules.lock().unwrap_or_else(|p| p.into_inner());
+            let mut modules = self.modules.lock().unwrap_or_else(|p| p.into_inner());
             modules
                 .entry(spec.shader.name)
                 .or_insert_with(|| {
@@ -97,7 +102,7 @@ impl Gpu {
                     // runs to a bound taken from its parameters, and the counter costs 8-13% of
                     // a convolution on lavapipe. Bounds and division checks stay.
                     unsafe {
-                        self.device.create_shader_module_trusted(
+                        gpu.device.create_shader_module_trusted(
                             source,
                             wgpu::ShaderRuntimeChecks {
                                 force_loop_bounding: false,
@@ -131,15 +136,15 @@ impl Gpu {
             });
         }
         let label = format!("{}::{}", spec.shader.name, spec.entry);
-        let layout = self
+        let layout = gpu
             .device
             .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(&label), entries: &entries });
-        let pipeline_layout = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        let pipeline_layout = gpu.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some(&label),
             bind_group_layouts: &[Some(&layout)],
             immediate_size: 0,
         });
-        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        let pipeline = gpu.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(&label),
             layout: Some(&pipeline_layout),
             module: &module,
@@ -151,78 +156,10 @@ impl Gpu {
             cache: None,
         });
         // A shader that does not compile is a bug of ours: report it with the kernel's name.
-        self.check_errors().map_err(|e| crate::Error::Gpu(format!("building kernel {label}: {e}")))?;
+        gpu.check_errors().map_err(|e| crate::Error::Gpu(format!("building kernel {label}: {e}")))?;
         let kernel = Arc::new(Kernel { label, pipeline, layout, slots: spec.bindings.iter().map(|b| b.0).collect() });
-        self.kernels.kernels.lock().unwrap_or_else(|p| p.into_inner()).insert(key, kernel.clone());
+        self.kernels.lock().unwrap_or_else(|p| p.into_inner()).insert(key, kernel.clone());
         Ok(kernel)
-    }
-
-    /// Binds `kernel` to its uniform parameters and storage tensors, for `workgroups` workgroups.
-    pub fn dispatch<P: bytemuck::Pod>(
-        &self,
-        kernel: &Arc<Kernel>,
-        params: &P,
-        tensors: &[&GpuTensor],
-        workgroups: [u32; 3],
-    ) -> Result<Dispatch> {
-        if tensors.len() != kernel.slots.len() {
-            return Err(crate::Error::Invalid(format!(
-                "kernel {} takes {} buffers, given {}",
-                kernel.label,
-                kernel.slots.len(),
-                tensors.len()
-            )));
-        }
-        let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(&kernel.label),
-            contents: bytemuck::bytes_of(params),
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-        });
-        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
-        for (&binding, t) in kernel.slots.iter().zip(tensors) {
-            entries.push(wgpu::BindGroupEntry { binding, resource: t.binding() });
-        }
-        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(&kernel.label),
-            layout: &kernel.layout,
-            entries: &entries,
-        });
-        Ok(Dispatch { kernel: kernel.clone(), bind_group, uniform, workgroups })
-    }
-
-    /// Records `dispatches` in order into one compute pass, then copies `result` back, all in one
-    /// submit: a training step's only readback.
-    pub fn run_and_read<'a>(
-        &self,
-        dispatches: impl IntoIterator<Item = &'a Dispatch>,
-        result: &GpuTensor,
-    ) -> Result<Vec<f32>> {
-        let mut encoder =
-            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgcnn step") });
-        record(&mut encoder, dispatches);
-        result.read_after(self, encoder)
-    }
-
-    /// Records `dispatches` in order into one compute pass, then copies every one of `results`
-    /// back, all in one submit; their contents in order.
-    pub fn run_and_read_all<'a>(
-        &self,
-        dispatches: impl IntoIterator<Item = &'a Dispatch>,
-        results: &[&GpuTensor],
-    ) -> Result<Vec<Vec<f32>>> {
-        let mut encoder =
-            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgcnn run") });
-        record(&mut encoder, dispatches);
-        super::tensor::read_all_after(self, results, encoder)
-    }
-
-    /// Records `dispatches` in order into one compute pass, submits once and waits.
-    pub fn run(&self, dispatches: &[&Dispatch]) -> Result<()> {
-        let mut encoder =
-            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgcnn run") });
-        record(&mut encoder, dispatches.iter().copied());
-        self.queue.submit([encoder.finish()]);
-        self.wait()
     }
 }
 
@@ -245,6 +182,39 @@ pub struct Dispatch {
 }
 
 impl Dispatch {
+    /// Binds `kernel` to its uniform parameters and storage tensors, for `workgroups` workgroups.
+    pub(crate) fn new<P: bytemuck::Pod>(
+        gpu: &GpuDevice,
+        kernel: &Arc<Kernel>,
+        params: &P,
+        tensors: &[&GpuTensor],
+        workgroups: [u32; 3],
+    ) -> Result<Dispatch> {
+        if tensors.len() != kernel.slots.len() {
+            return Err(crate::Error::Invalid(format!(
+                "kernel {} takes {} buffers, given {}",
+                kernel.label,
+                kernel.slots.len(),
+                tensors.len()
+            )));
+        }
+        let uniform = gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(&kernel.label),
+            contents: bytemuck::bytes_of(params),
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        });
+        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
+        for (&binding, t) in kernel.slots.iter().zip(tensors) {
+            entries.push(wgpu::BindGroupEntry { binding, resource: t.binding() });
+        }
+        let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(&kernel.label),
+            layout: &kernel.layout,
+            entries: &entries,
+        });
+        Ok(Dispatch { kernel: kernel.clone(), bind_group, uniform, workgroups })
+    }
+
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
         pass.set_pipeline(&self.kernel.pipeline);
         pass.set_bind_group(0, &self.bind_group, &[]);

@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::context::Gpu;
+use super::device::GpuDevice;
 use crate::error::{Error, Result};
 
 /// A row-major f32 (or u32, for argmax indices) tensor living in a GPU buffer, possibly a view
@@ -21,7 +21,7 @@ pub fn numel(shape: &[usize]) -> usize {
 
 impl GpuTensor {
     /// A zero-filled tensor. Fails with a clear error if it exceeds one storage binding.
-    pub fn zeros(gpu: &Gpu, what: &str, shape: &[usize]) -> Result<Self> {
+    pub fn zeros(gpu: &GpuDevice, what: &str, shape: &[usize]) -> Result<Self> {
         let bytes = Self::check_size(gpu, what, shape)?;
         let buffer = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(what),
@@ -33,7 +33,7 @@ impl GpuTensor {
     }
 
     /// A tensor holding `data` (f32 or u32).
-    pub fn from_slice<T: bytemuck::Pod>(gpu: &Gpu, what: &str, shape: &[usize], data: &[T]) -> Result<Self> {
+    pub fn from_slice<T: bytemuck::Pod>(gpu: &GpuDevice, what: &str, shape: &[usize], data: &[T]) -> Result<Self> {
         if numel(shape) != data.len() {
             return Err(Error::shape(what, shape, format!("{} elements", data.len())));
         }
@@ -48,7 +48,7 @@ impl GpuTensor {
         Self { buffer: buffer.clone(), offset, shape: shape.to_vec() }
     }
 
-    fn check_size(gpu: &Gpu, what: &str, shape: &[usize]) -> Result<u64> {
+    fn check_size(gpu: &GpuDevice, what: &str, shape: &[usize]) -> Result<u64> {
         let bytes = numel(shape) as u64 * 4;
         let limit = gpu.max_binding_bytes();
         if bytes > limit {
@@ -100,7 +100,7 @@ impl GpuTensor {
     }
 
     /// Overwrites the contents with `data` (queued; visible to the next submit).
-    pub fn write<T: bytemuck::Pod>(&self, gpu: &Gpu, data: &[T]) -> Result<()> {
+    pub fn write<T: bytemuck::Pod>(&self, gpu: &GpuDevice, data: &[T]) -> Result<()> {
         if std::mem::size_of_val(data) as u64 != self.bytes() {
             return Err(Error::shape("tensor upload", &self.shape, format!("{} elements", data.len())));
         }
@@ -109,13 +109,13 @@ impl GpuTensor {
     }
 
     /// Copies the contents back to the host (waits for all submitted work).
-    pub fn read<T: bytemuck::Pod>(&self, gpu: &Gpu) -> Result<Vec<T>> {
+    pub fn read<T: bytemuck::Pod>(&self, gpu: &GpuDevice) -> Result<Vec<T>> {
         self.read_after(gpu, gpu.device.create_command_encoder(&Default::default()))
     }
 
     /// Appends the copy to the host to `encoder`, submits it (one submit for the work recorded
     /// before and the readback), waits and returns the contents.
-    pub fn read_after<T: bytemuck::Pod>(&self, gpu: &Gpu, encoder: wgpu::CommandEncoder) -> Result<Vec<T>> {
+    pub fn read_after<T: bytemuck::Pod>(&self, gpu: &GpuDevice, encoder: wgpu::CommandEncoder) -> Result<Vec<T>> {
         let mut contents = read_all_after(gpu, &[self], encoder)?;
         Ok(contents.pop().expect("one tensor read"))
     }
@@ -125,7 +125,7 @@ impl GpuTensor {
 /// buffer, submits once, waits, and returns their contents in order: several results of one step
 /// for the price of one readback.
 pub fn read_all_after<T: bytemuck::Pod>(
-    gpu: &Gpu,
+    gpu: &GpuDevice,
     tensors: &[&GpuTensor],
     mut encoder: wgpu::CommandEncoder,
 ) -> Result<Vec<Vec<T>>> {

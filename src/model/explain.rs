@@ -20,7 +20,8 @@ use std::str::FromStr;
 use image::{Rgb, RgbImage};
 
 use super::spec::{InputShape, LayerInfo, LayerSpec};
-use crate::cpu::loss::{self, LossShape};
+use crate::cpu::loss;
+use crate::shape::LossShape;
 use crate::{Error, Result};
 
 /// Why a model predicted what it did, for one image and one class.

@@ -13,9 +13,9 @@ use safetensors::Dtype;
 use safetensors::tensor::{Metadata, TensorView};
 
 use crate::files::read_bounded;
-use crate::model::NamedTensor;
 use crate::model::history::History;
 use crate::model::spec::{Architecture, ParamInfo};
+use crate::model::weights::NamedTensor;
 use crate::{Error, Result};
 
 /// The `format` metadata of a wgcnn model file.

@@ -1,20 +1,20 @@
-//! A sequential model on the GPU. Everything a step needs (activations, their gradients,
-//! parameters, gradients, Adam moments, every dispatch) is allocated and bound once, when the
-//! model is built for a batch size; a training step then uploads the batch, records forward, loss,
-//! backward and Adam into one encoder, submits once and reads back the 4-float loss statistics.
-//! Explaining a prediction ([`Explain`]) runs the inference forward pass and the same backward
-//! kernels down to the input, in one submit per batch.
+//! A sequential model on the GPU: [`super::walk`] run once, when the model is built for a batch
+//! size, on an executor that allocates every tensor and records every dispatch (activations,
+//! their gradients, parameters, gradients, Adam moments). A training step then uploads the batch,
+//! replays forward, loss, backward and Adam from one encoder, submits once and reads back the
+//! 4-float loss statistics. Explaining a prediction ([`Explain`]) replays the inference forward
+//! pass and the backward kernels down to the input, in one submit per batch.
 
-use std::ops::Range;
 use std::sync::Arc;
 
 use super::explain::{self, BackwardResult, CamTensors, Explain, Explanation};
-use super::spec::{Architecture, InputShape, LayerInfo, LayerSpec, ParamInfo};
-use super::{NamedTensor, StepStats, TrainOptions, Trainable, check_batch_size, find_weight, layer_seed, real_rows};
-use crate::cpu::dropout::DropoutConfig;
+use super::plan::{BatchNormParams, Mode, Plan, find_weight};
+use super::spec::{Architecture, ParamInfo};
+use super::walk::{self, Executor, Forward, Pass};
+use super::{NamedTensor, StepProfile, StepStats, TrainOptions, Trainable, real_rows};
 use crate::gpu::ops::{activation, adam, batch_norm, conv2d, dense, dropout, loss, max_pool2d};
 use crate::gpu::{Dispatch, Gpu, GpuTensor};
-use crate::shape::{AdamConfig, BatchNormConfig};
+use crate::shape::{AdamConfig, BatchNormConfig, BatchNormShape, Conv2dShape, DenseShape, DropoutConfig, Pool2dShape};
 use crate::{Error, Result};
 
 /// One parameter or running statistic, with its gradient and Adam moments when trainable.
@@ -25,45 +25,312 @@ struct Param {
     training: Option<(GpuTensor, GpuTensor, GpuTensor)>,
 }
 
-/// A dropout layer's two dispatches in the training list, whose mask changes every step.
-struct DropoutSlot {
-    config: DropoutConfig,
-    len: usize,
-    forward: usize,
-    backward: usize,
+impl Param {
+    fn gradient(&self) -> Result<&GpuTensor> {
+        self.training
+            .as_ref()
+            .map(|t| &t.0)
+            .ok_or_else(|| Error::Invalid(format!("{} is not trainable: it has no gradient", self.info.name)))
+    }
+}
+
+/// Dispatches recorded in order, each labelled with its layer and pass, and the ones whose uniform
+/// parameters change every step.
+#[derive(Default)]
+struct Recording {
+    dispatches: Vec<Dispatch>,
+    /// Per dispatch: "conv1 forward", "loss", ...
+    labels: Vec<String>,
+    /// (dispatch, mask) of every dropout dispatch: the step of its mask changes every step.
+    dropouts: Vec<(usize, DropoutConfig, usize)>,
+    /// (dispatch, parameter) of every Adam dispatch: its bias correction and rate change.
+    adams: Vec<(usize, usize)>,
+}
+
+/// The recording executor: it owns the model's device state and records each op it is given.
+struct Recorder {
+    gpu: Arc<Gpu>,
+    params: Vec<Param>,
+    labels: GpuTensor,
+    class_weights: GpuTensor,
+    /// [1] u32: the real rows of the training batch (the rest padding), written every step.
+    rows: GpuTensor,
+    stats: GpuTensor,
+    adam: AdamConfig,
+    /// The layer and pass of the ops being recorded.
+    at: String,
+    recording: Recording,
+}
+
+impl Recorder {
+    fn push(&mut self, dispatch: Dispatch) {
+        self.recording.dispatches.push(dispatch);
+        self.recording.labels.push(self.at.clone());
+    }
+
+    fn extend(&mut self, dispatches: Vec<Dispatch>) {
+        for d in dispatches {
+            self.push(d);
+        }
+    }
+
+    /// A zero tensor of `dims`, named after the op being recorded.
+    fn tensor(&self, what: &str, dims: &[usize]) -> Result<GpuTensor> {
+        GpuTensor::zeros(&self.gpu, &format!("{} {what}", self.at), dims)
+    }
+
+    fn value(&self, param: usize) -> &GpuTensor {
+        &self.params[param].value
+    }
+
+    fn gradient(&self, param: usize) -> Result<&GpuTensor> {
+        self.params[param].gradient()
+    }
+
+    /// What has been recorded since the last call.
+    fn take(&mut self) -> Recording {
+        std::mem::take(&mut self.recording)
+    }
+
+    fn batch_norm_weights(&self, p: &BatchNormParams) -> [&GpuTensor; 4] {
+        [p.gamma, p.beta, p.running_mean, p.running_var].map(|i| self.value(i))
+    }
+}
+
+impl Executor for Recorder {
+    type Tensor = GpuTensor;
+    type Argmax = GpuTensor;
+    type BatchStats = batch_norm::SavedStats;
+
+    fn enter(&mut self, layer: &str, pass: Pass) {
+        self.at = pass.label(layer);
+    }
+
+    fn conv2d(
+        &mut self,
+        shape: &Conv2dShape,
+        x: &GpuTensor,
+        weight: usize,
+        bias: usize,
+        relu: bool,
+    ) -> Result<GpuTensor> {
+        let y = self.tensor("output", &shape.output_dims())?;
+        let d = conv2d::conv2d_forward(&self.gpu, shape, x, self.value(weight), self.value(bias), &y, relu)?;
+        self.extend(d);
+        Ok(y)
+    }
+
+    fn max_pool2d(&mut self, shape: &Pool2dShape, x: &GpuTensor) -> Result<(GpuTensor, GpuTensor)> {
+        let y = self.tensor("output", &shape.output_dims())?;
+        let argmax = self.tensor("argmax", &shape.output_dims())?;
+        let d = max_pool2d::max_pool2d_forward(&self.gpu, shape, x, &y, &argmax)?;
+        self.push(d);
+        Ok((y, argmax))
+    }
+
+    fn batch_norm_train(
+        &mut self,
+        shape: &BatchNormShape,
+        x: &GpuTensor,
+        p: &BatchNormParams,
+    ) -> Result<(GpuTensor, batch_norm::SavedStats)> {
+        let y = self.tensor("output", x.shape())?;
+        let [gamma, beta, running_mean, running_var] = self.batch_norm_weights(p);
+        let weights = batch_norm::Weights { gamma, beta, running_mean, running_var };
+        let config = BatchNormConfig::default();
+        let f = batch_norm::forward_train(&self.gpu, shape, &config, x, &weights, &self.rows, &y)?;
+        self.extend(f.dispatches);
+        Ok((y, f.saved))
+    }
+
+    fn batch_norm_infer(&mut self, shape: &BatchNormShape, x: &GpuTensor, p: &BatchNormParams) -> Result<GpuTensor> {
+        let y = self.tensor("output", x.shape())?;
+        let [gamma, beta, running_mean, running_var] = self.batch_norm_weights(p);
+        let weights = batch_norm::Weights { gamma, beta, running_mean, running_var };
+        let d = batch_norm::forward_inference(&self.gpu, shape, &BatchNormConfig::default(), x, &weights, &y)?;
+        self.push(d);
+        Ok(y)
+    }
+
+    fn relu(&mut self, x: &GpuTensor) -> Result<GpuTensor> {
+        let y = self.tensor("output", x.shape())?;
+        let d = activation::relu_forward(&self.gpu, x, &y)?;
+        self.push(d);
+        Ok(y)
+    }
+
+    fn reshape(&mut self, x: &GpuTensor, dims: &[usize]) -> Result<GpuTensor> {
+        x.reshaped(dims)
+    }
+
+    fn dense(
+        &mut self,
+        shape: &DenseShape,
+        x: &GpuTensor,
+        weight: usize,
+        bias: usize,
+        relu: bool,
+    ) -> Result<GpuTensor> {
+        let y = self.tensor("output", &[shape.batch, shape.outputs])?;
+        let d = dense::dense_forward(&self.gpu, shape, x, self.value(weight), self.value(bias), &y, relu)?;
+        self.push(d);
+        Ok(y)
+    }
+
+    fn dropout(&mut self, config: &DropoutConfig, x: &GpuTensor) -> Result<GpuTensor> {
+        let y = self.tensor("output", x.shape())?;
+        let d = dropout::dropout_forward(&self.gpu, config, x, &y)?;
+        self.recording.dropouts.push((self.recording.dispatches.len(), *config, x.len()));
+        self.push(d);
+        Ok(y)
+    }
+
+    fn cross_entropy(&mut self, logits: &GpuTensor) -> Result<GpuTensor> {
+        let dlogits = self.tensor("logit gradient", logits.shape())?;
+        let d = loss::cross_entropy(&self.gpu, logits, &self.labels, &self.class_weights, &dlogits, &self.stats)?;
+        self.push(d);
+        Ok(dlogits)
+    }
+
+    fn probabilities(&mut self, logits: &GpuTensor) -> Result<GpuTensor> {
+        let probabilities = self.tensor("output", logits.shape())?;
+        let d = loss::probabilities(&self.gpu, logits, &probabilities)?;
+        self.push(d);
+        Ok(probabilities)
+    }
+
+    fn relu_backward(&mut self, y: &GpuTensor, dy: &GpuTensor) -> Result<GpuTensor> {
+        let dx = self.tensor("pre-activation gradient", dy.shape())?;
+        let d = activation::relu_backward(&self.gpu, y, dy, &dx)?;
+        self.push(d);
+        Ok(dx)
+    }
+
+    fn conv2d_backward(
+        &mut self,
+        shape: &Conv2dShape,
+        x: &GpuTensor,
+        dy: &GpuTensor,
+        weight: usize,
+        bias: usize,
+        params: bool,
+        input: bool,
+    ) -> Result<Option<GpuTensor>> {
+        if params {
+            let (dw, db) = (self.gradient(weight)?, self.gradient(bias)?);
+            let d = conv2d::conv2d_backward_weight(&self.gpu, shape, x, dy, dw, db)?;
+            self.extend(d);
+        }
+        if !input {
+            return Ok(None);
+        }
+        let dx = self.tensor("input gradient", &shape.input_dims())?;
+        let d = conv2d::conv2d_backward_input(&self.gpu, shape, dy, self.value(weight), &dx)?;
+        self.extend(d);
+        Ok(Some(dx))
+    }
+
+    fn max_pool2d_backward(
+        &mut self,
+        shape: &Pool2dShape,
+        argmax: &GpuTensor,
+        y: &GpuTensor,
+        dy: &GpuTensor,
+        relu_mask: bool,
+    ) -> Result<GpuTensor> {
+        let dx = self.tensor("input gradient", &shape.input_dims())?;
+        let d = max_pool2d::max_pool2d_backward(&self.gpu, shape, argmax, y, dy, &dx, relu_mask)?;
+        self.push(d);
+        Ok(dx)
+    }
+
+    fn batch_norm_backward(
+        &mut self,
+        shape: &BatchNormShape,
+        x: &GpuTensor,
+        p: &BatchNormParams,
+        stats: &batch_norm::SavedStats,
+        dy: &GpuTensor,
+    ) -> Result<GpuTensor> {
+        let dx = self.tensor("input gradient", x.shape())?;
+        let grads = batch_norm::Grads { dx: &dx, dgamma: self.gradient(p.gamma)?, dbeta: self.gradient(p.beta)? };
+        let d = batch_norm::backward(&self.gpu, shape, x, self.value(p.gamma), stats, dy, &grads)?;
+        self.extend(d);
+        Ok(dx)
+    }
+
+    fn batch_norm_backward_infer(
+        &mut self,
+        shape: &BatchNormShape,
+        p: &BatchNormParams,
+        dy: &GpuTensor,
+    ) -> Result<GpuTensor> {
+        let dx = self.tensor("input gradient", dy.shape())?;
+        let (gamma, var) = (self.value(p.gamma), self.value(p.running_var));
+        let d = batch_norm::backward_inference(&self.gpu, shape, &BatchNormConfig::default(), gamma, var, dy, &dx)?;
+        self.push(d);
+        Ok(dx)
+    }
+
+    fn dense_backward(
+        &mut self,
+        shape: &DenseShape,
+        x: &GpuTensor,
+        dy: &GpuTensor,
+        weight: usize,
+        bias: usize,
+        params: bool,
+        input: bool,
+    ) -> Result<Option<GpuTensor>> {
+        if params {
+            let dw = dense::dense_backward_weight(&self.gpu, shape, x, dy, self.gradient(weight)?)?;
+            let db = dense::dense_backward_bias(&self.gpu, shape, dy, self.gradient(bias)?)?;
+            self.extend(vec![dw, db]);
+        }
+        if !input {
+            return Ok(None);
+        }
+        let dx = self.tensor("input gradient", &[shape.batch, shape.inputs])?;
+        let d = dense::dense_backward_input(&self.gpu, shape, dy, self.value(weight), &dx)?;
+        self.push(d);
+        Ok(Some(dx))
+    }
+
+    fn dropout_backward(&mut self, config: &DropoutConfig, dy: &GpuTensor) -> Result<GpuTensor> {
+        let dx = self.tensor("input gradient", dy.shape())?;
+        let d = dropout::dropout_backward(&self.gpu, config, dy, &dx)?;
+        self.recording.dropouts.push((self.recording.dispatches.len(), *config, dy.len()));
+        self.push(d);
+        Ok(dx)
+    }
+
+    fn adam(&mut self, param: usize) -> Result<()> {
+        let p = &self.params[param];
+        let (g, m, v) =
+            p.training.as_ref().ok_or_else(|| Error::Invalid(format!("{} is not trainable", p.info.name)))?;
+        // Step 1's parameters; every step writes its own before it runs.
+        let d = adam::adam_step(&self.gpu, &self.adam, 1, &p.value, g, m, v)?;
+        self.recording.adams.push((self.recording.dispatches.len(), param));
+        self.push(d);
+        Ok(())
+    }
 }
 
 /// The model on the GPU at a fixed batch size.
 pub struct GpuModel {
-    gpu: Arc<Gpu>,
-    batch: usize,
-    sample_len: usize,
-    params: Vec<Param>,
+    plan: Plan,
+    exec: Recorder,
     input: GpuTensor,
-    labels: GpuTensor,
-    /// [1] u32: the real rows of the training batch (the rest padding), written every step.
-    rows: GpuTensor,
-    stats: GpuTensor,
-    probabilities: GpuTensor,
-    /// Forward (training mode), loss, backward: one step without the optimizer.
-    train: Vec<Dispatch>,
-    /// One Adam dispatch per trainable tensor, aligned with the trainable entries of `params`.
-    adam: Vec<Dispatch>,
+    /// Forward (training mode), loss, backward, Adam: one step.
+    train: Recording,
     /// Forward in inference mode, then either the loss (`evaluate`) or the probabilities.
-    infer: Vec<Dispatch>,
-    evaluate_loss: Dispatch,
-    predict_probabilities: Dispatch,
-    dropouts: Vec<DropoutSlot>,
-    adam_config: AdamConfig,
+    infer: Recording,
+    /// The inference forward pass's activations and saved argmaxes, for the explain pass.
+    infer_forward: Forward<Recorder>,
+    evaluate_loss: Recording,
+    predict_probabilities: Recording,
+    probabilities: GpuTensor,
     step: u64,
-    input_shape: InputShape,
-    /// Logits per image.
-    outputs: usize,
-    layers: Vec<LayerInfo>,
-    /// Per layer: its entries of `params`.
-    param_ranges: Vec<Range<usize>>,
-    /// The inference forward pass's outputs and saved argmaxes (its dispatches are in `infer`).
-    infer_forwards: Vec<Forward>,
     /// Built on first use: it holds a gradient for every activation, as much memory again as
     /// inference, which a model that only trains never needs.
     explain: Option<ExplainPass>,
@@ -72,288 +339,12 @@ pub struct GpuModel {
 /// The explain pass: after `infer`, the backward pass of the inference network from the gradient
 /// of the class scores w.r.t. the logits down to the input.
 struct ExplainPass {
-    dispatches: Vec<Dispatch>,
+    recording: Recording,
     /// d score / d logits, uploaded per call.
     seed: GpuTensor,
     input_gradient: GpuTensor,
     /// The Grad-CAM layer's output and its gradient.
     cam: Option<(GpuTensor, GpuTensor)>,
-}
-
-fn with_batch(batch: usize, per_sample: &[usize]) -> Vec<usize> {
-    std::iter::once(batch).chain(per_sample.iter().copied()).collect()
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Train,
-    Infer,
-}
-
-/// What a layer's forward pass leaves for its backward pass.
-enum Saved {
-    Nothing,
-    Argmax(GpuTensor),
-    BatchNorm(batch_norm::SavedStats),
-    Dropout(DropoutConfig),
-}
-
-/// A layer's forward dispatches, its output and what the backward pass needs.
-struct Forward {
-    y: GpuTensor,
-    dispatches: Vec<Dispatch>,
-    saved: Saved,
-}
-
-/// The forward dispatches of a layer in `mode`, reading `x`. `seed` seeds dropout's masks; `rows`
-/// ([1] u32) is read by batch norm in training: the real rows of the batch.
-#[allow(clippy::too_many_arguments)]
-fn forward(
-    gpu: &Gpu,
-    batch: usize,
-    layer: &LayerInfo,
-    params: &[Param],
-    x: &GpuTensor,
-    mode: Mode,
-    seed: u64,
-    rows: &GpuTensor,
-) -> Result<Forward> {
-    let out_dims = with_batch(batch, &layer.output);
-    let new_output = || GpuTensor::zeros(gpu, &format!("{} output", layer.name), &out_dims);
-    let p = |i: usize| &params[i].value;
-    Ok(match layer.spec {
-        LayerSpec::Conv2d { .. } => {
-            let (shape, relu) = layer.conv2d_shape(batch)?;
-            let y = new_output()?;
-            Forward {
-                dispatches: conv2d::conv2d_forward(gpu, &shape, x, p(0), p(1), &y, relu)?,
-                y,
-                saved: Saved::Nothing,
-            }
-        }
-        LayerSpec::MaxPool2d { .. } => {
-            let shape = layer.pool2d_shape(batch)?;
-            let y = new_output()?;
-            let argmax = GpuTensor::zeros(gpu, &format!("{} argmax", layer.name), &out_dims)?;
-            let d = max_pool2d::max_pool2d_forward(gpu, &shape, x, &y, &argmax)?;
-            Forward { dispatches: vec![d], y, saved: Saved::Argmax(argmax) }
-        }
-        LayerSpec::BatchNorm => {
-            let shape = layer.batch_norm_shape(batch);
-            let y = new_output()?;
-            let weights = batch_norm::Weights { gamma: p(0), beta: p(1), running_mean: p(2), running_var: p(3) };
-            let config = BatchNormConfig::default();
-            match mode {
-                Mode::Train => {
-                    let f = batch_norm::forward_train(gpu, &shape, &config, x, &weights, rows, &y)?;
-                    Forward { dispatches: f.dispatches, y, saved: Saved::BatchNorm(f.saved) }
-                }
-                Mode::Infer => {
-                    let d = batch_norm::forward_inference(gpu, &shape, &config, x, &weights, &y)?;
-                    Forward { dispatches: vec![d], y, saved: Saved::Nothing }
-                }
-            }
-        }
-        LayerSpec::Relu => {
-            let y = new_output()?;
-            Forward { dispatches: vec![activation::relu_forward(gpu, x, &y)?], y, saved: Saved::Nothing }
-        }
-        LayerSpec::Flatten => Forward { y: x.reshaped(&out_dims)?, dispatches: Vec::new(), saved: Saved::Nothing },
-        LayerSpec::Dense { relu, .. } => {
-            let y = new_output()?;
-            let d = dense::dense_forward(gpu, &layer.dense_shape(batch), x, p(0), p(1), &y, relu)?;
-            Forward { dispatches: vec![d], y, saved: Saved::Nothing }
-        }
-        LayerSpec::Dropout { rate } => match mode {
-            // Inference: the identity, no dispatch.
-            Mode::Infer => Forward { y: x.clone(), dispatches: Vec::new(), saved: Saved::Nothing },
-            Mode::Train => {
-                let y = new_output()?;
-                let config = DropoutConfig { rate, seed, step: 0 };
-                Forward {
-                    dispatches: vec![dropout::dropout_forward(gpu, &config, x, &y)?],
-                    y,
-                    saved: Saved::Dropout(config),
-                }
-            }
-        },
-    })
-}
-
-/// Whether layer `i` is a convolution with a fused ReLU followed by a max-pool: the pool's backward
-/// pass then applies the ReLU's (one pass over the pool's input instead of two).
-fn relu_fused_into_next_pool(layers: &[LayerInfo], i: usize) -> bool {
-    matches!(layers[i].spec, LayerSpec::Conv2d { relu: true, .. })
-        && matches!(layers.get(i + 1).map(|l| &l.spec), Some(LayerSpec::MaxPool2d { .. }))
-}
-
-/// Per layer: [`relu_fused_into_next_pool`], except at layer `unfused`, whose output gradient must
-/// be the gradient w.r.t. its ReLU's output (Grad-CAM reads it), not the one before the ReLU.
-fn fused_relus(layers: &[LayerInfo], unfused: Option<usize>) -> Vec<bool> {
-    (0..layers.len()).map(|i| Some(i) != unfused && relu_fused_into_next_pool(layers, i)).collect()
-}
-
-/// Whether a layer's output is its input's storage (no dispatch): flatten, and dropout at
-/// inference. Its output gradient is then its input gradient's storage too.
-fn passes_input_through(layer: &LayerInfo, mode: Mode) -> bool {
-    matches!((&layer.spec, mode), (LayerSpec::Flatten, _) | (LayerSpec::Dropout { .. }, Mode::Infer))
-}
-
-/// What a backward pass is built for. Training mode computes every parameter gradient; inference
-/// mode (explaining a prediction) only carries the gradient down through the inference network:
-/// batch norm on its running statistics, dropout the identity, no parameter gradient.
-struct BackwardPass<'a> {
-    gpu: &'a Gpu,
-    batch: usize,
-    layers: &'a [LayerInfo],
-    mode: Mode,
-    /// See [`fused_relus`].
-    fused_relu: Vec<bool>,
-}
-
-impl BackwardPass<'_> {
-    /// Tensors for the gradients w.r.t. the input (when `with_input`) and every layer's output,
-    /// in that order.
-    fn gradients(&self, with_input: bool) -> Result<Vec<Option<GpuTensor>>> {
-        let input = with_input
-            .then(|| GpuTensor::zeros(self.gpu, "input gradient", &with_batch(self.batch, &self.layers[0].input)));
-        let mut grads = vec![input.transpose()?];
-        for (i, layer) in self.layers.iter().enumerate() {
-            let dims = with_batch(self.batch, &layer.output);
-            let g = match &grads[i] {
-                Some(prev) if passes_input_through(layer, self.mode) => prev.reshaped(&dims)?,
-                _ => GpuTensor::zeros(self.gpu, &format!("{} output gradient", layer.name), &dims)?,
-            };
-            grads.push(Some(g));
-        }
-        Ok(grads)
-    }
-
-    /// Every layer's backward dispatches, indexed by layer (to record last layer first), over the
-    /// activations `acts` (the input, then each layer's output) and `grads` (from
-    /// [`BackwardPass::gradients`]) of a forward pass in the same mode.
-    fn all_layers(
-        &self,
-        params: &[Param],
-        param_ranges: &[Range<usize>],
-        acts: &[GpuTensor],
-        forwards: &[Forward],
-        grads: &[Option<GpuTensor>],
-    ) -> Result<Vec<Vec<Dispatch>>> {
-        (0..self.layers.len())
-            .map(|i| {
-                let dy = grads[i + 1].as_ref().expect("every output has a gradient");
-                self.layer(i, &params[param_ranges[i].clone()], &acts[i], &forwards[i], dy, grads[i].as_ref())
-            })
-            .collect()
-    }
-
-    /// The backward dispatches of layer `i`: in training mode, parameter gradients into `params`'
-    /// gradient buffers; the input gradient into `dx` (None when nobody needs it, as for the first
-    /// layer in training).
-    fn layer(
-        &self,
-        i: usize,
-        params: &[Param],
-        x: &GpuTensor,
-        fwd: &Forward,
-        dy: &GpuTensor,
-        dx: Option<&GpuTensor>,
-    ) -> Result<Vec<Dispatch>> {
-        let (gpu, batch, layer) = (self.gpu, self.batch, &self.layers[i]);
-        let training = self.mode == Mode::Train;
-        let grad = |i: usize| params[i].training.as_ref().map(|t| &t.0).expect("trainable parameter");
-        let in_dims = with_batch(batch, &layer.input);
-        let mut out = Vec::new();
-        // Gradient before a fused ReLU: dy where the output was positive.
-        let mut unrelu = |relu: bool| -> Result<GpuTensor> {
-            if !relu {
-                return Ok(dy.clone());
-            }
-            let g = GpuTensor::zeros(gpu, &format!("{} pre-activation gradient", layer.name), dy.shape())?;
-            out.push(activation::relu_backward(gpu, &fwd.y, dy, &g)?);
-            Ok(g)
-        };
-        match (&layer.spec, &fwd.saved) {
-            (LayerSpec::Conv2d { .. }, _) => {
-                let (shape, relu) = layer.conv2d_shape(batch)?;
-                let g = unrelu(relu && !self.fused_relu[i])?;
-                if training {
-                    out.extend(conv2d::conv2d_backward_weight(gpu, &shape, x, &g, grad(0), grad(1))?);
-                }
-                if let Some(dx) = dx {
-                    out.extend(conv2d::conv2d_backward_input(gpu, &shape, &g, &params[0].value, dx)?);
-                }
-            }
-            (LayerSpec::MaxPool2d { .. }, Saved::Argmax(argmax)) => {
-                if let Some(dx) = dx {
-                    let shape = layer.pool2d_shape(batch)?;
-                    let relu_mask = i > 0 && self.fused_relu[i - 1];
-                    out.push(max_pool2d::max_pool2d_backward(gpu, &shape, argmax, &fwd.y, dy, dx, relu_mask)?);
-                }
-            }
-            (LayerSpec::BatchNorm, Saved::BatchNorm(saved)) => {
-                let scratch;
-                let dx = match dx {
-                    Some(dx) => dx,
-                    None => {
-                        scratch = GpuTensor::zeros(gpu, "unused input gradient", &in_dims)?;
-                        &scratch
-                    }
-                };
-                let grads = batch_norm::Grads { dx, dgamma: grad(0), dbeta: grad(1) };
-                out.extend(batch_norm::backward(
-                    gpu,
-                    &layer.batch_norm_shape(batch),
-                    x,
-                    &params[0].value,
-                    saved,
-                    dy,
-                    &grads,
-                )?);
-            }
-            // Inference: the affine map of the running statistics.
-            (LayerSpec::BatchNorm, Saved::Nothing) => {
-                if let Some(dx) = dx {
-                    out.push(batch_norm::backward_inference(
-                        gpu,
-                        &layer.batch_norm_shape(batch),
-                        &BatchNormConfig::default(),
-                        &params[0].value,
-                        &params[3].value,
-                        dy,
-                        dx,
-                    )?);
-                }
-            }
-            (LayerSpec::Relu, _) => {
-                if let Some(dx) = dx {
-                    out.push(activation::relu_backward(gpu, &fwd.y, dy, dx)?);
-                }
-            }
-            // Flatten's input and output share storage, and so do their gradients; so do dropout's
-            // at inference, where it is the identity.
-            (LayerSpec::Flatten, _) | (LayerSpec::Dropout { .. }, Saved::Nothing) => {}
-            (LayerSpec::Dense { relu, .. }, _) => {
-                let shape = layer.dense_shape(batch);
-                let g = unrelu(*relu)?;
-                if training {
-                    out.push(dense::dense_backward_weight(gpu, &shape, x, &g, grad(0))?);
-                    out.push(dense::dense_backward_bias(gpu, &shape, &g, grad(1))?);
-                }
-                if let Some(dx) = dx {
-                    out.push(dense::dense_backward_input(gpu, &shape, &g, &params[0].value, dx)?);
-                }
-            }
-            (LayerSpec::Dropout { .. }, Saved::Dropout(config)) => {
-                if let Some(dx) = dx {
-                    out.push(dropout::dropout_backward(gpu, config, dy, dx)?);
-                }
-            }
-            _ => return Err(Error::Invalid(format!("{}: forward and backward passes disagree", layer.name))),
-        }
-        Ok(out)
-    }
 }
 
 impl GpuModel {
@@ -366,265 +357,158 @@ impl GpuModel {
         weights: &[NamedTensor],
         options: &TrainOptions,
     ) -> Result<Self> {
-        check_batch_size(batch)?;
-        let layers = architecture.layers_info()?;
-        let params = upload_params(&gpu, &layers, weights)?;
-        let input_dims = with_batch(batch, &layers[0].input);
-        let input = GpuTensor::zeros(&gpu, "input batch", &input_dims)?;
-        let outputs = architecture.outputs();
-        let labels = GpuTensor::zeros(&gpu, "labels", &[batch])?;
-        let rows = GpuTensor::from_slice(&gpu, "real rows of the batch", &[1], &[batch as u32])?;
+        let plan = Plan::new(architecture, batch, options.seed)?;
         let class_weights = options.class_weights_for(architecture)?;
-        let class_weights = GpuTensor::from_slice(&gpu, "class weights", &[class_weights.len()], &class_weights)?;
-        let stats = GpuTensor::zeros(&gpu, "loss statistics", &[loss::STATS_LEN])?;
-        let probabilities = GpuTensor::zeros(&gpu, "probabilities", &[batch, outputs])?;
-
-        // Training: forward through every layer, keeping what each backward pass needs.
-        let mut param_ranges = Vec::new();
-        let mut start = 0;
-        for layer in &layers {
-            param_ranges.push(start..start + layer.params.len());
-            start += layer.params.len();
-        }
-        let mut inputs = vec![input.clone()];
-        let mut forwards = Vec::new();
-        let mut train = Vec::new();
-        // Per layer: where its forward dispatches start in `train`.
-        let mut forward_start = Vec::new();
-        for (i, (layer, range)) in layers.iter().zip(&param_ranges).enumerate() {
-            let x = inputs.last().expect("starts with the input");
-            let mut f = forward(
-                &gpu,
-                batch,
-                layer,
-                &params[range.clone()],
-                x,
-                Mode::Train,
-                layer_seed(options.seed, i),
-                &rows,
-            )?;
-            forward_start.push(train.len());
-            train.append(&mut f.dispatches);
-            inputs.push(f.y.clone());
-            forwards.push(f);
-        }
-        let pass = BackwardPass {
-            gpu: &gpu,
-            batch,
-            layers: &layers,
-            mode: Mode::Train,
-            fused_relu: fused_relus(&layers, None),
-        };
-        // Gradients w.r.t. every activation after the input.
-        let grads = pass.gradients(false)?;
-        let logits = inputs.last().expect("at least one layer");
-        let dlogits = grads.last().and_then(|g| g.as_ref()).expect("at least one layer");
-        train.push(loss::cross_entropy(&gpu, logits, &labels, &class_weights, dlogits, &stats)?);
-        let mut dropouts = Vec::new();
-        let backward = pass.all_layers(&params, &param_ranges, &inputs, &forwards, &grads)?;
-        for (i, dispatches) in backward.into_iter().enumerate().rev() {
-            if let Saved::Dropout(config) = forwards[i].saved {
-                dropouts.push(DropoutSlot {
-                    config,
-                    len: forwards[i].y.len(),
-                    forward: forward_start[i],
-                    backward: train.len(),
-                });
-            }
-            train.extend(dispatches);
-        }
-
-        // Inference: its own activations, so evaluation never disturbs what training saved.
-        // Kept with what each layer saved, for the explain pass (built on first use).
-        let mut infer = Vec::new();
-        let mut infer_forwards: Vec<Forward> = Vec::new();
-        for (i, (layer, range)) in layers.iter().zip(&param_ranges).enumerate() {
-            let x = infer_forwards.last().map_or(&input, |f| &f.y);
-            let mut f = forward(
-                &gpu,
-                batch,
-                layer,
-                &params[range.clone()],
-                x,
-                Mode::Infer,
-                layer_seed(options.seed, i),
-                &rows,
-            )?;
-            infer.append(&mut f.dispatches);
-            infer_forwards.push(f);
-        }
-        let x = &infer_forwards.last().expect("at least one layer").y;
-        let eval_dlogits = GpuTensor::zeros(&gpu, "evaluation logit gradient", x.shape())?;
-        let evaluate_loss = loss::cross_entropy(&gpu, x, &labels, &class_weights, &eval_dlogits, &stats)?;
-        let predict_probabilities = loss::probabilities(&gpu, x, &probabilities)?;
-
-        let adam_config = options.adam;
-        let adam = params
-            .iter()
-            .filter_map(|p| {
-                p.training.as_ref().map(|(g, m, v)| adam::adam_step(&gpu, &adam_config, 1, &p.value, g, m, v))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        gpu.check_errors()?;
-        Ok(Self {
-            sample_len: input_dims[1..].iter().product(),
+        let mut exec = Recorder {
+            params: upload_params(&gpu, &plan.params, weights)?,
+            labels: GpuTensor::zeros(&gpu, "labels", &[batch])?,
+            class_weights: GpuTensor::from_slice(&gpu, "class weights", &[class_weights.len()], &class_weights)?,
+            rows: GpuTensor::from_slice(&gpu, "real rows of the batch", &[1], &[batch as u32])?,
+            stats: GpuTensor::zeros(&gpu, "loss statistics", &[loss::STATS_LEN])?,
+            adam: options.adam,
+            at: String::new(),
+            recording: Recording::default(),
             gpu,
-            batch,
-            params,
+        };
+        let input_dims: Vec<usize> = std::iter::once(batch).chain(plan.layers[0].info.input.iter().copied()).collect();
+        let input = GpuTensor::zeros(&exec.gpu, "input batch", &input_dims)?;
+        walk::train_step(&plan, &mut exec, input.clone())?;
+        let train = exec.take();
+        // Inference has its own activations, so evaluation never disturbs what training saved.
+        let infer_forward = walk::forward(&plan, &mut exec, Mode::Infer, input.clone())?;
+        let infer = exec.take();
+        walk::loss(&mut exec, infer_forward.logits())?;
+        let evaluate_loss = exec.take();
+        let probabilities = walk::probabilities(&mut exec, infer_forward.logits())?;
+        let predict_probabilities = exec.take();
+        exec.gpu.check_errors()?;
+        Ok(Self {
+            plan,
+            exec,
             input,
-            labels,
-            rows,
-            stats,
-            probabilities,
             train,
-            adam,
             infer,
+            infer_forward,
             evaluate_loss,
             predict_probabilities,
-            dropouts,
-            adam_config,
+            probabilities,
             step: 0,
-            input_shape: architecture.input,
-            outputs,
-            layers,
-            param_ranges,
-            infer_forwards,
             explain: None,
         })
     }
 
-    /// The adapter this model runs on.
-    pub fn gpu(&self) -> &Arc<Gpu> {
-        &self.gpu
-    }
-
-    /// Optimizer steps taken.
-    pub fn step(&self) -> u64 {
-        self.step
-    }
-
-    /// Times every dispatch of a training step on its own (submit and wait each), on whatever
-    /// batch was uploaded last: where a step's time goes. Slower than a real step, which submits
-    /// once.
-    pub fn profile_step(&self) -> Result<Vec<(String, f64)>> {
-        self.train
-            .iter()
-            .chain(&self.adam)
-            .map(|d| {
-                let start = std::time::Instant::now();
-                self.gpu.run(&[d])?;
-                Ok((d.label().to_string(), start.elapsed().as_secs_f64()))
-            })
-            .collect()
-    }
-
     fn upload_images(&self, images: &[f32]) -> Result<()> {
-        if images.len() != self.batch * self.sample_len {
+        let len = self.plan.batch * self.plan.sample_len();
+        if images.len() != len {
             return Err(Error::shape(
                 "batch",
-                format!("{} images of {} values", self.batch, self.sample_len),
+                format!("{} images of {} values", self.plan.batch, self.plan.sample_len()),
                 format!("{} values", images.len()),
             ));
         }
-        self.input.write(&self.gpu, images)
+        self.input.write(&self.exec.gpu, images)
     }
 
     fn upload_batch(&self, images: &[f32], labels: &[u32]) -> Result<()> {
-        if labels.len() != self.batch {
-            return Err(Error::shape("batch labels", [self.batch], [labels.len()]));
+        if labels.len() != self.plan.batch {
+            return Err(Error::shape("batch labels", [self.plan.batch], [labels.len()]));
         }
         self.upload_images(images)?;
-        self.labels.write(&self.gpu, labels)
+        self.exec.labels.write(&self.exec.gpu, labels)
     }
 
     fn run_for_stats<'a>(&self, dispatches: impl IntoIterator<Item = &'a Dispatch>) -> Result<StepStats> {
-        let stats = self.gpu.run_and_read(dispatches, &self.stats)?;
+        let stats = self.exec.gpu.run_and_read(dispatches, &self.exec.stats)?;
         // The kernel averages over the rows it counted; padding rows (ignored) are not among them.
         let (mean, correct, counted) = (stats[0] as f64, stats[1] as u64, stats[2] as u64);
         Ok(StepStats { loss_sum: mean * counted as f64, correct, count: counted })
+    }
+
+    /// Uploads a training batch and counts the step, and writes the step's uniform parameters:
+    /// Adam's bias correction and rate, dropout's masks.
+    fn prepare_step(&mut self, images: &[f32], labels: &[u32], lr: f32) -> Result<()> {
+        let rows = real_rows(labels)?;
+        self.upload_batch(images, labels)?;
+        self.exec.rows.write(&self.exec.gpu, &[rows as u32])?;
+        self.step += 1;
+        let queue = &self.exec.gpu.queue;
+        let config = AdamConfig { lr, ..self.exec.adam };
+        for &(at, param) in &self.train.adams {
+            let len = self.exec.params[param].value.len();
+            self.train.dispatches[at].update_params(queue, &adam::AdamParams::new(&config, self.step, len)?);
+        }
+        for &(at, config, len) in &self.train.dropouts {
+            let config = DropoutConfig { step: self.step as u32, ..config };
+            self.train.dispatches[at].update_params(queue, &dropout::DropoutParams::new(&config, len)?);
+        }
+        Ok(())
     }
 }
 
 impl Trainable for GpuModel {
     fn batch_size(&self) -> usize {
-        self.batch
+        self.plan.batch
     }
 
     fn train_step(&mut self, images: &[f32], labels: &[u32], lr: f32) -> Result<StepStats> {
-        let rows = real_rows(labels)?;
-        self.upload_batch(images, labels)?;
-        self.rows.write(&self.gpu, &[rows as u32])?;
-        self.step += 1;
-        let config = AdamConfig { lr, ..self.adam_config };
-        let trainable = self.params.iter().filter(|p| p.training.is_some());
-        for (dispatch, param) in self.adam.iter().zip(trainable) {
-            dispatch.update_params(&self.gpu.queue, &adam::AdamParams::new(&config, self.step, param.value.len())?);
+        self.prepare_step(images, labels, lr)?;
+        self.run_for_stats(&self.train.dispatches)
+    }
+
+    fn profile_step(&mut self, images: &[f32], labels: &[u32], lr: f32) -> Result<StepProfile> {
+        self.prepare_step(images, labels, lr)?;
+        let mut profile = StepProfile::default();
+        for (dispatch, label) in self.train.dispatches.iter().zip(&self.train.labels) {
+            let start = std::time::Instant::now();
+            self.exec.gpu.run(&[dispatch])?;
+            profile.add(label, start.elapsed().as_secs_f64());
         }
-        for slot in &self.dropouts {
-            let config = DropoutConfig { step: self.step as u32, ..slot.config };
-            let params = dropout::DropoutParams::new(&config, slot.len)?;
-            self.train[slot.forward].update_params(&self.gpu.queue, &params);
-            self.train[slot.backward].update_params(&self.gpu.queue, &params);
-        }
-        self.run_for_stats(self.train.iter().chain(&self.adam))
+        Ok(profile)
     }
 
     fn evaluate(&mut self, images: &[f32], labels: &[u32]) -> Result<StepStats> {
         self.upload_batch(images, labels)?;
-        self.run_for_stats(self.infer.iter().chain([&self.evaluate_loss]))
+        self.run_for_stats(self.infer.dispatches.iter().chain(&self.evaluate_loss.dispatches))
     }
 
     fn predict(&mut self, images: &[f32]) -> Result<Vec<f32>> {
         // Prediction reads no labels: only the images go up.
         self.upload_images(images)?;
-        self.gpu.run_and_read(self.infer.iter().chain([&self.predict_probabilities]), &self.probabilities)
+        let dispatches = self.infer.dispatches.iter().chain(&self.predict_probabilities.dispatches);
+        self.exec.gpu.run_and_read(dispatches, &self.probabilities)
     }
 
     fn weights(&self) -> Result<Vec<NamedTensor>> {
-        self.params
+        self.exec
+            .params
             .iter()
             .map(|p| {
                 Ok(NamedTensor {
                     name: p.info.name.clone(),
                     shape: p.info.shape.clone(),
-                    data: p.value.read(&self.gpu)?,
+                    data: p.value.read(&self.exec.gpu)?,
                 })
             })
             .collect()
     }
 
     fn set_weights(&mut self, weights: &[NamedTensor]) -> Result<()> {
-        for p in &self.params {
-            p.value.write(&self.gpu, &find_weight(weights, &p.info)?.data)?;
+        for p in &self.exec.params {
+            p.value.write(&self.exec.gpu, &find_weight(weights, &p.info)?.data)?;
         }
         Ok(())
     }
 }
 
 impl GpuModel {
-    /// Builds the explain pass over the inference forward pass's activations.
-    fn build_explain_pass(&self) -> Result<ExplainPass> {
-        let cam_layer = explain::grad_cam_layer(&self.layers);
-        let pass = BackwardPass {
-            gpu: &self.gpu,
-            batch: self.batch,
-            layers: &self.layers,
-            mode: Mode::Infer,
-            fused_relu: fused_relus(&self.layers, cam_layer),
-        };
-        let grads = pass.gradients(true)?;
-        let acts: Vec<GpuTensor> =
-            std::iter::once(self.input.clone()).chain(self.infer_forwards.iter().map(|f| f.y.clone())).collect();
-        let backward = pass.all_layers(&self.params, &self.param_ranges, &acts, &self.infer_forwards, &grads)?;
-        let grad = |i: usize| grads[i].clone().expect("inference gradients reach the input");
-        let explain = ExplainPass {
-            dispatches: backward.into_iter().rev().flatten().collect(),
-            seed: grad(self.layers.len()),
-            input_gradient: grad(0),
-            cam: cam_layer.map(|i| (acts[i + 1].clone(), grad(i + 1))),
-        };
-        self.gpu.check_errors()?;
-        Ok(explain)
+    /// Records the explain pass over the inference forward pass's activations.
+    fn build_explain_pass(&mut self) -> Result<ExplainPass> {
+        let seed = GpuTensor::zeros(&self.exec.gpu, "class score gradient", self.infer_forward.logits().shape())?;
+        let walk::Explained { input_gradient, cam } =
+            walk::explain(&self.plan, &mut self.exec, &self.infer_forward, seed.clone())?;
+        let recording = self.exec.take();
+        self.exec.gpu.check_errors()?;
+        Ok(ExplainPass { recording, seed, input_gradient, cam })
     }
 }
 
@@ -632,7 +516,8 @@ impl Explain for GpuModel {
     /// Runs the images in batches of the model's batch size (the last one padded with zero images
     /// and a zero seed), one submit and one readback each.
     fn explain(&mut self, images: &[f32], classes: &[u32]) -> Result<Vec<Explanation>> {
-        explain::check_request(self.input_shape, self.outputs.max(2), images, classes)?;
+        let (input, outputs, batch) = (self.plan.input, self.plan.outputs, self.plan.batch);
+        explain::check_request(input, outputs.max(2), images, classes)?;
         if classes.is_empty() {
             return Ok(Vec::new());
         }
@@ -640,25 +525,26 @@ impl Explain for GpuModel {
             self.explain = Some(self.build_explain_pass()?);
         }
         let pass = self.explain.as_ref().expect("built above");
-        let logits = &self.infer_forwards.last().expect("at least one layer").y;
-        let mut reads = vec![logits, &pass.input_gradient];
+        let mut reads = vec![self.infer_forward.logits(), &pass.input_gradient];
         let mut result = BackwardResult { logits: Vec::new(), input_gradient: Vec::new(), cam: None };
         if let Some((activations, gradients)) = &pass.cam {
             reads.extend([activations, gradients]);
             let shape = activations.shape()[1..].try_into().expect("a convolution's output is [n, c, h, w]");
             result.cam = Some(CamTensors { activations: Vec::new(), gradients: Vec::new(), shape });
         }
-        for (chunk, chunk_classes) in images.chunks(self.batch * self.sample_len).zip(classes.chunks(self.batch)) {
+        let sample_len = self.plan.sample_len();
+        for (chunk, chunk_classes) in images.chunks(batch * sample_len).zip(classes.chunks(batch)) {
             let mut padded = chunk.to_vec();
-            padded.resize(self.batch * self.sample_len, 0.0);
-            let mut seed = explain::score_gradient(self.outputs, chunk_classes);
-            seed.resize(self.batch * self.outputs, 0.0);
-            self.input.write(&self.gpu, &padded)?;
-            pass.seed.write(&self.gpu, &seed)?;
-            let out = self.gpu.run_and_read_all(self.infer.iter().chain(&pass.dispatches), &reads)?;
+            padded.resize(batch * sample_len, 0.0);
+            let mut seed = explain::score_gradient(outputs, chunk_classes);
+            seed.resize(batch * outputs, 0.0);
+            self.input.write(&self.exec.gpu, &padded)?;
+            pass.seed.write(&self.exec.gpu, &seed)?;
+            let dispatches = self.infer.dispatches.iter().chain(&pass.recording.dispatches);
+            let out = self.exec.gpu.run_and_read_all(dispatches, &reads)?;
             // The real rows of each tensor, which leads with the batch.
             let rows = chunk_classes.len();
-            let real = |i: usize| &out[i][..out[i].len() / self.batch * rows];
+            let real = |i: usize| &out[i][..out[i].len() / batch * rows];
             result.logits.extend_from_slice(real(0));
             result.input_gradient.extend_from_slice(real(1));
             if let Some(cam) = &mut result.cam {
@@ -666,14 +552,14 @@ impl Explain for GpuModel {
                 cam.gradients.extend_from_slice(real(3));
             }
         }
-        explain::assemble(self.input_shape, self.outputs, classes, &result)
+        explain::assemble(input, outputs, classes, &result)
     }
 }
 
-/// Uploads every parameter in `layers` order, checking names and shapes against `weights`.
-fn upload_params(gpu: &Gpu, layers: &[LayerInfo], weights: &[NamedTensor]) -> Result<Vec<Param>> {
-    let mut params = Vec::new();
-    for info in layers.iter().flat_map(|l| &l.params) {
+/// Uploads every parameter in plan order, checking names and shapes against `weights`.
+fn upload_params(gpu: &Gpu, params: &[ParamInfo], weights: &[NamedTensor]) -> Result<Vec<Param>> {
+    let mut out = Vec::with_capacity(params.len());
+    for info in params {
         let value = GpuTensor::from_slice(gpu, &info.name, &info.shape, &find_weight(weights, info)?.data)?;
         let training = if info.trainable {
             let zeros = |what: &str| GpuTensor::zeros(gpu, &format!("{} {what}", info.name), &info.shape);
@@ -681,7 +567,7 @@ fn upload_params(gpu: &Gpu, layers: &[LayerInfo], weights: &[NamedTensor]) -> Re
         } else {
             None
         };
-        params.push(Param { info: info.clone(), value, training });
+        out.push(Param { info: info.clone(), value, training });
     }
-    Ok(params)
+    Ok(out)
 }

@@ -7,20 +7,14 @@ pub mod explain;
 pub mod file;
 pub mod gpu;
 pub mod history;
+mod plan;
 pub mod spec;
+mod walk;
+pub mod weights;
 
-use crate::shape::{AdamConfig, BatchNormShape, Conv2dShape, DenseShape, Pool2dShape};
+use crate::shape::AdamConfig;
 use crate::{Error, Result};
-use spec::{LayerInfo, LayerSpec, ParamInfo};
-
-/// A named host tensor: how weights travel between a backend, the trainer and a model file.
-#[derive(Clone, Debug, PartialEq)]
-pub struct NamedTensor {
-    /// e.g. `conv1.weight`, `dense2.bias`, `bn1.running_mean`.
-    pub name: String,
-    pub shape: Vec<usize>,
-    pub data: Vec<f32>,
-}
+pub use weights::NamedTensor;
 
 /// Loss and accuracy counts of one batch.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -44,6 +38,28 @@ impl StepStats {
         self.loss_sum += other.loss_sum;
         self.correct += other.correct;
         self.count += other.count;
+    }
+}
+
+/// Where the time of one training step goes: seconds per layer and pass ("conv1 forward",
+/// "loss", "adam"), in the order the step first runs each.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StepProfile {
+    pub parts: Vec<(String, f64)>,
+}
+
+impl StepProfile {
+    /// Adds `seconds` to the part `label`, appending it if new.
+    pub fn add(&mut self, label: &str, seconds: f64) {
+        match self.parts.iter_mut().find(|(l, _)| l == label) {
+            Some((_, total)) => *total += seconds,
+            None => self.parts.push((label.to_string(), seconds)),
+        }
+    }
+
+    /// The sum of the parts.
+    pub fn total(&self) -> f64 {
+        self.parts.iter().map(|(_, s)| s).sum()
     }
 }
 
@@ -73,6 +89,10 @@ pub trait Trainable {
     /// first, then (a short last batch) padding rows labelled [`PADDING_LABEL`], which count for
     /// nothing: the step is the one a batch of the real rows alone would take.
     fn train_step(&mut self, images: &[f32], labels: &[u32], lr: f32) -> Result<StepStats>;
+    /// One training step as [`Trainable::train_step`], timed per layer and pass. Each part runs on
+    /// its own (the GPU submits and waits for each dispatch), so the total exceeds a real step's
+    /// time; the shares show where a step's time goes.
+    fn profile_step(&mut self, images: &[f32], labels: &[u32], lr: f32) -> Result<StepProfile>;
     /// Loss and accuracy in inference mode (no dropout, batch norm on running statistics),
     /// without updating anything. Padding rows are not counted.
     fn evaluate(&mut self, images: &[f32], labels: &[u32]) -> Result<StepStats>;
@@ -114,61 +134,7 @@ pub(crate) fn check_batch_size(batch: usize) -> Result<()> {
     Ok(())
 }
 
-/// The tensor of `weights` named like `info`, checked against its shape.
-pub(crate) fn find_weight<'a>(weights: &'a [NamedTensor], info: &ParamInfo) -> Result<&'a NamedTensor> {
-    let w = weights
-        .iter()
-        .find(|w| w.name == info.name)
-        .ok_or_else(|| Error::Invalid(format!("weights: no tensor named {}", info.name)))?;
-    if w.shape != info.shape {
-        return Err(Error::shape(format!("weight {}", info.name), &info.shape, &w.shape));
-    }
-    Ok(w)
-}
-
 /// Each dropout layer draws its own masks: the run's seed mixed with the layer's position.
 pub(crate) fn layer_seed(seed: u64, layer: usize) -> u64 {
     seed ^ (layer as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-}
-
-/// The operation shapes of a layer at a batch size, shared by both backends.
-impl LayerInfo {
-    /// A convolution's shape and whether its ReLU is fused.
-    pub fn conv2d_shape(&self, batch: usize) -> Result<(Conv2dShape, bool)> {
-        match (&self.spec, &self.input[..]) {
-            (&LayerSpec::Conv2d { filters, kernel, stride, padding, relu }, &[c, h, w]) => Ok((
-                Conv2dShape {
-                    batch,
-                    in_channels: c,
-                    in_h: h,
-                    in_w: w,
-                    out_channels: filters,
-                    kernel_h: kernel,
-                    kernel_w: kernel,
-                    stride,
-                    padding,
-                },
-                relu,
-            )),
-            _ => Err(Error::Invalid(format!("{} is not a convolution over [c, h, w]", self.name))),
-        }
-    }
-
-    pub fn pool2d_shape(&self, batch: usize) -> Result<Pool2dShape> {
-        match (&self.spec, &self.input[..]) {
-            (&LayerSpec::MaxPool2d { pool, stride }, &[channels, in_h, in_w]) => {
-                Ok(Pool2dShape { batch, channels, in_h, in_w, pool, stride })
-            }
-            _ => Err(Error::Invalid(format!("{} is not a max-pool over [c, h, w]", self.name))),
-        }
-    }
-
-    pub fn dense_shape(&self, batch: usize) -> DenseShape {
-        DenseShape { batch, inputs: self.input.iter().product(), outputs: self.output.iter().product() }
-    }
-
-    /// Batch norm over the first per-sample dimension (channels, or features after a dense layer).
-    pub fn batch_norm_shape(&self, batch: usize) -> BatchNormShape {
-        BatchNormShape { batch, channels: self.input[0], spatial: self.input[1..].iter().product() }
-    }
 }

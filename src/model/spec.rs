@@ -18,7 +18,7 @@ use std::str::FromStr;
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
-use crate::model::NamedTensor;
+use crate::model::weights::NamedTensor;
 use crate::shape::{Padding, conv_out_dim};
 use crate::{Error, Result};
 

@@ -1,8 +1,8 @@
 //! Keras's `EarlyStopping` and `ReduceLROnPlateau`: the metric they watch, when a value counts as
 //! an improvement, and what they do after a run of epochs without one.
 
-use crate::model::NamedTensor;
 use crate::model::history::EpochRecord;
+use crate::model::weights::NamedTensor;
 use crate::{Error, Result};
 
 /// The metric a callback watches. Losses improve downwards ("min" in Keras), accuracies upwards

@@ -2,7 +2,6 @@
 //! Semantics: [`crate::cpu::adam::adam_step`].
 
 use super::elementwise_grid;
-use crate::cpu::adam::{adam_alpha, check_lengths};
 use crate::gpu::kernel::{Access::*, KernelSpec, Shader};
 use crate::gpu::{Dispatch, Gpu, GpuTensor};
 use crate::shader;
@@ -39,7 +38,7 @@ impl AdamParams {
         let len = u32::try_from(len).map_err(|_| Error::Invalid(format!("adam: {len} elements exceed 2^32")))?;
         Ok(Self {
             len,
-            alpha: adam_alpha(cfg, step)? as f32,
+            alpha: cfg.alpha(step)? as f32,
             one_minus_beta1: (1.0 - cfg.beta1 as f64) as f32,
             one_minus_beta2: (1.0 - cfg.beta2 as f64) as f32,
             epsilon: cfg.epsilon,
@@ -68,7 +67,7 @@ pub fn adam_step(
     m: &GpuTensor,
     v: &GpuTensor,
 ) -> Result<Dispatch> {
-    check_lengths(param.len(), &[("grad", grad.len()), ("m", m.len()), ("v", v.len())])?;
+    AdamConfig::check_lengths(param.len(), &[("grad", grad.len()), ("m", m.len()), ("v", v.len())])?;
     let writable = [("param", param), ("m", m), ("v", v)];
     for (i, &(name, t)) in writable.iter().enumerate() {
         if t.buffer() == grad.buffer() {

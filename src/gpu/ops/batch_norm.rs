@@ -13,7 +13,6 @@
 
 use super::elementwise_grid;
 use crate::Result;
-use crate::cpu::batch_norm::{self as cpu, check_shape};
 use crate::gpu::kernel::{Access::*, KernelSpec, Shader};
 use crate::gpu::{Dispatch, Gpu, GpuTensor, grid};
 use crate::shader;
@@ -129,8 +128,7 @@ fn check_forward(
     weights: &Weights,
     y: &GpuTensor,
 ) -> Result<()> {
-    cpu::check_forward(
-        shape,
+    shape.check_forward(
         config,
         &[("x", x.len()), ("y", y.len())],
         [weights.gamma.len(), weights.beta.len(), weights.running_mean.len(), weights.running_var.len()],
@@ -210,12 +208,9 @@ pub fn backward_inference(
     dy: &GpuTensor,
     dx: &GpuTensor,
 ) -> Result<Dispatch> {
-    cpu::check_config(config)?;
-    check_shape(
-        shape,
-        &[("dy", dy.len()), ("dx", dx.len())],
-        &[("gamma", gamma.len()), ("running_var", running_var.len())],
-    )?;
+    config.validate()?;
+    shape
+        .check(&[("dy", dy.len()), ("dx", dx.len())], &[("gamma", gamma.len()), ("running_var", running_var.len())])?;
     let zeros = GpuTensor::zeros(gpu, "batch_norm zero mean and beta", &[shape.channels])?;
     let weights = Weights { gamma, beta: &zeros, running_mean: &zeros, running_var };
     forward_inference(gpu, shape, config, dy, &weights, dx)
@@ -234,8 +229,7 @@ pub fn backward(
     dy: &GpuTensor,
     grads: &Grads,
 ) -> Result<Vec<Dispatch>> {
-    check_shape(
-        shape,
+    shape.check(
         &[("x", x.len()), ("dy", dy.len()), ("dx", grads.dx.len())],
         &[
             ("gamma", gamma.len()),

@@ -4,10 +4,10 @@
 
 use super::{elementwise_grid, same_len};
 use crate::Result;
-use crate::cpu::dropout::DropoutConfig;
 use crate::gpu::kernel::{Access::*, KernelSpec, Shader};
 use crate::gpu::{Dispatch, Gpu, GpuTensor};
 use crate::shader;
+use crate::shape::DropoutConfig;
 
 static SHADER: Shader = shader!("dropout.wgsl");
 const WG: u32 = 256;

@@ -2,10 +2,10 @@
 //! Semantics: [`crate::cpu::loss`].
 
 use super::elementwise_grid;
-use crate::cpu::loss::LossShape;
 use crate::gpu::kernel::{Access::*, KernelSpec, Shader};
 use crate::gpu::{Dispatch, Gpu, GpuTensor};
 use crate::shader;
+use crate::shape::LossShape;
 use crate::{Error, Result};
 
 static SHADER: Shader = shader!("loss.wgsl");

@@ -1,0 +1,203 @@
+//! Adapter selection, the open device, and turning wgpu's asynchronous failures into errors.
+
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+
+/// Environment variable that chooses the device when no `--device` flag is given.
+pub const DEVICE_ENV: &str = "WGCNN_DEVICE";
+
+/// What the user asked to run on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeviceChoice {
+    /// A hardware GPU if there is one, else the software adapter.
+    Auto,
+    /// A hardware GPU only.
+    Gpu,
+    /// The software adapter (Mesa lavapipe, WARP, ...).
+    Software,
+    /// The CPU reference backend, no wgpu at all.
+    Cpu,
+    /// The first adapter whose name contains this (case-insensitive).
+    Name(String),
+}
+
+impl std::str::FromStr for DeviceChoice {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let s = s.trim();
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "" | "auto" => DeviceChoice::Auto,
+            "gpu" => DeviceChoice::Gpu,
+            "software" | "sw" | "lavapipe" => DeviceChoice::Software,
+            "cpu" => DeviceChoice::Cpu,
+            _ if s.chars().all(|c| c.is_ascii_alphanumeric() || " -_().".contains(c)) => {
+                DeviceChoice::Name(s.to_string())
+            }
+            _ => return Err(Error::BadDeviceChoice(s.to_string())),
+        })
+    }
+}
+
+impl DeviceChoice {
+    /// The flag's value if given, else `WGCNN_DEVICE`, else [`DeviceChoice::Auto`].
+    pub fn resolve(flag: Option<&str>) -> Result<Self> {
+        match flag {
+            Some(s) => s.parse(),
+            None => match std::env::var(DEVICE_ENV) {
+                Ok(s) => s.parse(),
+                Err(_) => Ok(DeviceChoice::Auto),
+            },
+        }
+    }
+}
+
+/// The kernel variants that suit an adapter. Software adapters run one invocation per SIMD lane on
+/// the CPU and want small per-invocation tiles with broadcast operands; GPUs want more work per
+/// workgroup. See `shaders/*.wgsl` for what each constant controls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdapterProfile {
+    Software,
+    Hardware,
+}
+
+/// An open wgpu device with its queue and the adapter's description.
+pub struct GpuDevice {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub profile: AdapterProfile,
+    uncaptured: Arc<Mutex<Vec<String>>>,
+}
+
+impl std::fmt::Debug for GpuDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GpuDevice({})", self.describe())
+    }
+}
+
+fn device_type_rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+/// Short description of an adapter: name, backend, device type.
+pub fn describe_adapter(info: &wgpu::AdapterInfo) -> String {
+    format!("{} ({:?}, {:?})", info.name, info.backend, info.device_type)
+}
+
+fn instance() -> wgpu::Instance {
+    // Compute only: Vulkan, Metal and DX12. GL lacks the compute features we need.
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12;
+    wgpu::Instance::new(desc.with_env())
+}
+
+/// Every adapter wgpu can see, best first.
+pub fn list_adapters() -> Vec<wgpu::Adapter> {
+    let mut adapters = pollster::block_on(instance().enumerate_adapters(wgpu::Backends::all()));
+    adapters.sort_by_key(|a| device_type_rank(a.get_info().device_type));
+    adapters
+}
+
+impl GpuDevice {
+    /// Opens the adapter `choice` names. [`DeviceChoice::Cpu`] is not a GPU and is refused here.
+    pub fn new(choice: &DeviceChoice) -> Result<GpuDevice> {
+        // Lavapipe warns on every start without it; harmless to set for everyone else.
+        if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+            // SAFETY: set before any thread of ours reads the environment.
+            unsafe { std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir()) };
+        }
+        let adapters = list_adapters();
+        let found = || {
+            if adapters.is_empty() {
+                "none".to_string()
+            } else {
+                adapters.iter().map(|a| describe_adapter(&a.get_info())).collect::<Vec<_>>().join("; ")
+            }
+        };
+        let is_software = |a: &wgpu::Adapter| a.get_info().device_type == wgpu::DeviceType::Cpu;
+        let adapter = match choice {
+            DeviceChoice::Cpu => {
+                return Err(Error::Invalid("the CPU backend does not open a GPU".into()));
+            }
+            DeviceChoice::Auto => adapters.first(),
+            DeviceChoice::Gpu => adapters.iter().find(|a| !is_software(a)),
+            DeviceChoice::Software => adapters.iter().find(|a| is_software(a)),
+            DeviceChoice::Name(name) => {
+                let name = name.to_lowercase();
+                adapters.iter().find(|a| a.get_info().name.to_lowercase().contains(&name))
+            }
+        };
+        let Some(adapter) = adapter else {
+            if adapters.is_empty() {
+                return Err(Error::NoAdapter { detail: String::new() });
+            }
+            let wanted = match choice {
+                DeviceChoice::Name(n) => n.clone(),
+                other => format!("{other:?}").to_lowercase(),
+            };
+            return Err(Error::AdapterNotFound { wanted, found: found() });
+        };
+        Self::open(adapter)
+    }
+
+    fn open(adapter: &wgpu::Adapter) -> Result<GpuDevice> {
+        let info = adapter.get_info();
+        // Ask for everything the adapter offers: the binding-size limits decide the largest batch.
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("wgcnn"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| Error::RequestDevice { adapter: describe_adapter(&info), reason: e.to_string() })?;
+        let uncaptured = Arc::new(Mutex::new(Vec::new()));
+        let sink = uncaptured.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            sink.lock().unwrap_or_else(|p| p.into_inner()).push(e.to_string());
+        }));
+        let profile =
+            if info.device_type == wgpu::DeviceType::Cpu { AdapterProfile::Software } else { AdapterProfile::Hardware };
+        Ok(GpuDevice { device, queue, info, limits, profile, uncaptured })
+    }
+
+    /// "name (backend, device type)".
+    pub fn describe(&self) -> String {
+        describe_adapter(&self.info)
+    }
+
+    /// Largest tensor, in bytes, that one storage binding may hold on this device.
+    pub fn max_binding_bytes(&self) -> u64 {
+        self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size)
+    }
+
+    /// Turns errors that wgpu reported asynchronously into an `Err`.
+    pub fn check_errors(&self) -> Result<()> {
+        let mut errors = self.uncaptured.lock().unwrap_or_else(|p| p.into_inner());
+        if errors.is_empty() {
+            return Ok(());
+        }
+        let first = errors.remove(0);
+        let more = errors.len();
+        errors.clear();
+        Err(Error::Gpu(if more > 0 { format!("{first} (and {more} more)") } else { first }))
+    }
+
+    /// Blocks until all submitted work is done.
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))?;
+        self.check_errors()
+    }
+}
