@@ -1,8 +1,7 @@
 //! Whole models: a training step on the GPU against the same step on the CPU reference, and
 //! determinism of GPU training.
 
-mod common;
-use common::*;
+use crate::common::*;
 use wgcnn::model::backend::{Backend, Predictor};
 use wgcnn::model::cpu::CpuModel;
 use wgcnn::model::gpu::GpuModel;

@@ -1,8 +1,7 @@
 //! A small model really learns on the GPU: generated images whose class is a visual feature (a
 //! horizontal or a vertical bar at a random place, on noise) that no model can guess by chance.
 
-mod common;
-use common::*;
+use crate::common::*;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use wgcnn::model::gpu::GpuModel;
 use wgcnn::model::spec::{Architecture, InputShape};

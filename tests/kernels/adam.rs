@@ -1,8 +1,7 @@
 //! Adam: GPU against the CPU reference over several steps, convergence on a quadratic, the size of
 //! the first step, determinism and bad arguments.
 
-mod common;
-use common::*;
+use crate::common::*;
 use wgcnn::cpu::adam as cpu_adam;
 use wgcnn::gpu::GpuTensor;
 use wgcnn::gpu::ops::adam::{self, AdamParams};

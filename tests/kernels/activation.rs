@@ -1,7 +1,6 @@
 //! ReLU: GPU against the CPU reference, and the gradient against finite differences.
 
-mod common;
-use common::*;
+use crate::common::*;
 use wgcnn::{cpu, gpu::ops::activation};
 
 #[test]

@@ -1,8 +1,7 @@
 //! Cross-entropy losses and probabilities: GPU against the CPU reference, gradients against finite
 //! differences, extreme logits, the correct count, bad labels and bad shapes.
 
-mod common;
-use common::*;
+use crate::common::*;
 use wgcnn::cpu::loss as cpu_loss;
 use wgcnn::gpu::{Gpu, GpuTensor, ops::loss};
 use wgcnn::shape::LossShape;

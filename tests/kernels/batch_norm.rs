@@ -1,8 +1,7 @@
 //! Batch normalisation: GPU against the CPU reference (training forward, inference forward,
 //! backward), gradients against finite differences, determinism and the degenerate cases.
 
-mod common;
-use common::*;
+use crate::common::*;
 use wgcnn::cpu::batch_norm::{self as cpu_bn, SavedStats};
 use wgcnn::gpu::GpuTensor;
 use wgcnn::gpu::ops::batch_norm as gpu_bn;

@@ -1,8 +1,7 @@
 //! Dense layers: every pass on the GPU (both matmul variants, whatever the adapter) against the CPU
 //! reference, gradients against finite differences, determinism, and bad shapes.
 
-mod common;
-use common::*;
+use crate::common::*;
 use wgcnn::cpu;
 use wgcnn::gpu::ops::dense::{self, Matmul, MatmulVariant, Operand};
 use wgcnn::gpu::{AdapterProfile, Gpu};

@@ -1,8 +1,7 @@
 //! Dropout: the GPU mask and values against the CPU reference (bit for bit), the mask's statistics,
 //! keys, the gradient against finite differences, and bad rates.
 
-mod common;
-use common::*;
+use crate::common::*;
 use wgcnn::cpu::dropout as cpu_dropout;
 use wgcnn::gpu::Gpu;
 use wgcnn::gpu::ops::dropout;

@@ -1,8 +1,7 @@
 //! Conv2d: every pass on the GPU against the CPU reference on ragged shapes, gradient checks of
 //! the reference against finite differences, and determinism.
 
-mod common;
-use common::*;
+use crate::common::*;
 use wgcnn::cpu;
 use wgcnn::gpu::ops::conv2d;
 use wgcnn::shape::{Conv2dShape, Padding};

@@ -1,7 +1,6 @@
 //! The GPU context and tensors: device choice parsing, the binding-limit error, upload/download.
 
-mod common;
-use common::*;
+use crate::common::*;
 use wgcnn::Error;
 use wgcnn::gpu::{DeviceChoice, GpuTensor};
 

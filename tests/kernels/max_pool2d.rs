@@ -1,8 +1,7 @@
 //! Max-pooling 2-D: GPU against the CPU reference (values, argmax, gradient), the gradient against
 //! finite differences, ties, NaN, determinism and bad shapes.
 
-mod common;
-use common::*;
+use crate::common::*;
 use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
 use wgcnn::cpu::max_pool2d as cpu_pool;
 use wgcnn::gpu::ops::max_pool2d;

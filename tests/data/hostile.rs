@@ -6,8 +6,6 @@
 //! good files beside it are still used, and it ends in bounded time and memory (the command line
 //! runs in a child process whose peak resident size the kernel reports).
 
-mod common;
-
 use std::io::Cursor;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -15,8 +13,8 @@ use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::bomb::png_bomb;
-use common::process::{Ended, run_watched};
+use crate::common::bomb::png_bomb;
+use crate::common::process::{Ended, run_watched};
 use image::{ImageFormat, RgbImage};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::Value;
