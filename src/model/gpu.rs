@@ -79,6 +79,20 @@ impl Recorder {
         GpuTensor::zeros(&self.gpu, &format!("{} {what}", self.at), dims)
     }
 
+    /// Allocates the op's result `what` of `dims` and records the one dispatch `build` makes
+    /// writing it.
+    fn record_into(
+        &mut self,
+        what: &str,
+        dims: &[usize],
+        build: impl FnOnce(&Self, &GpuTensor) -> Result<Dispatch>,
+    ) -> Result<GpuTensor> {
+        let out = self.tensor(what, dims)?;
+        let dispatch = build(self, &out)?;
+        self.push(dispatch);
+        Ok(out)
+    }
+
     fn value(&self, param: usize) -> &GpuTensor {
         &self.params[param].value
     }
@@ -153,10 +167,7 @@ impl Executor for Recorder {
     }
 
     fn relu(&mut self, x: &GpuTensor) -> Result<GpuTensor> {
-        let y = self.tensor("output", x.shape())?;
-        let d = activation::relu_forward(&self.gpu, x, &y)?;
-        self.push(d);
-        Ok(y)
+        self.record_into("output", x.shape(), |e, out| activation::relu_forward(&e.gpu, x, out))
     }
 
     fn reshape(&mut self, x: &GpuTensor, dims: &[usize]) -> Result<GpuTensor> {
@@ -171,10 +182,9 @@ impl Executor for Recorder {
         bias: usize,
         relu: bool,
     ) -> Result<GpuTensor> {
-        let y = self.tensor("output", &[shape.batch, shape.outputs])?;
-        let d = dense::dense_forward(&self.gpu, shape, x, self.value(weight), self.value(bias), &y, relu)?;
-        self.push(d);
-        Ok(y)
+        self.record_into("output", &[shape.batch, shape.outputs], |e, out| {
+            dense::dense_forward(&e.gpu, shape, x, e.value(weight), e.value(bias), out, relu)
+        })
     }
 
     fn dropout(&mut self, config: &DropoutConfig, x: &GpuTensor) -> Result<GpuTensor> {
@@ -186,24 +196,17 @@ impl Executor for Recorder {
     }
 
     fn cross_entropy(&mut self, logits: &GpuTensor) -> Result<GpuTensor> {
-        let dlogits = self.tensor("logit gradient", logits.shape())?;
-        let d = loss::cross_entropy(&self.gpu, logits, &self.labels, &self.class_weights, &dlogits, &self.stats)?;
-        self.push(d);
-        Ok(dlogits)
+        self.record_into("logit gradient", logits.shape(), |e, out| {
+            loss::cross_entropy(&e.gpu, logits, &e.labels, &e.class_weights, out, &e.stats)
+        })
     }
 
     fn probabilities(&mut self, logits: &GpuTensor) -> Result<GpuTensor> {
-        let probabilities = self.tensor("output", logits.shape())?;
-        let d = loss::probabilities(&self.gpu, logits, &probabilities)?;
-        self.push(d);
-        Ok(probabilities)
+        self.record_into("output", logits.shape(), |e, out| loss::probabilities(&e.gpu, logits, out))
     }
 
     fn relu_backward(&mut self, y: &GpuTensor, dy: &GpuTensor) -> Result<GpuTensor> {
-        let dx = self.tensor("pre-activation gradient", dy.shape())?;
-        let d = activation::relu_backward(&self.gpu, y, dy, &dx)?;
-        self.push(d);
-        Ok(dx)
+        self.record_into("pre-activation gradient", dy.shape(), |e, out| activation::relu_backward(&e.gpu, y, dy, out))
     }
 
     fn conv2d_backward(
@@ -238,10 +241,9 @@ impl Executor for Recorder {
         dy: &GpuTensor,
         relu_mask: bool,
     ) -> Result<GpuTensor> {
-        let dx = self.tensor("input gradient", &shape.input_dims())?;
-        let d = max_pool2d::max_pool2d_backward(&self.gpu, shape, argmax, y, dy, &dx, relu_mask)?;
-        self.push(d);
-        Ok(dx)
+        self.record_into("input gradient", &shape.input_dims(), |e, out| {
+            max_pool2d::max_pool2d_backward(&e.gpu, shape, argmax, y, dy, out, relu_mask)
+        })
     }
 
     fn batch_norm_backward(
