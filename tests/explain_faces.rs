@@ -16,7 +16,8 @@ use wgcnn::model::spec::{Architecture, InputShape};
 use wgcnn::model::{TrainOptions, Trainable};
 use wgcnn::train::fit::{FitConfig, Progress, fit};
 use wgcnn::train::{BatchSource, InMemoryDataset};
-use wgcnn::workflow::{ExplainedImage, LoadedModel};
+use wgcnn::workflow::explanation::ExplainedImage;
+use wgcnn::workflow::session::LoadedModel;
 
 const SIZE: u32 = 64;
 const ARCH: &str = "c8-p-c16-p-c16-p-f-d32-d1";

@@ -20,7 +20,9 @@ use wgcnn::report::GridItem;
 use wgcnn::serve::ServeOptions;
 use wgcnn::train::fit::Progress;
 use wgcnn::train::throughput::measure_training;
-use wgcnn::workflow::{self, LoadedModel, TrainSettings};
+use wgcnn::workflow::session::LoadedModel;
+use wgcnn::workflow::train::TrainSettings;
+use wgcnn::workflow::{self, evaluate};
 
 #[derive(Parser)]
 #[command(
@@ -333,7 +335,7 @@ fn train(choice: &DeviceChoice, args: &TrainArgs, limits: DecodeLimits) -> anyho
         progress: Progress::Auto,
         limits,
     };
-    let run = workflow::train(&backend(choice)?, &settings)?;
+    let run = workflow::train::train(&backend(choice)?, &settings)?;
     println!(
         "
 run folder: {}",
@@ -364,7 +366,7 @@ fn eval(
         print!("{report}");
     }
     let all: Vec<usize> = (0..dataset.len()).collect();
-    let evaluation = workflow::evaluate(&mut loaded.predictor, &dataset, &all, &loaded.file.class_names)
+    let evaluation = evaluate::evaluate(&mut loaded.predictor, &dataset, &all, &loaded.file.class_names)
         .with_context(|| format!("evaluating {} on {}", model.display(), data.display()))?;
     let written = match out {
         None => None,
