@@ -389,9 +389,18 @@ fn failures_exit_1_with_one_line_naming_the_file() {
     ok(dir, &["synth", "--out", "faces3", "--per-class", "2", "--size", "16", "--classes", "happy,sad,angry"]);
     fails(dir, &["eval", model, "faces3"], &["faces3", "\"angry\"", "happy, sad"]);
     fails(dir, &["eval", model, "nowhere"], &["nowhere"]);
-    // Grad-CAM of a model without a convolution.
-    fails(dir, &["explain", "dense.safetensors", "face.png", "--out", "x"], &["saliency"]);
-    ok(dir, &["explain", "dense.safetensors", "face.png", "--out", "x", "--method", "saliency"]);
+    // Grad-CAM of a model without a convolution: saliency, said so, and the file named after it
+    // (the server's rule too, tests/serve.rs).
+    let run = ok(dir, &["explain", "dense.safetensors", "face.png", "--out", "x"]);
+    assert!(
+        run.stdout.contains("Grad-CAM needs a convolution layer") && run.stdout.contains("saliency is shown"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("-saliency.png"), "{}", run.stdout);
+    decodes_as_png(&card(&dir.join("x"), "face", "saliency"));
+    let run = ok(dir, &["explain", "dense.safetensors", "face.png", "--out", "y", "--method", "saliency"]);
+    assert!(!run.stdout.contains("Grad-CAM needs"), "{}", run.stdout);
     // A model for another size still takes the image: it is resized.
     ok(dir, &["predict", model, "faces3/angry/angry_0.png"]);
 

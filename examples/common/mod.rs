@@ -5,11 +5,12 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use wgcnn::data::image::DecodeLimits;
 use wgcnn::data::synth::{Emotion, FacePairing, write_dataset};
 use wgcnn::files::read_bounded;
 use wgcnn::model::backend::Backend;
 use wgcnn::model::file::write_atomically;
-use wgcnn::workflow::session::LoadedModel;
+use wgcnn::workflow::session::ModelSession;
 use wgcnn::workflow::train::TrainRun;
 
 /// Reloads the model a run saved and predicts `count` of its test images again from their files,
@@ -20,10 +21,10 @@ fn compare_reloaded(run: &TrainRun, backend: &Backend, count: usize) -> Result<f
         return Ok(0.0);
     };
     let shown: Vec<_> = test.predictions.iter().take(count).collect();
-    let mut reloaded = LoadedModel::load(&run.model_path, backend, shown.len().max(1))?;
+    let mut reloaded = ModelSession::open(&run.model_path, backend, &[shown.len().max(1)], DecodeLimits::default())?;
     let files = shown
         .iter()
-        .map(|(path, _, _)| reloaded.limits.read_file(path).with_context(|| path.display().to_string()))
+        .map(|(path, _, _)| reloaded.limits().read_file(path).with_context(|| path.display().to_string()))
         .collect::<Result<Vec<_>>>()?;
     let bytes: Vec<&[u8]> = files.iter().map(Vec::as_slice).collect();
     let again = reloaded.predict_bytes(&bytes)?;
@@ -37,7 +38,11 @@ fn compare_reloaded(run: &TrainRun, backend: &Backend, count: usize) -> Result<f
         let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
         println!(
             "  {name:<40} true {:<8} trained: {} {:.4}   reloaded: {} {:.4}",
-            reloaded.file.class_names[*actual], trained.label, trained.confidence, again.label, again.confidence
+            reloaded.class_names()[*actual],
+            trained.label,
+            trained.confidence,
+            again.label,
+            again.confidence
         );
     }
     println!("largest difference in any probability: {largest:e}");

@@ -20,9 +20,9 @@ use wgcnn::report::GridItem;
 use wgcnn::serve::ServeOptions;
 use wgcnn::train::fit::Progress;
 use wgcnn::train::throughput::measure_training;
-use wgcnn::workflow::session::LoadedModel;
+use wgcnn::workflow;
+use wgcnn::workflow::session::{INFERENCE_BATCH, ModelSession};
 use wgcnn::workflow::train::TrainSettings;
-use wgcnn::workflow::{self, evaluate};
 
 #[derive(Parser)]
 #[command(
@@ -358,15 +358,16 @@ fn eval(
     json: bool,
     out: Option<&Path>,
 ) -> anyhow::Result<()> {
-    let mut loaded = LoadedModel::load(model, &backend(choice)?, workflow::INFERENCE_BATCH)?;
+    let mut loaded = ModelSession::open(model, &backend(choice)?, &[INFERENCE_BATCH], limits)?;
     // A subset of the model's classes is a normal test set: one class folder is enough.
     let options = LoadOptions { limits, min_classes: 1, ..LoadOptions::default() };
-    let (dataset, report) = ImageFolder::load(data, &loaded.format, &options)?;
+    let (dataset, report) = ImageFolder::load(data, &loaded.format(), &options)?;
     if !json {
         print!("{report}");
     }
     let all: Vec<usize> = (0..dataset.len()).collect();
-    let evaluation = evaluate::evaluate(&mut loaded.predictor, &dataset, &all, &loaded.file.class_names)
+    let evaluation = loaded
+        .evaluate(&dataset, &all)
         .with_context(|| format!("evaluating {} on {}", model.display(), data.display()))?;
     let written = match out {
         None => None,
@@ -399,8 +400,7 @@ fn predict(
     grid: Option<&Path>,
 ) -> anyhow::Result<()> {
     no_folders(images)?;
-    let mut loaded = LoadedModel::load(model, &backend(choice)?, workflow::INFERENCE_BATCH.min(images.len()))?;
-    loaded.limits = limits;
+    let mut loaded = ModelSession::open(model, &backend(choice)?, &[INFERENCE_BATCH.min(images.len())], limits)?;
     let files = read_files(images, &limits);
     let bytes: Vec<&[u8]> = files.iter().map(|f| f.as_deref().unwrap_or_default()).collect();
     let predictions = loaded.predict_bytes(&bytes)?;
@@ -416,8 +416,7 @@ fn predict(
                 }
                 if grid.is_some() {
                     let truth = path.parent().and_then(|d| d.file_name()).and_then(|d| d.to_str());
-                    let correct =
-                        truth.filter(|t| loaded.file.class_names.iter().any(|c| c == t)).map(|t| t == p.label);
+                    let correct = truth.filter(|t| loaded.class_names().iter().any(|c| c == t)).map(|t| t == p.label);
                     let image = decode_rgb(&file, &limits)?;
                     let caption = format!("{} {:.1}%", p.label, p.confidence * 100.0);
                     grid_items.push(GridItem { image, file: workflow::path_name(path), caption, correct });
@@ -491,9 +490,12 @@ fn explain(
     out: &Path,
 ) -> anyhow::Result<()> {
     no_folders(images)?;
-    let mut loaded = LoadedModel::load(model, &backend(choice)?, workflow::INFERENCE_BATCH.min(images.len()))?;
-    loaded.limits = limits;
+    let mut loaded = ModelSession::open(model, &backend(choice)?, &[INFERENCE_BATCH.min(images.len())], limits)?;
     typed(class.map(|name| loaded.class_index(name)).transpose())?;
+    let drawn = loaded.method_for(method);
+    if let Some(note) = &drawn.note {
+        println!("{note}");
+    }
     std::fs::create_dir_all(out).map_err(|e| anyhow::anyhow!("{}: cannot create the folder: {e}", out.display()))?;
     let files = read_files(images, &limits);
     let bytes: Vec<&[u8]> = files.iter().map(|f| f.as_deref().unwrap_or_default()).collect();
@@ -513,7 +515,7 @@ fn explain(
         let seen: &mut usize = stems.entry(stem.clone()).or_default();
         *seen += 1;
         let suffix = if *seen == 1 { String::new() } else { format!("-{seen}") };
-        let card = out.join(format!("{stem}{suffix}-{}-{}.png", e.class_name, method.name()));
+        let card = out.join(format!("{stem}{suffix}-{}-{}.png", e.class_name, e.method.name()));
         e.write_card(&card)?;
         println!("{}: {}  -> {}", path.display(), e.caption(), card.display());
     }

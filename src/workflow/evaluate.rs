@@ -8,7 +8,8 @@ use crate::data::folder::Dataset;
 use crate::data::image::to_f32_into;
 use crate::model::backend::Predictor;
 use crate::report::{ClassificationReport, ConfusionMatrix, Prediction, plots};
-use crate::workflow::{INFERENCE_BATCH, write_file};
+use crate::workflow::session::INFERENCE_BATCH;
+use crate::workflow::write_file;
 use crate::{Error, Result};
 
 /// A model's predictions on labelled images, and the scores they give.

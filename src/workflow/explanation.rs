@@ -13,7 +13,7 @@ use crate::report::{Prediction, plots};
 /// The smallest side of an [`ExplainedImage::write_card`] panel: small model inputs are scaled up.
 pub const CARD_MIN_SIDE: u32 = 256;
 
-/// One image explained by [`LoadedModel::explain_bytes`].
+/// One image explained by [`ModelSession::explain_bytes`](crate::workflow::session::ModelSession::explain_bytes).
 #[derive(Clone, Debug)]
 pub struct ExplainedImage {
     /// The model's prediction for the image.

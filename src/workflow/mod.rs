@@ -14,10 +14,6 @@ use crate::data::image::{Fit, InputFormat};
 use crate::model::file::{ModelFile, write_atomically};
 use crate::{Error, Result};
 
-/// Images per call when evaluating and predicting: a whole small batch, not so large that the
-/// activations of a 256x256 model crowd memory.
-pub const INFERENCE_BATCH: usize = 16;
-
 /// Writes a whole file through a temporary one, the error naming the path.
 pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomically(path, bytes).map_err(|e| Error::Invalid(format!("{}: cannot write it: {e}", path.display())))

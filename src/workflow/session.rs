@@ -1,35 +1,102 @@
-//! A saved model loaded to predict and explain images given as file bytes.
+//! A model session: a saved model loaded once to predict and explain images, the one way the
+//! commands (`predict`, `eval`, `explain`), the web server's model thread and the examples load
+//! a model file.
+//!
+//! The rule for explanations: Grad-CAM needs a convolution layer. Asked of a model without one,
+//! the session draws saliency instead and says so ([`MethodChoice::note`]); the CLI prints the
+//! note and names its files after the method used, the server answers with the method used and
+//! the note.
 
 use std::path::Path;
 
+use crate::data::folder::Dataset;
 use crate::data::image::{DecodeError, DecodeLimits, InputFormat, decode_and_resize, planar_to_rgb, to_f32_planar};
 use crate::model::backend::{Backend, Predictor};
-use crate::model::explain::{Explain, ExplainMethod};
+use crate::model::explain::{Explain, ExplainMethod, grad_cam_layer};
 use crate::model::file::ModelFile;
 use crate::report::Prediction;
+use crate::workflow::evaluate::{Evaluation, evaluate};
 use crate::workflow::explanation::ExplainedImage;
 use crate::workflow::input_format;
 use crate::{Error, Result};
 
-/// A saved model ready to predict: the file, the format its images take, and a predictor.
-pub struct LoadedModel {
-    pub file: ModelFile,
-    pub format: InputFormat,
-    pub predictor: Predictor,
-    /// What one image may cost to decode (and, for the caller, to read).
-    pub limits: DecodeLimits,
-    backend: Backend,
-    /// Built on the first [`LoadedModel::explain_bytes`], with the predictor's batch size.
-    explainer: Option<Box<dyn Explain + Send>>,
+/// Images per call when evaluating and predicting: a whole small batch, not so large that the
+/// activations of a 256x256 model crowd memory.
+pub const INFERENCE_BATCH: usize = 16;
+
+/// The method an explanation is drawn by, for the method asked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MethodChoice {
+    pub asked: ExplainMethod,
+    /// What is drawn: `asked`, or saliency for Grad-CAM of a model without a convolution.
+    pub method: ExplainMethod,
+    /// Why `method` is not `asked`, in words; None when it is.
+    pub note: Option<String>,
 }
 
-impl LoadedModel {
-    /// Loads `path` onto `backend`, predicting `batch` images per call.
-    pub fn load(path: &Path, backend: &Backend, batch: usize) -> Result<Self> {
+/// One image's explanation as the session computes it.
+#[derive(Clone, Debug)]
+pub struct Explained {
+    /// The model's prediction for the image.
+    pub prediction: Prediction,
+    /// The class whose evidence `heat` shows.
+    pub class: usize,
+    /// The model's probability of `class`.
+    pub probability: f32,
+    /// The heat map at the model's input size, row-major, in [0, 1].
+    pub heat: Vec<f32>,
+    pub choice: MethodChoice,
+}
+
+/// A saved model ready to predict and explain.
+pub struct ModelSession {
+    file: ModelFile,
+    format: InputFormat,
+    /// Ascending batch sizes: a call runs through the smallest that holds it.
+    predictors: Vec<Predictor>,
+    /// What one image may cost to decode (and, for the caller, to read).
+    limits: DecodeLimits,
+    backend: Backend,
+    /// Built on the first explanation, for as many images as it had (at most the largest batch).
+    explainer: Option<Box<dyn Explain + Send>>,
+    has_convolution: bool,
+}
+
+impl ModelSession {
+    /// Loads the model file at `path` onto `backend`, with a predictor per batch size of
+    /// `batches` (e.g. `[16]`, or `[1, 2, 4, 8, 16]` for a server that batches what arrives).
+    pub fn open(path: &Path, backend: &Backend, batches: &[usize], limits: DecodeLimits) -> Result<Self> {
         let file = ModelFile::load(path)?;
         let format = input_format(&file)?;
-        let predictor = Predictor::new(backend, &file.architecture, &file.weights, batch)?;
-        Ok(Self { file, format, predictor, limits: DecodeLimits::default(), backend: backend.clone(), explainer: None })
+        let mut sizes = batches.to_vec();
+        sizes.sort_unstable();
+        sizes.dedup();
+        if sizes.is_empty() || sizes[0] == 0 {
+            return Err(Error::Invalid("a model session needs batch sizes of at least 1".into()));
+        }
+        let predictors = sizes
+            .iter()
+            .map(|&batch| Predictor::new(backend, &file.architecture, &file.weights, batch))
+            .collect::<Result<_>>()?;
+        let has_convolution = grad_cam_layer(&file.architecture.layers_info()?).is_some();
+        Ok(Self { file, format, predictors, limits, backend: backend.clone(), explainer: None, has_convolution })
+    }
+
+    pub fn file(&self) -> &ModelFile {
+        &self.file
+    }
+
+    pub fn class_names(&self) -> &[String] {
+        &self.file.class_names
+    }
+
+    /// How the model takes its images.
+    pub fn format(&self) -> InputFormat {
+        self.format
+    }
+
+    pub fn limits(&self) -> &DecodeLimits {
+        &self.limits
     }
 
     /// The index of the class named `name`; an error listing the model's classes if none is.
@@ -42,46 +109,95 @@ impl LoadedModel {
         })
     }
 
-    /// Decodes images given as file bytes (as [`LoadedModel::predict_bytes`] does) and explains
-    /// each one's prediction by `method`: the evidence for the class named `class`, or for each
-    /// image's predicted class when None. An image that does not decode gives its
-    /// [`DecodeError`] in its place and does not stop the others. Fails on an unknown class, or
-    /// Grad-CAM asked of a model without a convolution layer.
+    /// The method drawn when `asked` is: Grad-CAM of a model without a convolution layer falls
+    /// back to saliency, with a note saying so.
+    pub fn method_for(&self, asked: ExplainMethod) -> MethodChoice {
+        if asked == ExplainMethod::GradCam && !self.has_convolution {
+            return MethodChoice {
+                asked,
+                method: ExplainMethod::Saliency,
+                note: Some(format!(
+                    "Grad-CAM needs a convolution layer and this model ({}) has none, so saliency is shown",
+                    self.file.architecture
+                )),
+            };
+        }
+        MethodChoice { asked, method: asked, note: None }
+    }
+
+    /// The predictor for `n` images: the smallest batch that holds them, else the largest.
+    fn predictor(&mut self, n: usize) -> &mut Predictor {
+        let at = self.predictors.iter().position(|p| p.batch_size() >= n).unwrap_or(self.predictors.len() - 1);
+        &mut self.predictors[at]
+    }
+
+    /// The predictions of `images` (NCHW f32 of the model's input, any count); the batch size
+    /// used is the smallest that holds them all.
+    pub fn predict(&mut self, images: &[f32]) -> Result<Vec<Prediction>> {
+        let n = images.len() / self.format.sample_len();
+        let rows = self.predictor(n).predict(images)?;
+        rows.iter().map(|row| Prediction::from_row(row, &self.file.class_names)).collect()
+    }
+
+    /// Scores the images `indices` of `dataset` against their folders' classes.
+    pub fn evaluate(&mut self, dataset: &Dataset, indices: &[usize]) -> Result<Evaluation> {
+        let classes = self.file.class_names.clone();
+        evaluate(self.predictor(usize::MAX), dataset, indices, &classes)
+    }
+
+    /// Explains `images` (NCHW f32 of the model's input) by `asked` (see [`Self::method_for`]):
+    /// the evidence for `class`, or for each image's predicted class when None.
+    pub fn explain(&mut self, images: &[f32], class: Option<usize>, asked: ExplainMethod) -> Result<Vec<Explained>> {
+        let n = images.len() / self.format.sample_len();
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        if let Some(class) = class.filter(|&c| c >= self.file.class_names.len()) {
+            return Err(Error::Invalid(format!(
+                "explain: no class {class}: the model has {}",
+                self.file.class_names.len()
+            )));
+        }
+        let classes: Vec<u32> = match class {
+            Some(class) => vec![class as u32; n],
+            None => self.predict(images)?.iter().map(|p| p.index as u32).collect(),
+        };
+        if self.explainer.is_none() {
+            let largest = self.predictors.last().expect("at least one predictor").batch_size();
+            self.explainer =
+                Some(self.backend.explainer(&self.file.architecture, n.min(largest), &self.file.weights)?);
+        }
+        let choice = self.method_for(asked);
+        let explainer = self.explainer.as_mut().expect("built above");
+        explainer
+            .explain(images, &classes)?
+            .into_iter()
+            .map(|e| {
+                let class = e.class as usize;
+                Ok(Explained {
+                    prediction: Prediction::from_row(&e.probabilities, &self.file.class_names)?,
+                    class,
+                    probability: e.probabilities[class],
+                    heat: e.heat(choice.method).expect("saliency always, Grad-CAM only with a convolution"),
+                    choice: choice.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Decodes images given as file bytes and explains each one's prediction (as
+    /// [`Self::explain`], the class by name). An image that does not decode gives its
+    /// [`DecodeError`] in its place and does not stop the others. Fails on an unknown class.
     pub fn explain_bytes(
         &mut self,
         files: &[&[u8]],
-        method: ExplainMethod,
+        asked: ExplainMethod,
         class: Option<&str>,
     ) -> Result<Vec<std::result::Result<ExplainedImage, DecodeError>>> {
-        let asked = class.map(|name| self.class_index(name)).transpose()?;
-        if method == ExplainMethod::GradCam
-            && crate::model::explain::grad_cam_layer(&self.file.architecture.layers_info()?).is_none()
-        {
-            return Err(Error::Invalid(format!(
-                "Grad-CAM needs a convolution layer and this model ({}) has none: use the saliency method",
-                self.file.architecture
-            )));
-        }
+        let class = class.map(|name| self.class_index(name)).transpose()?;
         let decoded: Vec<_> = files.iter().map(|bytes| decode_and_resize(bytes, &self.format, &self.limits)).collect();
         let images: Vec<f32> = decoded.iter().flatten().flat_map(|image| to_f32_planar(&image.pixels)).collect();
-        let classes: Vec<u32> = match asked {
-            Some(class) => vec![class as u32; images.len() / self.format.sample_len()],
-            None => self
-                .predictor
-                .predict(&images)?
-                .iter()
-                .map(|row| Prediction::from_row(row, &self.file.class_names).map(|p| p.index as u32))
-                .collect::<Result<_>>()?,
-        };
-        if classes.is_empty() {
-            return Ok(decoded.into_iter().map(|d| Err(d.expect_err("no image decoded"))).collect());
-        }
-        if self.explainer.is_none() {
-            let batch = self.predictor.batch_size();
-            self.explainer = Some(self.backend.explainer(&self.file.architecture, batch, &self.file.weights)?);
-        }
-        let explainer = self.explainer.as_mut().expect("built above");
-        let mut explanations = explainer.explain(&images, &classes)?.into_iter();
+        let mut explained = self.explain(&images, class, asked)?.into_iter();
         decoded
             .into_iter()
             .map(|d| {
@@ -89,18 +205,15 @@ impl LoadedModel {
                     Ok(d) => d,
                     Err(e) => return Ok(Err(e)),
                 };
-                let e = explanations.next().expect("one explanation per decoded image");
-                let heat = e.heat(method).expect("checked: the model has a convolution");
-                let image = planar_to_rgb(&d.pixels, &self.format);
-                let class = e.class as usize;
+                let e = explained.next().expect("one explanation per decoded image");
                 Ok(Ok(ExplainedImage {
-                    prediction: Prediction::from_row(&e.probabilities, &self.file.class_names)?,
-                    class,
-                    class_name: self.file.class_names[class].clone(),
-                    probability: e.probabilities[class],
-                    method,
-                    heat,
-                    image,
+                    class_name: self.file.class_names[e.class].clone(),
+                    prediction: e.prediction,
+                    class: e.class,
+                    probability: e.probability,
+                    method: e.choice.method,
+                    heat: e.heat,
+                    image: planar_to_rgb(&d.pixels, &self.format),
                 }))
             })
             .collect()
@@ -109,22 +222,12 @@ impl LoadedModel {
     /// Decodes and predicts images given as file bytes; an image that does not decode gives its
     /// [`DecodeError`] in its place and does not stop the others.
     pub fn predict_bytes(&mut self, files: &[&[u8]]) -> Result<Vec<std::result::Result<Prediction, DecodeError>>> {
-        let sample_len = self.format.sample_len();
         let decoded: Vec<_> = files.iter().map(|bytes| decode_and_resize(bytes, &self.format, &self.limits)).collect();
-        let mut images = Vec::with_capacity(decoded.len() * sample_len);
-        for image in decoded.iter().flatten() {
-            images.extend(to_f32_planar(&image.pixels));
-        }
-        let mut rows = self.predictor.predict(&images)?.into_iter();
-        decoded
+        let images: Vec<f32> = decoded.iter().flatten().flat_map(|image| to_f32_planar(&image.pixels)).collect();
+        let mut predictions = self.predict(&images)?.into_iter();
+        Ok(decoded
             .into_iter()
-            .map(|d| match d {
-                Ok(_) => {
-                    let row = rows.next().expect("one row per decoded image");
-                    Ok(Ok(Prediction::from_row(&row, &self.file.class_names)?))
-                }
-                Err(e) => Ok(Err(e)),
-            })
-            .collect()
+            .map(|d| d.map(|_| predictions.next().expect("one prediction per decoded image")))
+            .collect())
     }
 }
