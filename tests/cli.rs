@@ -541,6 +541,7 @@ fn mistakes_in_what_was_typed_are_usage_errors_with_the_way_out() {
         (&["explain", "model.safetensors", "face.png", "--class", "angry", "--out", "x"][..].to_vec(), "happy, sad"),
         (&["--device", "nvidia-h999", "predict", "model.safetensors", "face.png"][..].to_vec(), "--device auto"),
         (&["predict", "model.safetensors", "data"][..].to_vec(), "wgcnn eval"),
+        (&["train", "data", "--out", "run", "--arch", "c4-p-f-d1"][..].to_vec(), "--arch needs --size"),
         (&["serve", "model.safetensors", "--addr", "no-such-host.invalid:9000"][..].to_vec(), "no-such-host"),
     ] {
         let run = wgcnn(dir, args);

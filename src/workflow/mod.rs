@@ -5,6 +5,7 @@
 
 pub mod evaluate;
 pub mod explanation;
+pub mod preset;
 pub mod session;
 pub mod train;
 
