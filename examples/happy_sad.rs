@@ -5,8 +5,10 @@
 //!
 //! `cargo run --release --example happy_sad [-- --data DIR]`. With no `--data` it draws synthetic
 //! happy and sad faces first (the project's embedded default), so it runs on a fresh machine:
-//! 300 pairs at 64x64 (Model A's layers on a 64x64 input; see `workflow::example_dataset`).
+//! 300 pairs at 64x64 (Model A's layers on a 64x64 input; see `common::example_dataset`).
 //! Everything lands in `--out` (default `runs/happy_sad`).
+
+mod common;
 
 use std::path::PathBuf;
 
@@ -19,7 +21,7 @@ use wgcnn::gpu::DeviceChoice;
 use wgcnn::model::backend::Backend;
 use wgcnn::model::spec::{Architecture, InputShape};
 use wgcnn::train::fit::Progress;
-use wgcnn::workflow::{self, TrainSettings};
+use wgcnn::workflow::train::{self, TrainSettings};
 
 #[derive(Parser)]
 struct Args {
@@ -47,7 +49,7 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let faces = [Emotion::Happy, Emotion::Sad];
-    let (data, size) = workflow::example_dataset(args.data, args.size, 256, &faces, &args.out, args.seed)?;
+    let (data, size) = common::example_dataset(args.data, args.size, 256, &faces, &args.out, args.seed)?;
     let backend = Backend::new(&args.device)?;
     let settings = TrainSettings {
         data_dir: data,
@@ -71,7 +73,7 @@ fn main() -> anyhow::Result<()> {
         progress: Progress::Auto,
         limits: DecodeLimits::default(),
     };
-    let run = workflow::train(&backend, &settings)?;
-    workflow::finish_example(&run, &backend, &args.out)?;
+    let run = train::train(&backend, &settings)?;
+    common::finish_example(&run, &backend, &args.out)?;
     Ok(())
 }

@@ -11,6 +11,8 @@
 //! (Model B's layers on a 64x64 input), few enough to train in minutes on two CPU cores and
 //! enough to be learnt, not memorised.
 
+mod common;
+
 use std::path::PathBuf;
 
 use clap::Parser;
@@ -22,7 +24,7 @@ use wgcnn::gpu::DeviceChoice;
 use wgcnn::model::backend::Backend;
 use wgcnn::model::spec::{Architecture, InputShape};
 use wgcnn::train::fit::Progress;
-use wgcnn::workflow::{self, TrainSettings};
+use wgcnn::workflow::train::{self, TrainSettings};
 
 #[derive(Parser)]
 struct Args {
@@ -71,7 +73,7 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let (data, size) = workflow::example_dataset(args.data, args.size, 128, &Emotion::ALL, &args.out, args.seed)?;
+    let (data, size) = common::example_dataset(args.data, args.size, 128, &Emotion::ALL, &args.out, args.seed)?;
     let channels = if args.grayscale { 1 } else { 3 };
     let model_b = Architecture::preset("emotions3")?;
     let architecture = match &args.arch {
@@ -101,7 +103,7 @@ fn main() -> anyhow::Result<()> {
         progress: Progress::Auto,
         limits: DecodeLimits::default(),
     };
-    let run = workflow::train(&backend, &settings)?;
-    workflow::finish_example(&run, &backend, &args.out)?;
+    let run = train::train(&backend, &settings)?;
+    common::finish_example(&run, &backend, &args.out)?;
     Ok(())
 }

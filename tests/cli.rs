@@ -389,9 +389,18 @@ fn failures_exit_1_with_one_line_naming_the_file() {
     ok(dir, &["synth", "--out", "faces3", "--per-class", "2", "--size", "16", "--classes", "happy,sad,angry"]);
     fails(dir, &["eval", model, "faces3"], &["faces3", "\"angry\"", "happy, sad"]);
     fails(dir, &["eval", model, "nowhere"], &["nowhere"]);
-    // Grad-CAM of a model without a convolution.
-    fails(dir, &["explain", "dense.safetensors", "face.png", "--out", "x"], &["saliency"]);
-    ok(dir, &["explain", "dense.safetensors", "face.png", "--out", "x", "--method", "saliency"]);
+    // Grad-CAM of a model without a convolution: saliency, said so, and the file named after it
+    // (the server's rule too, tests/serve.rs).
+    let run = ok(dir, &["explain", "dense.safetensors", "face.png", "--out", "x"]);
+    assert!(
+        run.stdout.contains("Grad-CAM needs a convolution layer") && run.stdout.contains("saliency is shown"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("-saliency.png"), "{}", run.stdout);
+    decodes_as_png(&card(&dir.join("x"), "face", "saliency"));
+    let run = ok(dir, &["explain", "dense.safetensors", "face.png", "--out", "y", "--method", "saliency"]);
+    assert!(!run.stdout.contains("Grad-CAM needs"), "{}", run.stdout);
     // A model for another size still takes the image: it is resized.
     ok(dir, &["predict", model, "faces3/angry/angry_0.png"]);
 
@@ -532,6 +541,7 @@ fn mistakes_in_what_was_typed_are_usage_errors_with_the_way_out() {
         (&["explain", "model.safetensors", "face.png", "--class", "angry", "--out", "x"][..].to_vec(), "happy, sad"),
         (&["--device", "nvidia-h999", "predict", "model.safetensors", "face.png"][..].to_vec(), "--device auto"),
         (&["predict", "model.safetensors", "data"][..].to_vec(), "wgcnn eval"),
+        (&["train", "data", "--out", "run", "--arch", "c4-p-f-d1"][..].to_vec(), "--arch needs --size"),
         (&["serve", "model.safetensors", "--addr", "no-such-host.invalid:9000"][..].to_vec(), "no-such-host"),
     ] {
         let run = wgcnn(dir, args);

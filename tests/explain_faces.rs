@@ -1,12 +1,13 @@
 //! Grad-CAM points at the mouth: a small model trained on synthetic happy and sad faces that differ
 //! only in the mouth (each pair drawn from the same random face, see `FaceParams::with_emotion`)
 //! puts the Grad-CAM heat of sad (its sigmoid's logit) inside the mouth's bounding box, through
-//! the same path as `wgcnn explain` (a saved model file, PNG bytes, `LoadedModel::explain_bytes`),
+//! the same path as `wgcnn explain` (a saved model file, PNG bytes, `ModelSession::explain_bytes`),
 //! on the GPU and on the CPU reference alike.
 
 mod common;
 use common::*;
 use image::{ImageFormat, RgbImage};
+use wgcnn::data::image::DecodeLimits;
 use wgcnn::data::synth::{Emotion, FaceParams, PixelBox};
 use wgcnn::model::backend::Backend;
 use wgcnn::model::explain::ExplainMethod;
@@ -16,7 +17,8 @@ use wgcnn::model::spec::{Architecture, InputShape};
 use wgcnn::model::{TrainOptions, Trainable};
 use wgcnn::train::fit::{FitConfig, Progress, fit};
 use wgcnn::train::{BatchSource, InMemoryDataset};
-use wgcnn::workflow::{ExplainedImage, LoadedModel};
+use wgcnn::workflow::explanation::ExplainedImage;
+use wgcnn::workflow::session::ModelSession;
 
 const SIZE: u32 = 64;
 const ARCH: &str = "c8-p-c16-p-c16-p-f-d32-d1";
@@ -134,7 +136,7 @@ fn grad_cam_points_at_the_mouth() {
     let test = faces(2, 0, TEST_PAIRS);
     let bytes: Vec<Vec<u8>> = test.iter().map(|f| png(&f.0)).collect();
     let bytes: Vec<&[u8]> = bytes.iter().map(Vec::as_slice).collect();
-    let mut loaded = LoadedModel::load(&path, &Backend::Gpu(gpu()), 16).unwrap();
+    let mut loaded = ModelSession::open(&path, &Backend::Gpu(gpu()), &[16], DecodeLimits::default()).unwrap();
     let explained: Vec<_> =
         loaded.explain_bytes(&bytes, ExplainMethod::GradCam, None).unwrap().into_iter().map(Result::unwrap).collect();
 
@@ -180,7 +182,7 @@ fn grad_cam_points_at_the_mouth() {
     assert!(right as f64 >= 0.9 * test.len() as f64, "{right} of {} test faces predicted right", test.len());
 
     // The CPU reference explains the same model alike (a few faces; tolerances as tests/explain.rs).
-    let mut on_cpu = LoadedModel::load(&path, &Backend::Cpu, 4).unwrap();
+    let mut on_cpu = ModelSession::open(&path, &Backend::Cpu, &[4], DecodeLimits::default()).unwrap();
     let cpu = on_cpu.explain_bytes(&bytes[..4], ExplainMethod::GradCam, None).unwrap();
     for (g, c) in explained.iter().zip(cpu) {
         let c = c.unwrap();

@@ -350,6 +350,41 @@ fn explain_answers_a_heat_map_png_over_the_image() {
     server.shutdown().unwrap();
 }
 
+/// The rule `wgcnn explain` follows too (tests/cli.rs): Grad-CAM asked of a model without a
+/// convolution is saliency, and the answer says so.
+#[test]
+fn grad_cam_of_a_model_without_a_convolution_is_saliency_and_says_so() {
+    let arch = Architecture::parse("f-d8-d1", InputShape::new(3, 16, 16)).unwrap();
+    let file = ModelFile {
+        weights: arch.initial_weights(1).unwrap(),
+        architecture: arch,
+        class_names: CLASSES.iter().map(|e| e.name().to_string()).collect(),
+        normalisation: "rgb/255 stretch".into(),
+        history: Default::default(),
+        optimizer: None,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dense.safetensors");
+    file.save(&path).unwrap();
+    let options = ServeOptions { addr: SocketAddr::from(([127, 0, 0, 1], 0)), ..ServeOptions::default() };
+    let server = Server::start(&path, own_device(), options).unwrap();
+    let base = format!("http://{}", server.addr());
+    let agent = agent();
+    let png = encode(&face(Emotion::Happy, TEST_SEED, 1), ImageFormat::Png);
+    let answer = post_multipart(&agent, &format!("{base}/explain?method=gradcam"), "file", &png);
+    assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
+    assert_eq!(answer.header("x-explain-method"), "saliency");
+    assert_eq!(answer.header("x-explain-asked"), "gradcam");
+    assert!(
+        answer.header("x-explain-note").contains("Grad-CAM needs a convolution layer"),
+        "{}",
+        answer.header("x-explain-note")
+    );
+    let answer = post_multipart(&agent, &format!("{base}/explain?method=saliency"), "file", &png);
+    assert_eq!((answer.header("x-explain-method"), answer.header("x-explain-note")), ("saliency", ""));
+    server.shutdown().unwrap();
+}
+
 #[test]
 fn five_hundred_requests_from_32_clients_are_batched_and_all_answered_right() {
     let server =

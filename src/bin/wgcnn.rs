@@ -20,7 +20,10 @@ use wgcnn::report::GridItem;
 use wgcnn::serve::ServeOptions;
 use wgcnn::train::fit::Progress;
 use wgcnn::train::throughput::measure_training;
-use wgcnn::workflow::{self, LoadedModel, TrainSettings};
+use wgcnn::workflow;
+use wgcnn::workflow::preset::Preset;
+use wgcnn::workflow::session::{INFERENCE_BATCH, ModelSession};
+use wgcnn::workflow::train::TrainSettings;
 
 #[derive(Parser)]
 #[command(
@@ -247,13 +250,14 @@ struct TrainArgs {
     /// Run folder to write (created if missing).
     #[arg(long)]
     out: PathBuf,
-    /// A reference model: happy-sad (Model A, 3x256x256) or emotions3 (Model B, 3x128x128).
-    #[arg(long, conflicts_with = "arch", default_value = "happy-sad")]
-    preset: String,
-    /// An architecture spec instead of a preset, e.g. c16-p-c32-p-f-d64-d1 (see the README).
+    /// A reference model: happy-sad (Model A, 3x256x256; the default) or emotions3 (Model B, 3x128x128).
+    #[arg(long, conflicts_with = "arch")]
+    preset: Option<String>,
+    /// An architecture spec instead of a preset, e.g. c16-p-c32-p-f-d64-d1 (see the README); its
+    /// input is --size (required) and --grayscale.
     #[arg(long)]
     arch: Option<String>,
-    /// Input size in pixels (square); default: the preset's (256 or 128).
+    /// Input size in pixels (square); default: the preset's (256 or 128); required with --arch.
     #[arg(long)]
     size: Option<usize>,
     /// One grayscale channel instead of RGB.
@@ -265,8 +269,9 @@ struct TrainArgs {
     /// The most epochs (early stopping may end sooner).
     #[arg(long, default_value_t = 20, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     epochs: usize,
-    #[arg(long, default_value_t = 32)]
-    batch_size: usize,
+    /// Images per step (default: the preset's, 32).
+    #[arg(long)]
+    batch_size: Option<usize>,
     /// Adam's starting learning rate.
     #[arg(long, default_value_t = 1e-3)]
     lr: f64,
@@ -302,14 +307,24 @@ struct TrainArgs {
 }
 
 fn train(choice: &DeviceChoice, args: &TrainArgs, limits: DecodeLimits) -> anyhow::Result<()> {
-    let preset = typed(Architecture::preset(&args.preset))?;
-    let base = match &args.arch {
-        Some(spec) => typed(Architecture::parse(spec, preset.input))?,
-        None => preset,
+    let preset = typed(Preset::named(args.preset.as_deref().unwrap_or(Preset::DEFAULT)))?;
+    let channels = if args.grayscale { 1 } else { 3 };
+    let architecture = match (&args.arch, args.size) {
+        (Some(_), None) => {
+            return Err(Usage(
+                "--arch needs --size: the input size of an architecture spec is not known \
+                              (e.g. --arch c16-p-f-d1 --size 64; add --grayscale for one channel)"
+                    .into(),
+            )
+            .into());
+        }
+        (Some(spec), Some(size)) => typed(Architecture::parse(spec, InputShape::new(channels, size, size)))?,
+        (None, size) => {
+            let base = preset.architecture.clone();
+            let size = size.unwrap_or(base.input.height);
+            base.with_input(InputShape::new(channels, size, size))
+        }
     };
-    let size = args.size.unwrap_or(base.input.height);
-    let channels = if args.grayscale { 1 } else { base.input.channels };
-    let architecture = base.with_input(InputShape::new(channels, size, size));
     // An architecture too deep for --size is the user's to change, before any work.
     typed(architecture.layers_info())?;
     let settings = TrainSettings {
@@ -319,7 +334,7 @@ fn train(choice: &DeviceChoice, args: &TrainArgs, limits: DecodeLimits) -> anyho
         fit: args.fit,
         split: args.split,
         epochs: args.epochs,
-        batch_size: args.batch_size,
+        batch_size: args.batch_size.unwrap_or(preset.batch_size),
         lr: args.lr,
         seed: args.seed,
         patience: (args.patience > 0).then_some(args.patience),
@@ -333,7 +348,7 @@ fn train(choice: &DeviceChoice, args: &TrainArgs, limits: DecodeLimits) -> anyho
         progress: Progress::Auto,
         limits,
     };
-    let run = workflow::train(&backend(choice)?, &settings)?;
+    let run = workflow::train::train(&backend(choice)?, &settings)?;
     println!(
         "
 run folder: {}",
@@ -356,15 +371,16 @@ fn eval(
     json: bool,
     out: Option<&Path>,
 ) -> anyhow::Result<()> {
-    let mut loaded = LoadedModel::load(model, &backend(choice)?, workflow::INFERENCE_BATCH)?;
+    let mut loaded = ModelSession::open(model, &backend(choice)?, &[INFERENCE_BATCH], limits)?;
     // A subset of the model's classes is a normal test set: one class folder is enough.
     let options = LoadOptions { limits, min_classes: 1, ..LoadOptions::default() };
-    let (dataset, report) = ImageFolder::load(data, &loaded.format, &options)?;
+    let (dataset, report) = ImageFolder::load(data, &loaded.format(), &options)?;
     if !json {
         print!("{report}");
     }
     let all: Vec<usize> = (0..dataset.len()).collect();
-    let evaluation = workflow::evaluate(&mut loaded.predictor, &dataset, &all, &loaded.file.class_names)
+    let evaluation = loaded
+        .evaluate(&dataset, &all)
         .with_context(|| format!("evaluating {} on {}", model.display(), data.display()))?;
     let written = match out {
         None => None,
@@ -397,8 +413,7 @@ fn predict(
     grid: Option<&Path>,
 ) -> anyhow::Result<()> {
     no_folders(images)?;
-    let mut loaded = LoadedModel::load(model, &backend(choice)?, workflow::INFERENCE_BATCH.min(images.len()))?;
-    loaded.limits = limits;
+    let mut loaded = ModelSession::open(model, &backend(choice)?, &[INFERENCE_BATCH.min(images.len())], limits)?;
     let files = read_files(images, &limits);
     let bytes: Vec<&[u8]> = files.iter().map(|f| f.as_deref().unwrap_or_default()).collect();
     let predictions = loaded.predict_bytes(&bytes)?;
@@ -414,8 +429,7 @@ fn predict(
                 }
                 if grid.is_some() {
                     let truth = path.parent().and_then(|d| d.file_name()).and_then(|d| d.to_str());
-                    let correct =
-                        truth.filter(|t| loaded.file.class_names.iter().any(|c| c == t)).map(|t| t == p.label);
+                    let correct = truth.filter(|t| loaded.class_names().iter().any(|c| c == t)).map(|t| t == p.label);
                     let image = decode_rgb(&file, &limits)?;
                     let caption = format!("{} {:.1}%", p.label, p.confidence * 100.0);
                     grid_items.push(GridItem { image, file: workflow::path_name(path), caption, correct });
@@ -489,9 +503,12 @@ fn explain(
     out: &Path,
 ) -> anyhow::Result<()> {
     no_folders(images)?;
-    let mut loaded = LoadedModel::load(model, &backend(choice)?, workflow::INFERENCE_BATCH.min(images.len()))?;
-    loaded.limits = limits;
+    let mut loaded = ModelSession::open(model, &backend(choice)?, &[INFERENCE_BATCH.min(images.len())], limits)?;
     typed(class.map(|name| loaded.class_index(name)).transpose())?;
+    let drawn = loaded.method_for(method);
+    if let Some(note) = &drawn.note {
+        println!("{note}");
+    }
     std::fs::create_dir_all(out).map_err(|e| anyhow::anyhow!("{}: cannot create the folder: {e}", out.display()))?;
     let files = read_files(images, &limits);
     let bytes: Vec<&[u8]> = files.iter().map(|f| f.as_deref().unwrap_or_default()).collect();
@@ -511,7 +528,7 @@ fn explain(
         let seen: &mut usize = stems.entry(stem.clone()).or_default();
         *seen += 1;
         let suffix = if *seen == 1 { String::new() } else { format!("-{seen}") };
-        let card = out.join(format!("{stem}{suffix}-{}-{}.png", e.class_name, method.name()));
+        let card = out.join(format!("{stem}{suffix}-{}-{}.png", e.class_name, e.method.name()));
         e.write_card(&card)?;
         println!("{}: {}  -> {}", path.display(), e.caption(), card.display());
     }
@@ -543,12 +560,13 @@ fn bench_train(
     warmup: usize,
     size: Option<usize>,
 ) -> anyhow::Result<()> {
-    let mut arch = Architecture::preset(preset)?;
+    let defaults = typed(Preset::named(preset))?;
+    let mut arch = defaults.architecture;
     if let Some(size) = size {
         let channels = arch.input.channels;
         arch = arch.with_input(InputShape::new(channels, size, size));
     }
-    let batch = batch.unwrap_or(if preset == "happy-sad" { 32 } else { 64 });
+    let batch = batch.unwrap_or(defaults.bench_batch_size);
     let weights = arch.initial_weights(1)?;
     let backend = backend(choice)?;
     let mut model = backend.model(&arch, batch, &weights, &TrainOptions::default())?;

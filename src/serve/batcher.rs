@@ -9,8 +9,9 @@
 //! on its own (no layer mixes the images of a batch in inference mode), so a batched answer is the
 //! answer that image would get alone.
 //!
-//! Explanations (saliency, Grad-CAM) run one at a time on the same thread, between batches, on a
-//! model of batch 1 built the first time one is asked for.
+//! Explanations (saliency, Grad-CAM) run one at a time on the same thread, between batches, through
+//! the same [`ModelSession`] as the CLI: Grad-CAM of a model without a convolution is saliency,
+//! with the session's note.
 
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -20,10 +21,10 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use crate::model::backend::{Backend, Predictor};
-use crate::model::explain::{Explain, ExplainMethod};
-use crate::model::file::ModelFile;
+use crate::model::explain::ExplainMethod;
 use crate::report::Prediction;
+pub use crate::workflow::session::Explained;
+use crate::workflow::session::ModelSession;
 use crate::{Error, Result};
 
 /// How predictions are gathered into batches.
@@ -48,17 +49,6 @@ impl Default for BatchOptions {
 pub struct Predicted {
     pub prediction: Prediction,
     pub batch_images: usize,
-}
-
-/// What an explanation job gives back: the class explained, the model's prediction, the map
-/// (height x width, in [0, 1]) and the method that drew it (saliency when Grad-CAM was asked of a
-/// model without a convolution).
-#[derive(Clone, Debug)]
-pub struct Explained {
-    pub class: usize,
-    pub prediction: Prediction,
-    pub heat: Vec<f32>,
-    pub method: ExplainMethod,
 }
 
 enum Job {
@@ -142,10 +132,17 @@ impl BatcherHandle {
     }
 }
 
-/// Starts the model thread for `file` on `backend`. Returns once the predictors are built (or
-/// with the error that stopped them); the thread ends when every handle is dropped and the queue
-/// is empty.
-pub fn spawn(file: ModelFile, backend: Backend, options: BatchOptions) -> Result<(BatcherHandle, JoinHandle<()>)> {
+/// The batch sizes a session needs for `max_batch`: 1, 2, 4, ... and `max_batch`.
+pub fn batch_sizes(max_batch: usize) -> Vec<usize> {
+    let mut sizes: Vec<usize> =
+        std::iter::successors(Some(1usize), |&s| Some(s * 2)).take_while(|&s| s < max_batch).collect();
+    sizes.push(max_batch);
+    sizes
+}
+
+/// Starts the model thread that owns `session` (opened with [`batch_sizes`] of
+/// `options.max_batch`); the thread ends when every handle is dropped and the queue is empty.
+pub fn spawn(session: ModelSession, options: BatchOptions) -> Result<(BatcherHandle, JoinHandle<()>)> {
     if options.max_batch == 0 || options.queue_capacity == 0 {
         return Err(Error::Invalid("batching: max batch and queue capacity must be at least 1".into()));
     }
@@ -155,14 +152,9 @@ pub fn spawn(file: ModelFile, backend: Backend, options: BatchOptions) -> Result
     let thread_stats = stats.clone();
     let thread = std::thread::Builder::new()
         .name("wgcnn-model".into())
-        .spawn(move || match ModelThread::new(file, backend, options, thread_stats) {
-            Ok(mut model) => {
-                let _ = ready_tx.send(Ok(()));
-                model.run(receiver);
-            }
-            Err(e) => {
-                let _ = ready_tx.send(Err(e));
-            }
+        .spawn(move || {
+            let _ = ready_tx.send(Ok(()));
+            ModelThread { session, options, stats: thread_stats }.run(receiver);
         })
         .map_err(|e| Error::Invalid(format!("cannot start the model thread: {e}")))?;
     match ready_rx.recv() {
@@ -179,27 +171,13 @@ pub fn spawn(file: ModelFile, backend: Backend, options: BatchOptions) -> Result
 }
 
 struct ModelThread {
-    file: ModelFile,
-    backend: Backend,
+    /// Predictors of batch 1, 2, 4, ... up to `max_batch`.
+    session: ModelSession,
     options: BatchOptions,
-    /// Ascending batch sizes, the last one `max_batch`.
-    predictors: Vec<Predictor>,
-    explainer: Option<Box<dyn Explain + Send>>,
     stats: Arc<Mutex<BatchStats>>,
 }
 
 impl ModelThread {
-    fn new(file: ModelFile, backend: Backend, options: BatchOptions, stats: Arc<Mutex<BatchStats>>) -> Result<Self> {
-        let mut sizes: Vec<usize> =
-            std::iter::successors(Some(1usize), |&s| Some(s * 2)).take_while(|&s| s < options.max_batch).collect();
-        sizes.push(options.max_batch);
-        let predictors = sizes
-            .iter()
-            .map(|&batch| Predictor::new(&backend, &file.architecture, &file.weights, batch))
-            .collect::<Result<_>>()?;
-        Ok(Self { file, backend, options, predictors, explainer: None, stats })
-    }
-
     fn run(&mut self, jobs: Receiver<Job>) {
         // A job taken while gathering that is not a prediction waits here for the next round.
         let mut held: Option<Job> = None;
@@ -243,13 +221,8 @@ impl ModelThread {
     fn predict_batch(&mut self, batch: Vec<(Vec<f32>, oneshot::Sender<Result<Predicted>>)>) {
         let start = Instant::now();
         let n = batch.len();
-        let predictor =
-            self.predictors.iter_mut().find(|p| p.batch_size() >= n).expect("the largest predictor holds max_batch");
-        let mut images = Vec::with_capacity(n * predictor.sample_len());
-        for (image, _) in &batch {
-            images.extend_from_slice(image);
-        }
-        let rows = predictor.predict(&images);
+        let images: Vec<f32> = batch.iter().flat_map(|(image, _)| image.iter().copied()).collect();
+        let predictions = self.session.predict(&images);
         {
             let mut stats = self.stats.lock().expect("stats lock");
             stats.batches += 1;
@@ -259,12 +232,10 @@ impl ModelThread {
             stats.histogram[n] += 1;
             stats.busy_seconds += start.elapsed().as_secs_f64();
         }
-        match rows {
-            Ok(rows) => {
-                for ((_, reply), row) in batch.into_iter().zip(rows) {
-                    let answer = Prediction::from_row(&row, &self.file.class_names)
-                        .map(|prediction| Predicted { prediction, batch_images: n });
-                    let _ = reply.send(answer);
+        match predictions {
+            Ok(predictions) => {
+                for ((_, reply), prediction) in batch.into_iter().zip(predictions) {
+                    let _ = reply.send(Ok(Predicted { prediction, batch_images: n }));
                 }
             }
             Err(e) => {
@@ -278,22 +249,10 @@ impl ModelThread {
 
     fn explain(&mut self, image: &[f32], class: Option<usize>, method: ExplainMethod) -> Result<Explained> {
         let start = Instant::now();
-        let row = self.predictors[0].predict(image)?.pop().expect("one image, one row");
-        let prediction = Prediction::from_row(&row, &self.file.class_names)?;
-        let class = class.unwrap_or(prediction.index);
-        if self.explainer.is_none() {
-            self.explainer = Some(self.backend.explainer(&self.file.architecture, 1, &self.file.weights)?);
-        }
-        let explainer = self.explainer.as_mut().expect("built above");
-        let explanation = explainer.explain(image, &[class as u32])?.pop().expect("one image, one explanation");
-        // A model without a convolution has no Grad-CAM: the page still gets a map.
-        let (heat, method) = match explanation.heat(method) {
-            Some(heat) => (heat, method),
-            None => (explanation.heat(ExplainMethod::Saliency).expect("always drawn"), ExplainMethod::Saliency),
-        };
+        let explained = self.session.explain(image, class, method)?.pop().expect("one image, one explanation");
         let mut stats = self.stats.lock().expect("stats lock");
         stats.explanations += 1;
         stats.busy_seconds += start.elapsed().as_secs_f64();
-        Ok(Explained { class, prediction, heat, method })
+        Ok(explained)
     }
 }

@@ -48,8 +48,7 @@ use crate::data::image::{DecodeError, DecodeLimits, InputFormat, decode_and_resi
 use crate::files::human_bytes;
 use crate::model::backend::Backend;
 use crate::model::explain::{ExplainMethod, HEAT_ALPHA, overlay_heatmap};
-use crate::model::file::ModelFile;
-use crate::workflow::input_format;
+use crate::workflow::session::ModelSession;
 use crate::{Error, Result};
 use batcher::{BatchOptions, BatcherHandle, SubmitError};
 
@@ -136,8 +135,12 @@ impl Server {
             return Err(Error::Invalid("serve: the decode threads and the body timeout must be more than 0".into()));
         }
         options.limits.validate()?;
-        let file = ModelFile::load(model_path)?;
-        let format = input_format(&file)?;
+        if options.batch.max_batch == 0 {
+            return Err(Error::Invalid("batching: max batch must be at least 1".into()));
+        }
+        let session =
+            ModelSession::open(model_path, &backend, &batcher::batch_sizes(options.batch.max_batch), options.limits)?;
+        let (file, format) = (session.file(), session.format());
         let name = model_name(model_path);
         let model_info = json!({
             "name": name,
@@ -150,6 +153,7 @@ impl Server {
             },
             "architecture": file.architecture.to_string(),
             "outputs": file.architecture.outputs(),
+            "grad_cam": session.method_for(ExplainMethod::GradCam).method == ExplainMethod::GradCam,
             "adapter": backend.describe(),
             "max_batch": options.batch.max_batch,
             "max_wait_ms": options.batch.max_wait.as_secs_f64() * 1e3,
@@ -161,7 +165,7 @@ impl Server {
         });
         let class_names = file.class_names.clone();
         let page = PAGE.replace("{{TITLE}}", &html_escape(&page_title(&class_names)));
-        let (batcher, model_thread) = batcher::spawn(file, backend, options.batch)?;
+        let (batcher, model_thread) = batcher::spawn(session, options.batch)?;
         let state = Arc::new(AppState {
             batcher,
             format,
@@ -531,11 +535,15 @@ async fn explain(
     let headers = response.headers_mut();
     for (name, value) in [
         ("x-explain-class", state.class_names[explained.class].clone()),
-        ("x-explain-method", explained.method.name().to_string()),
+        ("x-explain-method", explained.choice.method.name().to_string()),
+        ("x-explain-asked", explained.choice.asked.name().to_string()),
+        ("x-explain-note", explained.choice.note.clone().unwrap_or_default()),
         ("x-label", explained.prediction.label.clone()),
         ("x-confidence", format!("{:.6}", explained.prediction.confidence)),
     ] {
-        if let Ok(value) = HeaderValue::from_str(&value) {
+        if let Ok(value) =
+            HeaderValue::from_str(&value).map_err(drop).and_then(|v| if v.is_empty() { Err(()) } else { Ok(v) })
+        {
             headers.insert(name, value);
         }
     }
