@@ -19,7 +19,7 @@ use wgcnn::model::spec::{Architecture, InputShape};
 use wgcnn::report::GridItem;
 use wgcnn::serve::ServeOptions;
 use wgcnn::train::fit::Progress;
-use wgcnn::train::throughput::measure_training;
+use wgcnn::train::throughput::{measure_training, profile_training};
 use wgcnn::workflow;
 use wgcnn::workflow::preset::Preset;
 use wgcnn::workflow::session::{INFERENCE_BATCH, ModelSession};
@@ -93,6 +93,9 @@ enum Command {
         /// the fixed cost of a step: its submits, dispatches and readback.
         #[arg(long)]
         size: Option<usize>,
+        /// Then time one more step per layer and pass (each part run on its own), as a table.
+        #[arg(long)]
+        profile: bool,
     },
     /// Train a model on a folder of class subfolders (as Keras's image_dataset_from_directory):
     /// prints the class counts and the model summary, trains with progress bars, and writes into
@@ -559,6 +562,7 @@ fn bench_train(
     steps: usize,
     warmup: usize,
     size: Option<usize>,
+    profile: bool,
 ) -> anyhow::Result<()> {
     let defaults = typed(Preset::named(preset))?;
     let mut arch = defaults.architecture;
@@ -578,6 +582,15 @@ fn bench_train(
     let seconds: Vec<String> = t.step_seconds.iter().map(|s| format!("{s:.3}")).collect();
     println!("step seconds: {}", seconds.join(" "));
     println!("median step: {:.3} s, {:.2} images/s (training)", t.median_step(), t.images_per_second());
+    if profile {
+        let profile = profile_training(model.as_mut(), sample_len, arch.classes(), 7)?;
+        let total = profile.total();
+        println!("\none step by layer and pass (each part run on its own: {:.3} s in all)", total);
+        println!("  {:<22} {:>10} {:>7}", "part", "ms", "share");
+        for (label, seconds) in &profile.parts {
+            println!("  {label:<22} {:>10.2} {:>6.1}%", seconds * 1e3, 100.0 * seconds / total);
+        }
+    }
     Ok(())
 }
 
@@ -659,8 +672,8 @@ fn backend(choice: &DeviceChoice) -> anyhow::Result<Backend> {
 fn run(command: Command, device: &DeviceChoice, limits: DecodeLimits) -> anyhow::Result<()> {
     match command {
         Command::Info => info(device),
-        Command::BenchTrain { preset, batch_size, steps, warmup, size } => {
-            bench_train(device, &preset, batch_size, steps, warmup, size)
+        Command::BenchTrain { preset, batch_size, steps, warmup, size, profile } => {
+            bench_train(device, &preset, batch_size, steps, warmup, size, profile)
         }
         Command::Synth { out, per_class, classes, size, seed, paired } => {
             let pairing = if paired { FacePairing::Paired } else { FacePairing::Independent };

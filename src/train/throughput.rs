@@ -5,7 +5,7 @@ use std::time::Instant;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use crate::Result;
-use crate::model::Trainable;
+use crate::model::{StepProfile, Trainable};
 
 /// Images per second of whole training steps (upload, forward, loss, backward, Adam, readback).
 #[derive(Clone, Debug)]
@@ -43,9 +43,7 @@ pub fn measure_training(
     seed: u64,
 ) -> Result<Throughput> {
     let batch = model.batch_size();
-    let mut rng = StdRng::seed_from_u64(seed);
-    let images: Vec<f32> = (0..batch * sample_len).map(|_| rng.random()).collect();
-    let labels: Vec<u32> = (0..batch).map(|_| rng.random_range(0..classes.max(2) as u32)).collect();
+    let (images, labels) = random_batch(batch, sample_len, classes, seed);
     for _ in 0..warmup {
         model.train_step(&images, &labels, 1e-3)?;
     }
@@ -56,4 +54,24 @@ pub fn measure_training(
         step_seconds.push(start.elapsed().as_secs_f64());
     }
     Ok(Throughput { batch, step_seconds })
+}
+
+/// One training step on the random batch [`measure_training`] uses, timed per layer and pass
+/// ([`Trainable::profile_step`]): `wgcnn bench-train --profile`.
+pub fn profile_training(
+    model: &mut dyn Trainable,
+    sample_len: usize,
+    classes: usize,
+    seed: u64,
+) -> Result<StepProfile> {
+    let (images, labels) = random_batch(model.batch_size(), sample_len, classes, seed);
+    model.profile_step(&images, &labels, 1e-3)
+}
+
+/// Random images in [0, 1) and labels of `classes` (two for a sigmoid model).
+fn random_batch(batch: usize, sample_len: usize, classes: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let images: Vec<f32> = (0..batch * sample_len).map(|_| rng.random()).collect();
+    let labels: Vec<u32> = (0..batch).map(|_| rng.random_range(0..classes.max(2) as u32)).collect();
+    (images, labels)
 }

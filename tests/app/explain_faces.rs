@@ -4,8 +4,7 @@
 //! the same path as `wgcnn explain` (a saved model file, PNG bytes, `ModelSession::explain_bytes`),
 //! on the GPU and on the CPU reference alike.
 
-mod common;
-use common::*;
+use crate::common::*;
 use image::{ImageFormat, RgbImage};
 use wgcnn::data::image::DecodeLimits;
 use wgcnn::data::synth::{Emotion, FaceParams, PixelBox};

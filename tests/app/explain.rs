@@ -2,8 +2,7 @@
 //! saliency against finite differences of the class score, the class asked for, training left
 //! undisturbed, and bad requests.
 
-mod common;
-use common::*;
+use crate::common::*;
 use wgcnn::model::cpu::CpuModel;
 use wgcnn::model::explain::{Explain, Explanation};
 use wgcnn::model::gpu::GpuModel;
