@@ -8,7 +8,6 @@ use crate::data::folder::Dataset;
 use crate::data::image::to_f32_into;
 use crate::model::backend::Predictor;
 use crate::report::{ClassificationReport, ConfusionMatrix, Prediction, plots};
-use crate::workflow::session::INFERENCE_BATCH;
 use crate::workflow::write_file;
 use crate::{Error, Result};
 
@@ -62,8 +61,10 @@ pub fn evaluate(
     let sample_len = dataset.sample_len();
     let mut confusion = ConfusionMatrix::new(class_names.iter().cloned());
     let mut predictions = Vec::with_capacity(indices.len());
-    let mut images = vec![0.0; INFERENCE_BATCH * sample_len];
-    for chunk in indices.chunks(INFERENCE_BATCH) {
+    // Converted to f32 one model batch at a time, not the whole dataset at once.
+    let batch = predictor.batch_size();
+    let mut images = vec![0.0; batch * sample_len];
+    for chunk in indices.chunks(batch) {
         for (k, &i) in chunk.iter().enumerate() {
             to_f32_into(dataset.image(i), &mut images[k * sample_len..(k + 1) * sample_len]);
         }
