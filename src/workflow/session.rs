@@ -10,7 +10,9 @@
 use std::path::Path;
 
 use crate::data::folder::Dataset;
-use crate::data::image::{DecodeError, DecodeLimits, InputFormat, decode_and_resize, planar_to_rgb, to_f32_planar};
+use crate::data::image::{
+    DecodeError, DecodeLimits, DecodedImage, InputFormat, decode_and_resize, planar_to_rgb, to_f32_planar,
+};
 use crate::model::backend::{Backend, Predictor};
 use crate::model::explain::{Explain, ExplainMethod, grad_cam_layer};
 use crate::model::file::ModelFile;
@@ -195,8 +197,7 @@ impl ModelSession {
         class: Option<&str>,
     ) -> Result<Vec<std::result::Result<ExplainedImage, DecodeError>>> {
         let class = class.map(|name| self.class_index(name)).transpose()?;
-        let decoded: Vec<_> = files.iter().map(|bytes| decode_and_resize(bytes, &self.format, &self.limits)).collect();
-        let images: Vec<f32> = decoded.iter().flatten().flat_map(|image| to_f32_planar(&image.pixels)).collect();
+        let (decoded, images) = self.decode(files);
         let mut explained = self.explain(&images, class, asked)?.into_iter();
         decoded
             .into_iter()
@@ -219,11 +220,18 @@ impl ModelSession {
             .collect()
     }
 
+    /// Each of `files` decoded at the model's input (or why not), and the ones that decoded as one
+    /// NCHW f32 batch, in order.
+    fn decode(&self, files: &[&[u8]]) -> (Vec<std::result::Result<DecodedImage, DecodeError>>, Vec<f32>) {
+        let decoded: Vec<_> = files.iter().map(|bytes| decode_and_resize(bytes, &self.format, &self.limits)).collect();
+        let images = decoded.iter().flatten().flat_map(|image| to_f32_planar(&image.pixels)).collect();
+        (decoded, images)
+    }
+
     /// Decodes and predicts images given as file bytes; an image that does not decode gives its
     /// [`DecodeError`] in its place and does not stop the others.
     pub fn predict_bytes(&mut self, files: &[&[u8]]) -> Result<Vec<std::result::Result<Prediction, DecodeError>>> {
-        let decoded: Vec<_> = files.iter().map(|bytes| decode_and_resize(bytes, &self.format, &self.limits)).collect();
-        let images: Vec<f32> = decoded.iter().flatten().flat_map(|image| to_f32_planar(&image.pixels)).collect();
+        let (decoded, images) = self.decode(files);
         let mut predictions = self.predict(&images)?.into_iter();
         Ok(decoded
             .into_iter()
