@@ -15,8 +15,8 @@ use wgcnn::data::image::InputFormat;
 use wgcnn::data::loader::ImageBatches;
 use wgcnn::data::split::{SplitRatios, stratified_split};
 use wgcnn::gpu::{DeviceChoice, Gpu};
-use wgcnn::model::cpu::CpuModel;
 use wgcnn::model::gpu::GpuModel;
+use wgcnn::model::reference::ReferenceModel;
 use wgcnn::model::spec::Architecture;
 use wgcnn::model::{TrainOptions, Trainable};
 use wgcnn::train::BatchSource;
@@ -59,7 +59,7 @@ fn main() -> wgcnn::Result<()> {
     let options = TrainOptions::default();
     let choice = DeviceChoice::resolve(None)?;
     let (mut model, adapter): (Box<dyn Trainable>, String) = if choice == DeviceChoice::Cpu {
-        (Box::new(CpuModel::new(&arch, batch, &weights, &options)?), "the CPU reference backend".into())
+        (Box::new(ReferenceModel::new(&arch, batch, &weights, &options)?), "the CPU reference backend".into())
     } else {
         let gpu = Gpu::new(&choice)?;
         let name = gpu.describe();

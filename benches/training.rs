@@ -7,8 +7,8 @@
 //! `WGCNN_BENCH_STEPS` sets the timed steps (default 3).
 
 use wgcnn::gpu::{DeviceChoice, Gpu};
-use wgcnn::model::cpu::CpuModel;
 use wgcnn::model::gpu::GpuModel;
+use wgcnn::model::reference::ReferenceModel;
 use wgcnn::model::spec::Architecture;
 use wgcnn::model::{TrainOptions, Trainable};
 use wgcnn::train::throughput::measure_training;
@@ -35,7 +35,10 @@ fn main() -> wgcnn::Result<()> {
             runs.push((gpu.describe(), Box::new(GpuModel::new(gpu.clone(), &arch, batch, &weights, &options)?)));
         }
         if selected(&backends, "cpu") {
-            runs.push(("CPU reference backend".into(), Box::new(CpuModel::new(&arch, batch, &weights, &options)?)));
+            runs.push((
+                "CPU reference backend".into(),
+                Box::new(ReferenceModel::new(&arch, batch, &weights, &options)?),
+            ));
         }
         for (adapter, mut trainable) in runs {
             let t = measure_training(trainable.as_mut(), arch.input.elements(), arch.classes(), 1, steps, 7)?;

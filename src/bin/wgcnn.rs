@@ -10,8 +10,8 @@ use wgcnn::data::folder::{ImageFolder, LoadOptions};
 use wgcnn::data::image::{DecodeLimits, Fit, decode_rgb};
 use wgcnn::data::split::SplitRatios;
 use wgcnn::data::synth::{Emotion, FacePairing, write_dataset};
+use wgcnn::gpu::DeviceChoice;
 use wgcnn::gpu::device::{DEVICE_ENV, describe_adapter, list_adapters};
-use wgcnn::gpu::{DeviceChoice, Gpu};
 use wgcnn::model::TrainOptions;
 use wgcnn::model::backend::Backend;
 use wgcnn::model::explain::ExplainMethod;
@@ -19,7 +19,7 @@ use wgcnn::model::spec::{Architecture, InputShape};
 use wgcnn::report::GridItem;
 use wgcnn::serve::ServeOptions;
 use wgcnn::train::fit::Progress;
-use wgcnn::train::throughput::{measure_training, profile_training};
+use wgcnn::train::throughput::{measure_inference, measure_training, profile_training};
 use wgcnn::workflow;
 use wgcnn::workflow::preset::Preset;
 use wgcnn::workflow::session::{INFERENCE_BATCH, ModelSession};
@@ -32,7 +32,8 @@ use wgcnn::workflow::train::TrainSettings;
     about = "Convolutional networks on hand-written WGSL kernels: train, evaluate, predict"
 )]
 struct Cli {
-    /// Where to run: gpu, software (lavapipe), cpu, auto, or part of an adapter's name.
+    /// Where to run: auto (a hardware GPU, else cpu), gpu, software (the WGSL kernels on lavapipe),
+    /// cpu (native, every core), reference (the tests' plain loops), or part of an adapter's name.
     #[arg(long, global = true, env = DEVICE_ENV, default_value = "auto", value_parser = |s: &str| s.parse::<DeviceChoice>())]
     device: DeviceChoice,
     #[command(flatten)]
@@ -572,16 +573,21 @@ fn bench_train(
     }
     let batch = batch.unwrap_or(defaults.bench_batch_size);
     let weights = arch.initial_weights(1)?;
-    let backend = backend(choice)?;
+    let (backend, why) = chosen_backend(choice)?;
     let mut model = backend.model(&arch, batch, &weights, &TrainOptions::default())?;
-    let adapter = backend.describe();
-    println!("adapter: {adapter}");
+    println!("adapter: {}{}", backend.describe(), because(&why));
     println!("model: {preset} ({arch}) at {}, batch {batch}", arch.input);
     let sample_len = arch.input.elements();
     let t = measure_training(model.as_mut(), sample_len, arch.classes(), warmup, steps, 7)?;
     let seconds: Vec<String> = t.step_seconds.iter().map(|s| format!("{s:.3}")).collect();
     println!("step seconds: {}", seconds.join(" "));
     println!("median step: {:.3} s, {:.2} images/s (training)", t.median_step(), t.images_per_second());
+    let inference = measure_inference(model.as_mut(), sample_len, warmup.min(2), steps, 7)?;
+    println!(
+        "median batch: {:.3} s, {:.2} images/s (inference)",
+        inference.median_step(),
+        inference.images_per_second()
+    );
     if profile {
         let profile = profile_training(model.as_mut(), sample_len, arch.classes(), 7)?;
         let total = profile.total();
@@ -601,18 +607,27 @@ fn info(choice: &DeviceChoice) -> anyhow::Result<()> {
         let i = a.get_info();
         println!("  {}  driver: {} {}", describe_adapter(&i), i.driver, i.driver_info);
     }
-    if *choice == DeviceChoice::Cpu {
-        println!("chosen: the CPU reference backend");
-        return Ok(());
+    println!("CPU backends:");
+    println!("  {}  (--device cpu)", Backend::Native.describe());
+    println!("  {}  (--device reference)", Backend::Reference.describe());
+    let (backend, why) = chosen_backend(choice)?;
+    match &backend {
+        Backend::Gpu(gpu) => {
+            let l = &gpu.limits;
+            println!("chosen: {}  (kernel variants: {:?}){}", gpu.describe(), gpu.profile, because(&why));
+            println!("  max storage binding: {} MiB", l.max_storage_buffer_binding_size / (1 << 20));
+            println!("  max buffer:          {} MiB", l.max_buffer_size / (1 << 20));
+            println!("  max workgroup:       {} invocations", l.max_compute_invocations_per_workgroup);
+            println!("  max workgroups/dim:  {}", l.max_compute_workgroups_per_dimension);
+        }
+        cpu => println!("chosen: {}{}", cpu.describe(), because(&why)),
     }
-    let gpu = Gpu::new(choice)?;
-    let l = &gpu.limits;
-    println!("chosen: {}  (kernel variants: {:?})", gpu.describe(), gpu.profile);
-    println!("  max storage binding: {} MiB", l.max_storage_buffer_binding_size / (1 << 20));
-    println!("  max buffer:          {} MiB", l.max_buffer_size / (1 << 20));
-    println!("  max workgroup:       {} invocations", l.max_compute_invocations_per_workgroup);
-    println!("  max workgroups/dim:  {}", l.max_compute_workgroups_per_dimension);
     Ok(())
+}
+
+/// ", auto: <why>" when `auto` chose.
+fn because(why: &Option<String>) -> String {
+    why.as_ref().map(|why| format!("; auto: {why}")).unwrap_or_default()
 }
 
 /// A mistake in what the user typed, found after clap's own checks (a preset or an architecture
@@ -663,7 +678,12 @@ fn main() -> ExitCode {
 
 /// The backend `choice` names; no adapter of that name is a usage error, with what to type.
 fn backend(choice: &DeviceChoice) -> anyhow::Result<Backend> {
-    match Backend::new(choice) {
+    Ok(chosen_backend(choice)?.0)
+}
+
+/// As [`backend`], with why `auto` chose it ([`Backend::choose`]).
+fn chosen_backend(choice: &DeviceChoice) -> anyhow::Result<(Backend, Option<String>)> {
+    match Backend::choose(choice) {
         Err(e @ wgcnn::Error::AdapterNotFound { .. }) => typed(Err(e)),
         other => Ok(other?),
     }

@@ -33,7 +33,7 @@ impl std::fmt::Debug for Gpu {
 }
 
 impl Gpu {
-    /// Opens the adapter `choice` names. [`DeviceChoice::Cpu`] is not a GPU and is refused here.
+    /// Opens the adapter `choice` names. The CPU backends are not GPUs and are refused here.
     pub fn new(choice: &DeviceChoice) -> Result<Arc<Gpu>> {
         Ok(Arc::new(Gpu { opened: GpuDevice::new(choice)?, kernels: KernelCache::default() }))
     }

@@ -10,14 +10,17 @@ pub const DEVICE_ENV: &str = "WGCNN_DEVICE";
 /// What the user asked to run on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeviceChoice {
-    /// A hardware GPU if there is one, else the software adapter.
+    /// A hardware GPU if there is one; else the native CPU backend (a model's backend) or the
+    /// software adapter (where a GPU adapter is asked for, as by the kernel tests).
     Auto,
     /// A hardware GPU only.
     Gpu,
     /// The software adapter (Mesa lavapipe, WARP, ...).
     Software,
-    /// The CPU reference backend, no wgpu at all.
+    /// The native CPU backend (GEMMs on every core), no wgpu at all.
     Cpu,
+    /// The CPU reference backend: plain loops on one core, the tests' oracle.
+    Reference,
     /// The first adapter whose name contains this (case-insensitive).
     Name(String),
 }
@@ -30,7 +33,8 @@ impl std::str::FromStr for DeviceChoice {
             "" | "auto" => DeviceChoice::Auto,
             "gpu" => DeviceChoice::Gpu,
             "software" | "sw" | "lavapipe" => DeviceChoice::Software,
-            "cpu" => DeviceChoice::Cpu,
+            "cpu" | "native" => DeviceChoice::Cpu,
+            "reference" | "ref" => DeviceChoice::Reference,
             _ if s.chars().all(|c| c.is_ascii_alphanumeric() || " -_().".contains(c)) => {
                 DeviceChoice::Name(s.to_string())
             }
@@ -107,7 +111,7 @@ pub fn list_adapters() -> Vec<wgpu::Adapter> {
 }
 
 impl GpuDevice {
-    /// Opens the adapter `choice` names. [`DeviceChoice::Cpu`] is not a GPU and is refused here.
+    /// Opens the adapter `choice` names. The CPU backends are not GPUs and are refused here.
     pub fn new(choice: &DeviceChoice) -> Result<GpuDevice> {
         // Lavapipe warns on every start without it; harmless to set for everyone else.
         if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
@@ -124,8 +128,8 @@ impl GpuDevice {
         };
         let is_software = |a: &wgpu::Adapter| a.get_info().device_type == wgpu::DeviceType::Cpu;
         let adapter = match choice {
-            DeviceChoice::Cpu => {
-                return Err(Error::Invalid("the CPU backend does not open a GPU".into()));
+            DeviceChoice::Cpu | DeviceChoice::Reference => {
+                return Err(Error::Invalid("the CPU backends do not open a GPU".into()));
             }
             DeviceChoice::Auto => adapters.first(),
             DeviceChoice::Gpu => adapters.iter().find(|a| !is_software(a)),

@@ -1,38 +1,57 @@
-//! A model on the backend a [`DeviceChoice`] names (a GPU adapter or the CPU reference), and
+//! A model on the backend a [`DeviceChoice`] names (a GPU adapter, the native CPU backend or the
+//! CPU reference), and
 //! [`Predictor`]: inference on any number of images with a fixed-batch model, for `predict`,
 //! `eval` and the web server.
 
 use std::sync::Arc;
 
-use super::cpu::CpuModel;
 use super::explain::Explain;
 use super::gpu::GpuModel;
+use super::native::NativeModel;
+use super::reference::ReferenceModel;
 use super::spec::Architecture;
 use super::{NamedTensor, TrainOptions, Trainable};
 use crate::gpu::{DeviceChoice, Gpu};
 use crate::{Error, Result};
 
-/// Where models run: one GPU context shared by every model made here, or the CPU reference.
+/// Where models run: one GPU context shared by every model made here, the native CPU backend, or
+/// the CPU reference.
 #[derive(Clone)]
 pub enum Backend {
     Gpu(Arc<Gpu>),
-    Cpu,
+    Native,
+    Reference,
 }
 
 impl Backend {
-    /// Opens the adapter `choice` names (nothing to open for [`DeviceChoice::Cpu`]).
+    /// Opens the backend `choice` names (nothing to open for the CPU backends).
     pub fn new(choice: &DeviceChoice) -> Result<Self> {
+        Ok(Self::choose(choice)?.0)
+    }
+
+    /// As [`Backend::new`], with why `auto` took what it took (None for any other choice): a
+    /// hardware GPU when one opens, otherwise the native CPU backend, which runs these models
+    /// faster than a software adapter does.
+    pub fn choose(choice: &DeviceChoice) -> Result<(Self, Option<String>)> {
         Ok(match choice {
-            DeviceChoice::Cpu => Backend::Cpu,
-            _ => Backend::Gpu(Gpu::new(choice)?),
+            DeviceChoice::Cpu => (Backend::Native, None),
+            DeviceChoice::Reference => (Backend::Reference, None),
+            DeviceChoice::Auto => match Gpu::new(&DeviceChoice::Gpu) {
+                Ok(gpu) => (Backend::Gpu(gpu), Some("a hardware GPU opened".into())),
+                Err(e) => (Backend::Native, Some(format!("no hardware GPU ({e})"))),
+            },
+            _ => (Backend::Gpu(Gpu::new(choice)?), None),
         })
     }
 
-    /// The adapter in words, as `wgcnn info` prints it.
+    /// The backend in words, as `wgcnn info` prints it.
     pub fn describe(&self) -> String {
         match self {
             Backend::Gpu(gpu) => gpu.describe(),
-            Backend::Cpu => "the CPU reference backend".into(),
+            Backend::Native => {
+                format!("the native CPU backend ({} threads, GEMMs by the gemm crate)", rayon::current_num_threads())
+            }
+            Backend::Reference => "the CPU reference backend (plain loops, one core)".into(),
         }
     }
 
@@ -46,7 +65,8 @@ impl Backend {
     ) -> Result<Box<dyn Trainable + Send>> {
         Ok(match self {
             Backend::Gpu(gpu) => Box::new(GpuModel::new(gpu.clone(), architecture, batch, weights, options)?),
-            Backend::Cpu => Box::new(CpuModel::new(architecture, batch, weights, options)?),
+            Backend::Native => Box::new(NativeModel::new(architecture, batch, weights, options)?),
+            Backend::Reference => Box::new(ReferenceModel::new(architecture, batch, weights, options)?),
         })
     }
 
@@ -61,7 +81,8 @@ impl Backend {
         let options = TrainOptions::default();
         Ok(match self {
             Backend::Gpu(gpu) => Box::new(GpuModel::new(gpu.clone(), architecture, batch, weights, &options)?),
-            Backend::Cpu => Box::new(CpuModel::new(architecture, batch, weights, &options)?),
+            Backend::Native => Box::new(NativeModel::new(architecture, batch, weights, &options)?),
+            Backend::Reference => Box::new(ReferenceModel::new(architecture, batch, weights, &options)?),
         })
     }
 }

@@ -20,7 +20,7 @@ use std::str::FromStr;
 use image::{Rgb, RgbImage};
 
 use super::spec::{InputShape, LayerInfo, LayerSpec};
-use crate::cpu::loss;
+use crate::reference::loss;
 use crate::shape::LossShape;
 use crate::{Error, Result};
 

@@ -1,13 +1,15 @@
 //! Models: architectures as data, their parameters, and what the trainer needs from a model
-//! running on a backend (the GPU kernels or the CPU reference).
+//! running on a backend (the GPU kernels, the native CPU backend or the CPU reference).
 
 pub mod backend;
-pub mod cpu;
 pub mod explain;
 pub mod file;
 pub mod gpu;
 pub mod history;
+pub mod host;
+pub mod native;
 mod plan;
+pub mod reference;
 pub mod spec;
 mod walk;
 pub mod weights;

@@ -56,6 +56,29 @@ pub fn measure_training(
     Ok(Throughput { batch, step_seconds })
 }
 
+/// Runs `warmup` untimed then `steps` timed inference calls ([`Trainable::predict`]: forward pass
+/// and probabilities, no dropout) on a random batch of the model's size.
+pub fn measure_inference(
+    model: &mut dyn Trainable,
+    sample_len: usize,
+    warmup: usize,
+    steps: usize,
+    seed: u64,
+) -> Result<Throughput> {
+    let batch = model.batch_size();
+    let (images, _) = random_batch(batch, sample_len, 2, seed);
+    for _ in 0..warmup {
+        model.predict(&images)?;
+    }
+    let mut step_seconds = Vec::with_capacity(steps);
+    for _ in 0..steps {
+        let start = Instant::now();
+        model.predict(&images)?;
+        step_seconds.push(start.elapsed().as_secs_f64());
+    }
+    Ok(Throughput { batch, step_seconds })
+}
+
 /// One training step on the random batch [`measure_training`] uses, timed per layer and pass
 /// ([`Trainable::profile_step`]): `wgcnn bench-train --profile`.
 pub fn profile_training(

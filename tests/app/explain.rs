@@ -3,9 +3,9 @@
 //! undisturbed, and bad requests.
 
 use crate::common::*;
-use wgcnn::model::cpu::CpuModel;
 use wgcnn::model::explain::{Explain, Explanation};
 use wgcnn::model::gpu::GpuModel;
+use wgcnn::model::reference::ReferenceModel;
 use wgcnn::model::spec::{Architecture, InputShape};
 use wgcnn::model::{NamedTensor, TrainOptions, Trainable};
 
@@ -37,11 +37,11 @@ fn options() -> TrainOptions {
     TrainOptions { seed: 7, ..Default::default() }
 }
 
-fn models(architecture: &Architecture, batch: usize, seed: u64) -> (GpuModel, CpuModel) {
+fn models(architecture: &Architecture, batch: usize, seed: u64) -> (GpuModel, ReferenceModel) {
     let w = weights(architecture, seed);
     (
         GpuModel::new(gpu(), architecture, batch, &w, &options()).unwrap(),
-        CpuModel::new(architecture, batch, &w, &options()).unwrap(),
+        ReferenceModel::new(architecture, batch, &w, &options()).unwrap(),
     )
 }
 
@@ -131,7 +131,7 @@ fn a_model_without_convolutions_has_saliency_but_no_grad_cam() {
     let architecture = Architecture::parse("f-d8-d3", input).unwrap();
     let w = weights(&architecture, 1);
     let mut on_gpu = GpuModel::new(gpu(), &architecture, 2, &w, &options()).unwrap();
-    let mut on_cpu = CpuModel::new(&architecture, 2, &w, &options()).unwrap();
+    let mut on_cpu = ReferenceModel::new(&architecture, 2, &w, &options()).unwrap();
     let images = random(5, 2 * input.elements(), 0.0, 1.0);
     let got = on_gpu.explain(&images, &[2, 0]).unwrap();
     let want = on_cpu.explain(&images, &[2, 0]).unwrap();

@@ -181,7 +181,7 @@ fn grad_cam_points_at_the_mouth() {
     assert!(right as f64 >= 0.9 * test.len() as f64, "{right} of {} test faces predicted right", test.len());
 
     // The CPU reference explains the same model alike (a few faces; tolerances as tests/explain.rs).
-    let mut on_cpu = ModelSession::open(&path, &Backend::Cpu, &[4], DecodeLimits::default()).unwrap();
+    let mut on_cpu = ModelSession::open(&path, &Backend::Reference, &[4], DecodeLimits::default()).unwrap();
     let cpu = on_cpu.explain_bytes(&bytes[..4], ExplainMethod::GradCam, None).unwrap();
     for (g, c) in explained.iter().zip(cpu) {
         let c = c.unwrap();

@@ -392,7 +392,7 @@ fn the_report_is_a_readable_summary() {
 
 #[test]
 fn training_on_augmented_image_batches_repeats_bit_for_bit() {
-    use wgcnn::model::cpu::CpuModel;
+    use wgcnn::model::reference::ReferenceModel;
     use wgcnn::model::spec::{Architecture, InputShape};
     use wgcnn::model::{TrainOptions, Trainable};
     use wgcnn::train::fit::{FitConfig, Progress, fit};
@@ -406,7 +406,8 @@ fn training_on_augmented_image_batches_repeats_bit_for_bit() {
     let validation = ImageBatches::new(&dataset, &split.validation).unwrap();
     let arch = Architecture::parse("c4-p-f-d1", InputShape { channels: 3, height: 16, width: 16 }).unwrap();
     let run = || {
-        let mut model = CpuModel::new(&arch, 4, &arch.initial_weights(3).unwrap(), &TrainOptions::default()).unwrap();
+        let mut model =
+            ReferenceModel::new(&arch, 4, &arch.initial_weights(3).unwrap(), &TrainOptions::default()).unwrap();
         let config = FitConfig { epochs: 2, seed: 9, progress: Progress::Silent, ..FitConfig::default() };
         let outcome = fit(&mut model, &train, Some(&validation as &dyn BatchSource), &config).unwrap();
         let per_epoch = split.train.len() / 4 + split.validation.len().div_ceil(4);

@@ -1,7 +1,7 @@
 //! ReLU: GPU against the CPU reference, and the gradient against finite differences.
 
 use crate::common::*;
-use wgcnn::{cpu, gpu::ops::activation};
+use wgcnn::{gpu::ops::activation, reference};
 
 #[test]
 fn relu_forward_backward_match_cpu() {
@@ -17,13 +17,13 @@ fn relu_forward_backward_match_cpu() {
         let fwd = activation::relu_forward(&gpu, &x, &y).unwrap();
         let bwd = activation::relu_backward(&gpu, &y, &dy, &dx).unwrap();
         gpu.run(&[&fwd, &bwd]).unwrap();
-        let y_cpu = cpu::activation::relu_forward(&x_host);
+        let y_cpu = reference::activation::relu_forward(&x_host);
         // Exact: max and select do no arithmetic.
         assert_close("relu forward", &download(&gpu, &y), &y_cpu, 0.0, 0.0);
         assert_close(
             "relu backward",
             &download(&gpu, &dx),
-            &cpu::activation::relu_backward(&y_cpu, &dy_host),
+            &reference::activation::relu_backward(&y_cpu, &dy_host),
             0.0,
             0.0,
         );
@@ -36,9 +36,9 @@ fn relu_gradient_matches_finite_differences() {
     let x: Vec<f64> =
         random_f64(3, 40, 0.05, 1.0).iter().enumerate().map(|(i, v)| if i % 2 == 0 { *v } else { -*v }).collect();
     let r = random_f64(4, 40, -1.0, 1.0);
-    let y = cpu::activation::relu_forward(&x);
-    let dx = cpu::activation::relu_backward(&y, &r);
-    check_gradient("relu dx", &x, &dx, |x| weighted_sum(&cpu::activation::relu_forward(x), &r), 1e-6, 1e-6);
+    let y = reference::activation::relu_forward(&x);
+    let dx = reference::activation::relu_backward(&y, &r);
+    check_gradient("relu dx", &x, &dx, |x| weighted_sum(&reference::activation::relu_forward(x), &r), 1e-6, 1e-6);
 }
 
 #[test]

@@ -2,9 +2,9 @@
 //! the first step, determinism and bad arguments.
 
 use crate::common::*;
-use wgcnn::cpu::adam as cpu_adam;
 use wgcnn::gpu::GpuTensor;
 use wgcnn::gpu::ops::adam::{self, AdamParams};
+use wgcnn::reference::adam as cpu_adam;
 use wgcnn::shape::AdamConfig;
 
 /// Runs `steps` Adam steps on the GPU from `param0` with gradients `grads[step]`, rewriting the

@@ -2,9 +2,9 @@
 //! backward), gradients against finite differences, determinism and the degenerate cases.
 
 use crate::common::*;
-use wgcnn::cpu::batch_norm::{self as cpu_bn, SavedStats};
 use wgcnn::gpu::GpuTensor;
 use wgcnn::gpu::ops::batch_norm as gpu_bn;
+use wgcnn::reference::batch_norm::{self as cpu_bn, SavedStats};
 use wgcnn::shape::{BatchNormConfig, BatchNormShape};
 
 /// Batch 1 and 3; channels 1, 3, 5; spatial 7x9, 31x33 and 1 (after a dense layer; with batch 1

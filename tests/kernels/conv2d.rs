@@ -2,8 +2,8 @@
 //! the reference against finite differences, and determinism.
 
 use crate::common::*;
-use wgcnn::cpu;
 use wgcnn::gpu::ops::conv2d;
+use wgcnn::reference;
 use wgcnn::shape::{Conv2dShape, Padding};
 
 #[allow(clippy::too_many_arguments)] // every field of the shape, in reading order
@@ -32,7 +32,7 @@ fn shape(
 
 /// Ragged shapes: batch 1 and 3; channels 1, 3, 5; odd sizes; stride 1 and 2; both paddings;
 /// more output channels than one 8-row tile (11) and a kernel larger than 3.
-fn ragged_shapes() -> Vec<Conv2dShape> {
+pub fn ragged_shapes() -> Vec<Conv2dShape> {
     use Padding::*;
     vec![
         shape(1, 1, 7, 9, 1, 3, 1, Valid),
@@ -66,7 +66,7 @@ fn forward_matches_cpu() {
             let yg = zeros(&gpu, "y", &s.output_dims());
             gpu.run(&conv2d::conv2d_forward(&gpu, &s, &xg, &wg, &bg, &yg, relu).unwrap().iter().collect::<Vec<_>>())
                 .unwrap();
-            let want = cpu::conv2d::conv2d_forward(&s, &x, &w, &b, relu);
+            let want = reference::conv2d::conv2d_forward(&s, &x, &w, &b, relu);
             assert_close(&format!("conv2d forward {s:?} relu={relu}"), &download(&gpu, &yg), &want, ATOL, RTOL);
         }
     }
@@ -92,7 +92,7 @@ fn backward_matches_cpu() {
         let mut dispatches = conv2d::conv2d_backward_input(&gpu, &s, &dyg, &wg, &dxg).unwrap();
         dispatches.extend(conv2d::conv2d_backward_weight(&gpu, &s, &xg, &dyg, &dwg, &dbg).unwrap());
         gpu.run(&dispatches.iter().collect::<Vec<_>>()).unwrap();
-        let (dx, dw, db) = cpu::conv2d::conv2d_backward(&s, &x, &w, &dy);
+        let (dx, dw, db) = reference::conv2d::conv2d_backward(&s, &x, &w, &dy);
         assert_close(&format!("conv2d dx {s:?}"), &download(&gpu, &dxg), &dx, ATOL, RTOL);
         // dw and db sum over batch * out_h * out_w (up to 3*16*17 = 816) products in another
         // order (split chunks, then the chunks): relative error grows with the count.
@@ -112,8 +112,9 @@ fn gradients_match_finite_differences() {
         let w = random_f64(2, s.weight_dims().iter().product(), -1.0, 1.0);
         let b = random_f64(3, s.out_channels, -1.0, 1.0);
         let r = random_f64(4, s.output_dims().iter().product(), -1.0, 1.0);
-        let (dx, dw, db) = cpu::conv2d::conv2d_backward(&s, &x, &w, &r);
-        let loss = |x: &[f64], w: &[f64], b: &[f64]| weighted_sum(&cpu::conv2d::conv2d_forward(&s, x, w, b, false), &r);
+        let (dx, dw, db) = reference::conv2d::conv2d_backward(&s, &x, &w, &r);
+        let loss =
+            |x: &[f64], w: &[f64], b: &[f64]| weighted_sum(&reference::conv2d::conv2d_forward(&s, x, w, b, false), &r);
         check_gradient(&format!("conv2d dx {s:?}"), &x, &dx, |x| loss(x, &w, &b), 1e-6, 1e-6);
         check_gradient(&format!("conv2d dw {s:?}"), &w, &dw, |w| loss(&x, w, &b), 1e-6, 1e-6);
         check_gradient(&format!("conv2d db {s:?}"), &b, &db, |b| loss(&x, &w, b), 1e-6, 1e-6);

@@ -2,9 +2,9 @@
 //! reference, gradients against finite differences, determinism, and bad shapes.
 
 use crate::common::*;
-use wgcnn::cpu;
 use wgcnn::gpu::ops::dense::{self, Matmul, MatmulVariant, Operand};
 use wgcnn::gpu::{AdapterProfile, Gpu};
+use wgcnn::reference;
 use wgcnn::shape::DenseShape;
 
 /// Both kernel variants run on any adapter, so the tiled one is tested on lavapipe too.
@@ -78,33 +78,33 @@ fn check_layer(gpu: &Gpu, layer: &Layer, variant: MatmulVariant) {
     assert_close(
         &what("forward"),
         &download(gpu, &y),
-        &cpu::dense::dense_forward(&s, &layer.x, &layer.w, &layer.b, false),
+        &reference::dense::dense_forward(&s, &layer.x, &layer.w, &layer.b, false),
         forward_atol,
         RTOL,
     );
     assert_close(
         &what("forward relu"),
         &download(gpu, &y_relu),
-        &cpu::dense::dense_forward(&s, &layer.x, &layer.w, &layer.b, true),
+        &reference::dense::dense_forward(&s, &layer.x, &layer.w, &layer.b, true),
         forward_atol,
         RTOL,
     );
     assert_close(
         &what("dx"),
         &download(gpu, &dx),
-        &cpu::dense::dense_backward_input(&s, &layer.dy, &layer.w),
+        &reference::dense::dense_backward_input(&s, &layer.dy, &layer.w),
         reduction_atol(s.outputs),
         RTOL,
     );
     assert_close(
         &what("dw"),
         &download(gpu, &dw),
-        &cpu::dense::dense_backward_weight(&s, &layer.x, &layer.dy),
+        &reference::dense::dense_backward_weight(&s, &layer.x, &layer.dy),
         reduction_atol(s.batch),
         RTOL,
     );
     // Plain additions in the same order on both sides: exact.
-    assert_close(&what("db"), &download(gpu, &db), &cpu::dense::dense_backward_bias(&s, &layer.dy), 0.0, 0.0);
+    assert_close(&what("db"), &download(gpu, &db), &reference::dense::dense_backward_bias(&s, &layer.dy), 0.0, 0.0);
 }
 
 #[test]
@@ -156,13 +156,13 @@ fn dense_entry_points_use_the_adapter_variant() {
     ];
     gpu.run(&dispatches.iter().collect::<Vec<_>>()).unwrap();
     let tol = reduction_atol(31 * 33);
-    let y_cpu = cpu::dense::dense_forward(&s, &layer.x, &layer.w, &layer.b, true);
+    let y_cpu = reference::dense::dense_forward(&s, &layer.x, &layer.w, &layer.b, true);
     assert_close("forward", &download(&gpu, &y), &y_cpu, tol, RTOL);
-    let dx_cpu = cpu::dense::dense_backward_input(&s, &layer.dy, &layer.w);
+    let dx_cpu = reference::dense::dense_backward_input(&s, &layer.dy, &layer.w);
     assert_close("dx", &download(&gpu, &dx), &dx_cpu, tol, RTOL);
-    let dw_cpu = cpu::dense::dense_backward_weight(&s, &layer.x, &layer.dy);
+    let dw_cpu = reference::dense::dense_backward_weight(&s, &layer.x, &layer.dy);
     assert_close("dw", &download(&gpu, &dw), &dw_cpu, tol, RTOL);
-    let db_cpu = cpu::dense::dense_backward_bias(&s, &layer.dy);
+    let db_cpu = reference::dense::dense_backward_bias(&s, &layer.dy);
     assert_close("db", &download(&gpu, &db), &db_cpu, 0.0, 0.0);
 }
 
@@ -173,12 +173,13 @@ fn dense_gradients_match_finite_differences() {
         let w = random_f64(seed + 1, s.inputs * s.outputs, -1.0, 1.0);
         let b = random_f64(seed + 2, s.outputs, -1.0, 1.0);
         let r = random_f64(seed + 3, s.batch * s.outputs, -1.0, 1.0);
-        let loss = |x: &[f64], w: &[f64], b: &[f64]| weighted_sum(&cpu::dense::dense_forward(&s, x, w, b, relu), &r);
+        let loss =
+            |x: &[f64], w: &[f64], b: &[f64]| weighted_sum(&reference::dense::dense_forward(&s, x, w, b, relu), &r);
         // d loss / d y = r; through the fused ReLU it is r where the output is positive.
-        let y = cpu::dense::dense_forward(&s, &x, &w, &b, relu);
-        let dy = if relu { cpu::activation::relu_backward(&y, &r) } else { r.clone() };
+        let y = reference::dense::dense_forward(&s, &x, &w, &b, relu);
+        let dy = if relu { reference::activation::relu_backward(&y, &r) } else { r.clone() };
         // Keep clear of the ReLU kink, where the derivative is undefined; have both sides of it.
-        let pre = cpu::dense::dense_forward(&s, &x, &w, &b, false);
+        let pre = reference::dense::dense_forward(&s, &x, &w, &b, false);
         assert!(pre.iter().all(|v| v.abs() > 1e-3), "pick another seed");
         if relu {
             assert!(pre.iter().any(|&v| v < 0.0) && pre.iter().any(|&v| v > 0.0));
@@ -187,7 +188,7 @@ fn dense_gradients_match_finite_differences() {
         check_gradient(
             &what("dx"),
             &x,
-            &cpu::dense::dense_backward_input(&s, &dy, &w),
+            &reference::dense::dense_backward_input(&s, &dy, &w),
             |x| loss(x, &w, &b),
             1e-6,
             1e-6,
@@ -195,12 +196,19 @@ fn dense_gradients_match_finite_differences() {
         check_gradient(
             &what("dw"),
             &w,
-            &cpu::dense::dense_backward_weight(&s, &x, &dy),
+            &reference::dense::dense_backward_weight(&s, &x, &dy),
             |w| loss(&x, w, &b),
             1e-6,
             1e-6,
         );
-        check_gradient(&what("db"), &b, &cpu::dense::dense_backward_bias(&s, &dy), |b| loss(&x, &w, b), 1e-6, 1e-6);
+        check_gradient(
+            &what("db"),
+            &b,
+            &reference::dense::dense_backward_bias(&s, &dy),
+            |b| loss(&x, &w, b),
+            1e-6,
+            1e-6,
+        );
     }
 }
 

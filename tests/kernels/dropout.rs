@@ -2,9 +2,9 @@
 //! keys, the gradient against finite differences, and bad rates.
 
 use crate::common::*;
-use wgcnn::cpu::dropout as cpu_dropout;
 use wgcnn::gpu::Gpu;
 use wgcnn::gpu::ops::dropout;
+use wgcnn::reference::dropout as cpu_dropout;
 use wgcnn::shape::DropoutConfig;
 
 fn config(rate: f32, seed: u64, step: u32) -> DropoutConfig {

@@ -2,8 +2,8 @@
 //! differences, extreme logits, the correct count, bad labels and bad shapes.
 
 use crate::common::*;
-use wgcnn::cpu::loss as cpu_loss;
 use wgcnn::gpu::{Gpu, GpuTensor, ops::loss};
+use wgcnn::reference::loss as cpu_loss;
 use wgcnn::shape::LossShape;
 
 /// Class indices below `count` from `seed`.

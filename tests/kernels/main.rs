@@ -1,4 +1,4 @@
-//! Every WGSL kernel family against the CPU reference, and the GPU context.
+//! Every WGSL kernel family and every native CPU op against the CPU reference, and the GPU context.
 //! One test binary per group, so `cargo test` links a handful of binaries, not one per file.
 
 #[path = "../common/mod.rs"]
@@ -13,3 +13,4 @@ mod dropout;
 mod gpu;
 mod loss;
 mod max_pool2d;
+mod native;

@@ -3,9 +3,9 @@
 
 use crate::common::*;
 use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
-use wgcnn::cpu::max_pool2d as cpu_pool;
 use wgcnn::gpu::ops::max_pool2d;
 use wgcnn::gpu::{Gpu, GpuTensor};
+use wgcnn::reference::max_pool2d as cpu_pool;
 use wgcnn::shape::Pool2dShape;
 
 fn shape(batch: usize, channels: usize, in_h: usize, in_w: usize, pool: usize, stride: usize) -> Pool2dShape {

@@ -3,8 +3,9 @@
 
 use crate::common::*;
 use wgcnn::model::backend::{Backend, Predictor};
-use wgcnn::model::cpu::CpuModel;
 use wgcnn::model::gpu::GpuModel;
+use wgcnn::model::native::NativeModel;
+use wgcnn::model::reference::ReferenceModel;
 use wgcnn::model::spec::{Architecture, InputShape};
 use wgcnn::model::{NamedTensor, TrainOptions, Trainable};
 
@@ -47,7 +48,7 @@ fn five_training_steps_on_gpu_match_the_cpu_reference() {
             ..Default::default()
         };
         let mut on_gpu = GpuModel::new(gpu.clone(), &arch, 4, &weights, &options).unwrap();
-        let mut on_cpu = CpuModel::new(&arch, 4, &weights, &options).unwrap();
+        let mut on_cpu = ReferenceModel::new(&arch, 4, &weights, &options).unwrap();
         let sample_len = 3 * 13 * 15;
         for step in 0..5 {
             let (images, labels) = batch(step, 4, sample_len, classes as u32);
@@ -140,7 +141,7 @@ fn predictor_pads_the_last_batch_and_matches_one_full_batch() {
         assert!((a.iter().sum::<f32>() - 1.0).abs() < 1e-5, "softmax row {i} sums to 1: {a:?}");
     }
     // The CPU backend gives the same numbers.
-    let cpu = Predictor::new(&Backend::Cpu, &arch, &weights, 2).unwrap().predict(&images).unwrap();
+    let cpu = Predictor::new(&Backend::Reference, &arch, &weights, 2).unwrap().predict(&images).unwrap();
     for (i, (a, b)) in whole.iter().zip(&cpu).enumerate() {
         assert_close(&format!("cpu image {i}"), b, a, 1e-5, 1e-4);
     }
@@ -160,7 +161,7 @@ fn a_short_batch_trains_as_a_batch_of_its_real_rows_on_gpu_and_cpu() {
     let options = TrainOptions { seed: 4, ..Default::default() };
     let sample_len = 3 * 13 * 15;
     let mut padded = GpuModel::new(gpu.clone(), &arch, 4, &weights, &options).unwrap();
-    let mut on_cpu = CpuModel::new(&arch, 4, &weights, &options).unwrap();
+    let mut on_cpu = ReferenceModel::new(&arch, 4, &weights, &options).unwrap();
     let mut exact = GpuModel::new(gpu.clone(), &arch, 3, &weights, &options).unwrap();
     for step in 0..3 {
         let (images, labels) = batch(20 + step, 3, sample_len, 3);
@@ -220,7 +221,7 @@ fn a_profiled_step_times_every_layer_and_pass_and_trains_as_a_step_does() {
     let (images, labels) = batch(1, 4, 3 * 13 * 15, 3);
     let mut profiled: Vec<Box<dyn Trainable>> = vec![
         Box::new(GpuModel::new(gpu(), &arch, 4, &weights, &options).unwrap()),
-        Box::new(CpuModel::new(&arch, 4, &weights, &options).unwrap()),
+        Box::new(ReferenceModel::new(&arch, 4, &weights, &options).unwrap()),
     ];
     for model in &mut profiled {
         let profile = model.profile_step(&images, &labels, 1e-2).unwrap();
@@ -239,4 +240,74 @@ fn a_profiled_step_times_every_layer_and_pass_and_trains_as_a_step_does() {
     let (name, diff) = max_difference(&profiled[0].weights().unwrap(), &profiled[1].weights().unwrap());
     assert!(diff <= 1e-3, "weights after a profiled step differ by {diff} in {name}");
     assert_ne!(profiled[1].weights().unwrap(), weights, "the profiled step trained");
+}
+
+/// Five training steps of `model` on the batches the GPU comparison uses, then its weights.
+fn train_five_steps(model: &mut dyn Trainable, classes: usize) -> Vec<NamedTensor> {
+    for step in 0..5 {
+        let (images, labels) = batch(step, 4, 3 * 13 * 15, classes as u32);
+        model.train_step(&images, &labels, 1e-2).unwrap();
+    }
+    model.weights().unwrap()
+}
+
+fn native_and_reference(classes: usize) -> (NativeModel, ReferenceModel) {
+    let arch = small_architecture(classes);
+    let weights = arch.initial_weights(5).unwrap();
+    let options = TrainOptions {
+        seed: 11,
+        class_weights: Some(vec![1.0, 2.0, 0.5][..classes.max(2)].to_vec()),
+        ..Default::default()
+    };
+    (
+        NativeModel::new(&arch, 4, &weights, &options).unwrap(),
+        ReferenceModel::new(&arch, 4, &weights, &options).unwrap(),
+    )
+}
+
+#[test]
+fn five_training_steps_on_the_native_backend_match_the_cpu_reference() {
+    for classes in [1, 3] {
+        let (mut native, mut reference) = native_and_reference(classes);
+        let (n, r) = (train_five_steps(&mut native, classes), train_five_steps(&mut reference, classes));
+        // As on the GPU: the GEMMs' summation order leaves float rounding, amplified a little by
+        // Adam's normalisation of small gradients.
+        let (name, diff) = max_difference(&n, &r);
+        assert!(diff <= 1e-3, "classes {classes}: weights differ by {diff} (relative) in {name}");
+        let (images, mut labels) = batch(9, 4, 3 * 13 * 15, classes as u32);
+        labels[3] = wgcnn::model::PADDING_LABEL;
+        let (a, b) = (native.evaluate(&images, &labels).unwrap(), reference.evaluate(&images, &labels).unwrap());
+        assert_eq!((a.count, a.correct), (b.count, b.correct));
+        assert!((a.loss_sum - b.loss_sum).abs() <= 1e-4 * (1.0 + b.loss_sum.abs()), "{a:?} vs {b:?}");
+        assert_close(
+            "probabilities",
+            &native.predict(&images).unwrap(),
+            &reference.predict(&images).unwrap(),
+            1e-5,
+            1e-4,
+        );
+        // A short batch (two real rows, two padding) steps as a batch of its real rows.
+        let (images, mut labels) = batch(10, 4, 3 * 13 * 15, classes as u32);
+        labels[2..].fill(wgcnn::model::PADDING_LABEL);
+        let (a, b) =
+            (native.train_step(&images, &labels, 1e-2).unwrap(), reference.train_step(&images, &labels, 1e-2).unwrap());
+        assert_eq!(a.count, 2);
+        assert!((a.loss_sum - b.loss_sum).abs() <= 1e-4 * (1.0 + b.loss_sum.abs()), "{a:?} vs {b:?}");
+    }
+}
+
+#[test]
+fn native_training_is_bit_identical_across_runs_and_thread_counts() {
+    let run = |threads: usize| {
+        rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(|| {
+            let (mut native, _) = native_and_reference(3);
+            train_five_steps(&mut native, 3)
+        })
+    };
+    let first = run(2);
+    for (threads, again) in [(2, run(2)), (1, run(1)), (3, run(3))] {
+        for (a, b) in first.iter().zip(&again) {
+            assert_bits_equal(&format!("{} with {threads} threads", a.name), &a.data, &b.data);
+        }
+    }
 }

@@ -1,5 +1,5 @@
 //! One Adam (AdamW) step over flat parameter arrays (`shaders/adam.wgsl`).
-//! Semantics: [`crate::cpu::adam::adam_step`].
+//! Semantics: [`crate::reference::adam::adam_step`].
 
 use super::elementwise_grid;
 use crate::gpu::kernel::{Access::*, KernelSpec, Shader};

@@ -1,5 +1,5 @@
 //! Batch normalisation (`shaders/batch_norm.wgsl`): training forward, inference forward, and the
-//! backward passes of both modes, with the semantics of [`crate::cpu::batch_norm`].
+//! backward passes of both modes, with the semantics of [`crate::reference::batch_norm`].
 //!
 //! Saved statistics: [`forward_train`] allocates the per-channel batch mean and inverse standard
 //! deviation itself and hands them back in [`SavedStats`] beside its dispatches. A layer builds its
@@ -198,7 +198,7 @@ pub fn forward_inference(
 /// Inference-mode backward, one dispatch: `dx = dy * gamma / sqrt(running_var + epsilon)`, the
 /// per-channel affine map of batch norm on its running statistics, run by the inference forward
 /// kernel on `dy` with a zero mean and a zero beta (allocated here and kept alive by the dispatch).
-/// As [`crate::cpu::batch_norm::backward_inference`].
+/// As [`crate::reference::batch_norm::backward_inference`].
 pub fn backward_inference(
     gpu: &Gpu,
     shape: &BatchNormShape,

@@ -1,5 +1,5 @@
 //! Inverted dropout forward and backward (`shaders/dropout.wgsl`), with the mask of
-//! [`crate::cpu::dropout`] recomputed from (seed, step) rather than stored. At inference dropout is
+//! [`crate::reference::dropout`] recomputed from (seed, step) rather than stored. At inference dropout is
 //! the identity: record no dispatch.
 
 use super::{elementwise_grid, same_len};

@@ -1,5 +1,5 @@
 //! Classification losses from logits and the inference probabilities (`shaders/loss.wgsl`).
-//! Semantics: [`crate::cpu::loss`].
+//! Semantics: [`crate::reference::loss`].
 
 use super::elementwise_grid;
 use crate::gpu::kernel::{Access::*, KernelSpec, Shader};

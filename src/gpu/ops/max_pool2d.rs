@@ -1,6 +1,6 @@
 //! Max-pooling 2-D forward (values and argmax) and backward (a gather over the argmax, optionally
 //! fused with the backward pass of a ReLU before the pool) (`shaders/max_pool2d.wgsl`). Semantics,
-//! ties and NaN as [`crate::cpu::max_pool2d`].
+//! ties and NaN as [`crate::reference::max_pool2d`].
 
 use super::elementwise_grid;
 use crate::gpu::kernel::{Access::*, KernelSpec, Shader};
@@ -53,7 +53,7 @@ pub fn max_pool2d_forward(
 
 /// `dx[i]` = the sum of `dy` over the windows whose saved `argmax` is `i` (0 for the rest).
 /// `y` is the forward output. With `relu_mask`, a window passes its gradient only where `y > 0`:
-/// the backward pass of a ReLU before the pool, fused (as [`crate::cpu::max_pool2d::max_pool2d_backward_relu`]).
+/// the backward pass of a ReLU before the pool, fused (as [`crate::reference::max_pool2d::max_pool2d_backward_relu`]).
 #[allow(clippy::too_many_arguments)] // the pool's saved state, both gradients and the fusion flag
 pub fn max_pool2d_backward(
     gpu: &Gpu,

@@ -1,0 +1,89 @@
+//! Max-pooling (valid padding) plane by plane across cores, with the argmax as flat input indices
+//! and the choice of element (ties, NaN) of [`crate::reference::max_pool2d`].
+
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::shape::Pool2dShape;
+
+/// Whether `candidate` replaces `best` as the window's choice: the first maximum in window order
+/// wins, and a NaN propagates.
+fn replaces(candidate: f32, best: f32) -> bool {
+    !best.is_nan() && (candidate.is_nan() || candidate > best)
+}
+
+/// `y` and `argmax` ([batch, channels, out_h, out_w]) of `x`. Every element of both is written.
+pub fn forward(s: &Pool2dShape, x: &[f32], y: &mut [f32], argmax: &mut [u32]) {
+    let (in_plane, out_w) = (s.in_h * s.in_w, s.out_w());
+    let out_plane = s.out_h() * out_w;
+    y.par_chunks_mut(out_plane).zip(argmax.par_chunks_mut(out_plane)).enumerate().for_each(|(plane, (y, argmax))| {
+        let base = plane * in_plane;
+        let x = &x[base..base + in_plane];
+        let rows = y.chunks_exact_mut(out_w).zip(argmax.chunks_exact_mut(out_w));
+        for (oy, (y, argmax)) in rows.enumerate() {
+            let top = oy * s.stride * s.in_w;
+            if s.pool == 2 && s.stride == 2 {
+                pool_row_2x2(&x[top..], s.in_w, (base + top) as u32, y, argmax);
+                continue;
+            }
+            for (ox, (y, argmax)) in y.iter_mut().zip(argmax.iter_mut()).enumerate() {
+                let top_left = top + ox * s.stride;
+                let (mut best, mut best_at) = (x[top_left], top_left);
+                for row in (top_left..).step_by(s.in_w).take(s.pool) {
+                    for (at, &v) in (row..).zip(&x[row..row + s.pool]) {
+                        // Selects rather than branches: on real activations the branch is a coin toss.
+                        let take = replaces(v, best);
+                        best = if take { v } else { best };
+                        best_at = if take { at } else { best_at };
+                    }
+                }
+                *y = best;
+                *argmax = (base + best_at) as u32;
+            }
+        }
+    });
+}
+
+/// One output row of a 2x2 pool of stride 2 (the layers' usual pool), written so that the
+/// compiler can vectorise it: the window's elements in order, each chosen by a select.
+fn pool_row_2x2(x: &[f32], in_w: usize, first: u32, y: &mut [f32], argmax: &mut [u32]) {
+    let (top, bottom) = (&x[..in_w], &x[in_w..2 * in_w]);
+    let windows = top.chunks_exact(2).zip(bottom.chunks_exact(2));
+    for (ox, ((y, argmax), (t, b))) in y.iter_mut().zip(argmax.iter_mut()).zip(windows).enumerate() {
+        let (mut best, mut at) = (t[0], 0);
+        for (v, offset) in [(t[1], 1), (b[0], in_w as u32), (b[1], in_w as u32 + 1)] {
+            let take = replaces(v, best);
+            best = if take { v } else { best };
+            at = if take { offset } else { at };
+        }
+        *y = best;
+        *argmax = first + 2 * ox as u32 + at;
+    }
+}
+
+/// `dx[i] = sum of dy over the outputs whose argmax is i`, in output order. With `relu_y` (the
+/// pooled ReLU output), only where that is positive: the backward pass of a ReLU before the pool.
+/// Every element of `dx` is written; an argmax outside its own plane is an error.
+pub fn backward(s: &Pool2dShape, argmax: &[u32], relu_y: Option<&[f32]>, dy: &[f32], dx: &mut [f32]) -> Result<()> {
+    let (in_plane, out_plane) = (s.in_h * s.in_w, s.out_h() * s.out_w());
+    dx.par_chunks_mut(in_plane).enumerate().try_for_each(|(plane, dx)| {
+        dx.fill(0.0);
+        let outputs = plane * out_plane..(plane + 1) * out_plane;
+        let base = plane * in_plane;
+        for o in outputs {
+            // As the ReLU's backward pass: only a positive output passes (not a NaN one).
+            let passes = relu_y.is_none_or(|y| y[o] > 0.0);
+            let g = if passes { dy[o] } else { 0.0 };
+            let at = (argmax[o] as usize).wrapping_sub(base);
+            let slot = dx.get_mut(at).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "max_pool2d argmax {} is outside its plane {plane} of {:?}",
+                    argmax[o],
+                    s.input_dims()
+                ))
+            })?;
+            *slot += g;
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,217 @@
+//! The native CPU backend's ops against the CPU reference on ragged shapes (the GPU tests' ones,
+//! plus shapes spanning several im2col tiles and several backward task groups), and their bits
+//! with one thread against two.
+
+use crate::common::*;
+use wgcnn::native::{batch_norm, conv2d, dense, elementwise, max_pool2d};
+use wgcnn::reference;
+use wgcnn::shape::{
+    AdamConfig, BatchNormConfig, BatchNormShape, Conv2dShape, DenseShape, DropoutConfig, Padding, Pool2dShape,
+};
+
+/// The GEMM sums in another order than the reference's loops (blocked, with fused multiply-adds):
+/// a few ulps of the largest terms; inputs in [-1, 1].
+const ATOL: f32 = 1e-5;
+const RTOL: f32 = 1e-4;
+/// Weight gradients sum over batch x pixels (up to 5 x 15876 terms here).
+const GRAD_ATOL: f32 = 2e-4;
+
+/// `f` on a pool of `threads` threads.
+fn with_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("a thread pool").install(f)
+}
+
+fn conv_shapes() -> Vec<Conv2dShape> {
+    let mut shapes = crate::conv2d::ragged_shapes();
+    // Output pixels over one im2col tile (256K values / 27 taps = 9709 pixels), and 5 images: two
+    // backward task groups, the second short.
+    let big = |batch, in_channels, size, padding| Conv2dShape {
+        batch,
+        in_channels,
+        in_h: size,
+        in_w: size,
+        out_channels: 7,
+        kernel_h: 3,
+        kernel_w: 3,
+        stride: 1,
+        padding,
+    };
+    shapes.push(big(5, 3, 128, Padding::Valid));
+    shapes.push(big(2, 1, 130, Padding::Same));
+    shapes
+}
+
+#[test]
+fn conv2d_matches_the_reference() {
+    for (i, s) in conv_shapes().into_iter().enumerate() {
+        let seed = 100 + 10 * i as u64;
+        let x = random(seed, s.input_dims().iter().product(), -1.0, 1.0);
+        let w = random(seed + 1, s.weight_dims().iter().product(), -1.0, 1.0);
+        let b = random(seed + 2, s.out_channels, -1.0, 1.0);
+        let dy = random(seed + 3, s.output_dims().iter().product(), -1.0, 1.0);
+        for relu in [false, true] {
+            let mut y = vec![f32::NAN; dy.len()];
+            conv2d::forward(&s, &x, &w, &b, relu, &mut y);
+            let want = reference::conv2d::conv2d_forward(&s, &x, &w, &b, relu);
+            assert_close(&format!("conv2d forward {s:?} relu {relu}"), &y, &want, ATOL, RTOL);
+        }
+        let (want_dx, _, _) = reference::conv2d::conv2d_backward(&s, &x, &w, &dy);
+        // The weight gradient sums batch x pixels terms: held to the reference in f64, as the
+        // reference's own f32 running sum drifts further than the GEMM's blocked one.
+        let wide = |v: &[f32]| v.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
+        let narrow = |v: Vec<f64>| v.into_iter().map(|v| v as f32).collect::<Vec<f32>>();
+        let (_, want_dw, want_db) = reference::conv2d::conv2d_backward(&s, &wide(&x), &wide(&w), &wide(&dy));
+        let (want_dw, want_db) = (narrow(want_dw), narrow(want_db));
+        // Buffers start as NaN: every element must be written.
+        let (mut dx, mut dw, mut db) = (vec![f32::NAN; x.len()], vec![f32::NAN; w.len()], vec![f32::NAN; b.len()]);
+        conv2d::backward(&s, &x, &w, &dy, Some(&mut dx), Some((&mut dw, &mut db)));
+        assert_close(&format!("conv2d dx {s:?}"), &dx, &want_dx, ATOL, RTOL);
+        assert_close(&format!("conv2d dw {s:?}"), &dw, &want_dw, GRAD_ATOL, RTOL);
+        assert_close(&format!("conv2d db {s:?}"), &db, &want_db, GRAD_ATOL, RTOL);
+        // Each part on its own gives the same bits as both together.
+        let mut dx_only = vec![f32::NAN; x.len()];
+        conv2d::backward(&s, &x, &w, &dy, Some(&mut dx_only), None);
+        assert_bits_equal("conv2d dx alone", &dx_only, &dx);
+        let (mut dw_only, mut db_only) = (vec![f32::NAN; w.len()], vec![f32::NAN; b.len()]);
+        conv2d::backward(&s, &x, &w, &dy, None, Some((&mut dw_only, &mut db_only)));
+        assert_bits_equal("conv2d dw alone", &dw_only, &dw);
+    }
+}
+
+#[test]
+fn dense_matches_the_reference() {
+    for (i, &(batch, inputs, outputs)) in
+        [(1, 1, 1), (3, 7, 5), (9, 300, 17), (33, 600, 3), (17, 5, 260)].iter().enumerate()
+    {
+        let s = DenseShape { batch, inputs, outputs };
+        let seed = 200 + 10 * i as u64;
+        let x = random(seed, batch * inputs, -1.0, 1.0);
+        let w = random(seed + 1, inputs * outputs, -1.0, 1.0);
+        let b = random(seed + 2, outputs, -1.0, 1.0);
+        let dy = random(seed + 3, batch * outputs, -1.0, 1.0);
+        for relu in [false, true] {
+            let mut y = vec![f32::NAN; batch * outputs];
+            dense::forward(&s, &x, &w, &b, relu, &mut y);
+            assert_close("dense forward", &y, &reference::dense::dense_forward(&s, &x, &w, &b, relu), ATOL, RTOL);
+        }
+        let mut dx = vec![f32::NAN; x.len()];
+        dense::backward_input(&s, &dy, &w, &mut dx);
+        assert_close("dense dx", &dx, &reference::dense::dense_backward_input(&s, &dy, &w), ATOL, RTOL);
+        let (mut dw, mut db) = (vec![f32::NAN; w.len()], vec![f32::NAN; outputs]);
+        dense::backward_params(&s, &x, &dy, &mut dw, &mut db);
+        assert_close("dense dw", &dw, &reference::dense::dense_backward_weight(&s, &x, &dy), ATOL, RTOL);
+        assert_close("dense db", &db, &reference::dense::dense_backward_bias(&s, &dy), ATOL, RTOL);
+    }
+}
+
+#[test]
+fn max_pool2d_matches_the_reference_bit_for_bit() {
+    let shapes = [(1, 1, 4, 4, 2, 2), (2, 3, 7, 9, 2, 2), (3, 2, 9, 8, 3, 2), (1, 4, 10, 11, 3, 3), (2, 2, 6, 6, 2, 1)];
+    for (i, &(batch, channels, in_h, in_w, pool, stride)) in shapes.iter().enumerate() {
+        let s = Pool2dShape { batch, channels, in_h, in_w, pool, stride };
+        let mut x = random(300 + i as u64, batch * channels * in_h * in_w, -1.0, 1.0);
+        // Ties (a window of equal values chooses its first) and a NaN (propagates).
+        x[..4].fill(0.5);
+        x[5] = f32::NAN;
+        let (want_y, want_argmax) = reference::max_pool2d::max_pool2d_forward(&s, &x).unwrap();
+        let (mut y, mut argmax) = (vec![0.0; want_y.len()], vec![u32::MAX; want_y.len()]);
+        max_pool2d::forward(&s, &x, &mut y, &mut argmax);
+        assert_bits_equal(&format!("max_pool2d y {s:?}"), &y, &want_y);
+        assert_eq!(argmax, want_argmax, "max_pool2d argmax {s:?}");
+        let dy = random(310 + i as u64, y.len(), -1.0, 1.0);
+        let mut dx = vec![f32::NAN; x.len()];
+        max_pool2d::backward(&s, &argmax, None, &dy, &mut dx).unwrap();
+        assert_bits_equal("max_pool2d dx", &dx, &reference::max_pool2d::max_pool2d_backward(&s, &argmax, &dy).unwrap());
+        max_pool2d::backward(&s, &argmax, Some(&y), &dy, &mut dx).unwrap();
+        let want = reference::max_pool2d::max_pool2d_backward_relu(&s, &argmax, &y, &dy).unwrap();
+        assert_bits_equal("max_pool2d dx after relu", &dx, &want);
+        // An argmax outside its plane is refused, not written.
+        argmax[0] = u32::MAX;
+        assert!(max_pool2d::backward(&s, &argmax, None, &dy, &mut dx).is_err());
+    }
+}
+
+#[test]
+fn elementwise_ops_match_the_reference_bit_for_bit() {
+    let n = 40_000; // several chunks of 16K, the last short
+    let x = random(400, n, -1.0, 1.0);
+    let dy = random(401, n, -1.0, 1.0);
+    let mut out = vec![f32::NAN; n];
+    elementwise::relu(&x, &mut out);
+    assert_bits_equal("relu", &out, &reference::activation::relu_forward(&x));
+    elementwise::relu_backward(&x, &dy, &mut out);
+    assert_bits_equal("relu backward", &out, &reference::activation::relu_backward(&x, &dy));
+    let config = DropoutConfig { rate: 0.3, seed: 77, step: 5 };
+    elementwise::dropout(&config, &x, &mut out).unwrap();
+    assert_bits_equal("dropout", &out, &reference::dropout::dropout_forward(&config, &x).unwrap());
+    let cfg = AdamConfig { lr: 1e-2, weight_decay: 1e-3, ..AdamConfig::default() };
+    let (mut p, mut m, mut v) = (x.clone(), random(402, n, -0.1, 0.1), random(403, n, 0.0, 0.1));
+    let (mut p2, mut m2, mut v2) = (p.clone(), m.clone(), v.clone());
+    elementwise::adam(&cfg, 3, &mut p, &dy, &mut m, &mut v).unwrap();
+    reference::adam::adam_step(&cfg, 3, &mut p2, &dy, &mut m2, &mut v2).unwrap();
+    assert_bits_equal("adam param", &p, &p2);
+    assert_bits_equal("adam m", &m, &m2);
+    assert_bits_equal("adam v", &v, &v2);
+    assert!(elementwise::adam(&cfg, 3, &mut p, &dy[1..], &mut m, &mut v).is_err());
+}
+
+#[test]
+fn batch_norm_matches_the_reference() {
+    let config = BatchNormConfig::default();
+    for (i, &(batch, channels, spatial)) in [(1, 1, 1), (3, 5, 31 * 33), (4, 3, 1), (2, 7, 9)].iter().enumerate() {
+        let s = BatchNormShape { batch, channels, spatial };
+        let seed = 500 + 10 * i as u64;
+        let x = random(seed, s.len(), -1.0, 2.0);
+        let dy = random(seed + 1, s.len(), -1.0, 1.0);
+        let gamma = random(seed + 2, channels, 0.5, 1.5);
+        let beta = random(seed + 3, channels, -0.5, 0.5);
+        let (mut mean, mut var) = (random(seed + 4, channels, -0.1, 0.1), random(seed + 5, channels, 0.5, 1.5));
+        let (mut mean2, mut var2) = (mean.clone(), var.clone());
+        let mut y = vec![f32::NAN; s.len()];
+        let stats = batch_norm::forward_train(&s, &config, &x, &gamma, &beta, &mut mean, &mut var, &mut y).unwrap();
+        let (want_y, want_stats) =
+            reference::batch_norm::forward_train(&s, &config, &x, &gamma, &beta, &mut mean2, &mut var2).unwrap();
+        assert_close("batch norm y", &y, &want_y, ATOL, RTOL);
+        assert_close("batch norm running mean", &mean, &mean2, ATOL, RTOL);
+        assert_close("batch norm running var", &var, &var2, ATOL, RTOL);
+        let (mut dx, mut dgamma, mut dbeta) =
+            (vec![f32::NAN; s.len()], vec![f32::NAN; channels], vec![f32::NAN; channels]);
+        batch_norm::backward(&s, &x, &gamma, &stats, &dy, &mut dx, &mut dgamma, &mut dbeta).unwrap();
+        let want = reference::batch_norm::backward(&s, &x, &gamma, &want_stats, &dy).unwrap();
+        assert_close("batch norm dx", &dx, &want.dx, 1e-4, 1e-3);
+        assert_close("batch norm dgamma", &dgamma, &want.dgamma, GRAD_ATOL, RTOL);
+        assert_close("batch norm dbeta", &dbeta, &want.dbeta, GRAD_ATOL, RTOL);
+        batch_norm::forward_inference(&s, &config, &x, &gamma, &beta, &mean, &var, &mut y).unwrap();
+        let want = reference::batch_norm::forward_inference(&s, &config, &x, &gamma, &beta, &mean, &var).unwrap();
+        assert_close("batch norm inference", &y, &want, ATOL, RTOL);
+        batch_norm::backward_inference(&s, &config, &gamma, &var, &dy, &mut dx).unwrap();
+        let want = reference::batch_norm::backward_inference(&s, &config, &gamma, &var, &dy).unwrap();
+        assert_close("batch norm inference dx", &dx, &want, ATOL, RTOL);
+    }
+}
+
+#[test]
+fn conv2d_and_dense_give_the_same_bits_on_one_thread_and_two() {
+    let s = conv_shapes().pop().expect("shapes");
+    let x = random(600, s.input_dims().iter().product(), -1.0, 1.0);
+    let w = random(601, s.weight_dims().iter().product(), -1.0, 1.0);
+    let b = random(602, s.out_channels, -1.0, 1.0);
+    let dy = random(603, s.output_dims().iter().product(), -1.0, 1.0);
+    let run = |threads| {
+        with_threads(threads, || {
+            let mut y = vec![0.0; dy.len()];
+            conv2d::forward(&s, &x, &w, &b, true, &mut y);
+            let (mut dx, mut dw, mut db) = (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; b.len()]);
+            conv2d::backward(&s, &x, &w, &dy, Some(&mut dx), Some((&mut dw, &mut db)));
+            let d = DenseShape { batch: 33, inputs: 600, outputs: 17 };
+            let mut dense_dw = vec![0.0; 600 * 17];
+            let mut dense_db = vec![0.0; 17];
+            dense::backward_params(&d, &x[..33 * 600], &dy[..33 * 17], &mut dense_dw, &mut dense_db);
+            [y, dx, dw, db, dense_dw]
+        })
+    };
+    let (one, two) = (run(1), run(2));
+    for (i, (a, b)) in one.iter().zip(&two).enumerate() {
+        assert_bits_equal(&format!("output {i}"), a, b);
+    }
+}
