@@ -1,5 +1,6 @@
-//! What both examples share: their data (a folder, or synthetic faces drawn once), and the end of
-//! a run (the saved model reloaded and checked against the trained one, the test accuracies).
+//! What both examples share: their data (a folder, or synthetic faces drawn once), training as
+//! `wgcnn train` shows it, and the end of a run (the saved model reloaded and checked against the
+//! trained one, the test accuracies).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -11,7 +12,18 @@ use wgcnn::files::read_bounded;
 use wgcnn::model::backend::Backend;
 use wgcnn::model::file::write_atomically;
 use wgcnn::workflow::session::ModelSession;
-use wgcnn::workflow::train::TrainRun;
+use wgcnn::workflow::train::{TrainRun, TrainSettings};
+
+// The binary's progress drawing, the one copy of it: the library reports events, and prints nothing.
+#[path = "../../src/bin/wgcnn/progress.rs"]
+mod progress;
+
+/// Trains as `settings` say, printing what `wgcnn train` prints: the data, the model, a progress
+/// bar per epoch (lines without a terminal) and the evaluation.
+pub fn train(backend: &Backend, settings: &TrainSettings) -> Result<TrainRun> {
+    let mut progress = progress::TrainProgress::new();
+    Ok(wgcnn::workflow::train::train(backend, settings, &mut |event| progress.show_run(event))?)
+}
 
 /// Reloads the model a run saved and predicts `count` of its test images again from their files,
 /// printing both predictions side by side; returns the largest difference in any probability

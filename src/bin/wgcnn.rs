@@ -1,5 +1,8 @@
 //! The `wgcnn` command line.
 
+#[path = "wgcnn/progress.rs"]
+mod progress;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -18,7 +21,6 @@ use wgcnn::model::explain::ExplainMethod;
 use wgcnn::model::spec::{Architecture, InputShape};
 use wgcnn::report::GridItem;
 use wgcnn::serve::ServeOptions;
-use wgcnn::train::fit::Progress;
 use wgcnn::train::throughput::{measure_training, profile_training};
 use wgcnn::workflow;
 use wgcnn::workflow::preset::Preset;
@@ -348,10 +350,10 @@ fn train(choice: &DeviceChoice, args: &TrainArgs, limits: DecodeLimits) -> anyho
         balance_classes: args.balance_classes,
         out_dir: args.out.clone(),
         overwrite: args.overwrite,
-        progress: Progress::Auto,
         limits,
     };
-    let run = workflow::train::train(&backend(choice)?, &settings)?;
+    let mut progress = progress::TrainProgress::new();
+    let run = workflow::train::train(&backend(choice)?, &settings, &mut |event| progress.show_run(event))?;
     println!(
         "
 run folder: {}",
