@@ -635,8 +635,33 @@ fn typed<T, E: std::fmt::Display>(result: Result<T, E>) -> anyhow::Result<T> {
     result.map_err(|e| Usage(e.to_string()).into())
 }
 
+/// The wgcnn library's log records (e.g. the server's own errors) on stderr, warnings and worse,
+/// each line prefixed as the command's other messages: `wgcnn serve: 500 Internal Server Error ...`.
+/// Other crates' records (wgpu's) stay unshown, as they were before there was a logger.
+struct StderrLog {
+    prefix: &'static str,
+}
+
+impl log::Log for StderrLog {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::Level::Warn && metadata.target().split("::").next() == Some("wgcnn")
+    }
+
+    fn log(&self, record: &log::Record) {
+        if self.enabled(record.metadata()) {
+            eprintln!("{}: {}", self.prefix, record.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let prefix = if matches!(cli.command, Command::Serve(_)) { "wgcnn serve" } else { "wgcnn" };
+    // Set once, before any thread starts: it cannot fail.
+    let _ = log::set_logger(Box::leak(Box::new(StderrLog { prefix })));
+    log::set_max_level(log::LevelFilter::Warn);
     if !matches!(cli.command, Command::Serve(_)) {
         // A closed pipe (`wgcnn predict ... | head -1`) ends the command quietly, as in every Unix
         // tool, instead of a panic in println!. The server keeps Rust's default (ignored), as a
