@@ -25,8 +25,9 @@ pub fn train(backend: &Backend, settings: &TrainSettings) -> Result<TrainRun> {
     Ok(wgcnn::workflow::train::train(backend, settings, &mut |event| progress.show_run(event))?)
 }
 
-/// Reloads the model a run saved and predicts `count` of its test images again from their files,
-/// printing both predictions side by side; returns the largest difference in any probability
+/// Reloads the model a run saved, checks that the file holds the trained model (weights, classes,
+/// history), and predicts `count` of its test images again from their files, printing both
+/// predictions side by side; returns the largest difference in any probability
 /// (0 when the saved model reproduces the trained one exactly).
 fn compare_reloaded(run: &TrainRun, backend: &Backend, count: usize) -> Result<f32> {
     let Some(test) = run.test.as_ref().or(run.test_dir.as_ref()) else {
@@ -34,6 +35,9 @@ fn compare_reloaded(run: &TrainRun, backend: &Backend, count: usize) -> Result<f
     };
     let shown: Vec<_> = test.predictions.iter().take(count).collect();
     let mut reloaded = ModelSession::open(&run.model_path, backend, &[shown.len().max(1)], DecodeLimits::default())?;
+    if reloaded.file() != &run.model {
+        bail!("{} does not hold the trained model", run.model_path.display());
+    }
     let files = shown
         .iter()
         .map(|(path, _, _)| reloaded.limits().read_file(path).with_context(|| path.display().to_string()))

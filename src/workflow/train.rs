@@ -61,12 +61,12 @@ pub struct TrainSettings {
     pub limits: DecodeLimits,
 }
 
-/// What a training run produced.
+/// What a training run produced (the load reports came as [`RunEvent::Loaded`]).
 pub struct TrainRun {
+    /// The trained model, as saved at `model_path`.
     pub model: ModelFile,
     pub model_path: PathBuf,
-    pub load: LoadReport,
-    pub load_seconds: f64,
+    /// The epochs' history, why training stopped, the best epoch, the batches' timing.
     pub outcome: FitOutcome,
     /// On the test split (None when the split has no test share).
     pub test: Option<Evaluation>,
@@ -135,13 +135,13 @@ fn load_folder(
     options: &LoadOptions,
     test_folder: bool,
     observe: &mut dyn FnMut(&RunEvent),
-) -> Result<(Dataset, LoadReport, f64)> {
+) -> Result<Dataset> {
     let start = Instant::now();
     let (dataset, report) = ImageFolder::load(dir, format, options)?;
     let seconds = start.elapsed().as_secs_f64();
     let (images, bytes) = (dataset.len(), dataset.images.len());
     observe(&RunEvent::Loaded { report: &report, images, bytes, seconds, test_folder });
-    Ok((dataset, report, seconds))
+    Ok(dataset)
 }
 
 /// Trains a model as [`TrainSettings`] says, writing the run folder; tells `observe` of each
@@ -171,14 +171,14 @@ pub fn train(backend: &Backend, settings: &TrainSettings, observe: &mut dyn FnMu
     let format =
         InputFormat { channels: input.channels, size: (input.height as u32, input.width as u32), fit: settings.fit };
     let options = LoadOptions { limits: settings.limits, ..LoadOptions::default() };
-    let (dataset, load, load_seconds) = load_folder(&settings.data_dir, &format, &options, false, observe)?;
+    let dataset = load_folder(&settings.data_dir, &format, &options, false, observe)?;
     let classes = dataset.class_names.len();
     let architecture = settings.architecture.clone().with_classes(classes)?;
     let test_set = match &settings.test_dir {
         None => None,
         Some(dir) => {
             let options = LoadOptions { limits: settings.limits, min_classes: 1, ..LoadOptions::default() };
-            let (test_set, _, _) = load_folder(dir, &format, &options, true, observe)?;
+            let test_set = load_folder(dir, &format, &options, true, observe)?;
             if let Some(unknown) = test_set.class_names.iter().find(|c| !dataset.class_names.contains(c)) {
                 return Err(Error::Dataset {
                     path: dir.clone(),
@@ -281,7 +281,7 @@ pub fn train(backend: &Backend, settings: &TrainSettings, observe: &mut dyn FnMu
     };
     staging.publish(&settings.out_dir)?;
     observe(&RunEvent::Saved(&final_model));
-    Ok(TrainRun { model: model_file, model_path: final_model, load, load_seconds, outcome, test, test_dir })
+    Ok(TrainRun { model: model_file, model_path: final_model, outcome, test, test_dir })
 }
 
 /// A run's outputs before they are the run folder's: a hidden folder beside it, removed (with a

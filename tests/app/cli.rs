@@ -240,7 +240,8 @@ fn synth_train_eval_predict_explain() {
     for stem in ["happy_00", "sad_00"] {
         let card = card(&dir.join("explained"), stem, "gradcam");
         let (width, height) = decodes_as_png(&card);
-        assert!(width >= 2 * 256 && height >= 256, "{}: {width}x{height}", card.display());
+        let side = wgcnn::workflow::explanation::CARD_MIN_SIDE;
+        assert!(width >= 2 * side && height >= side, "{}: {width}x{height}", card.display());
     }
     let run = ok(
         dir,
