@@ -20,7 +20,7 @@ use wgcnn::model::reference::ReferenceModel;
 use wgcnn::model::spec::Architecture;
 use wgcnn::model::{TrainOptions, Trainable};
 use wgcnn::train::BatchSource;
-use wgcnn::train::fit::{FitConfig, Progress, fit};
+use wgcnn::train::fit::{FitConfig, TrainEvent, fit_with};
 
 fn main() -> wgcnn::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/happy_sad");
@@ -65,8 +65,9 @@ fn main() -> wgcnn::Result<()> {
         let name = gpu.describe();
         (Box::new(GpuModel::new(gpu, &arch, batch, &weights, &options)?), name)
     };
-    let config = FitConfig { epochs, progress: Progress::Lines, ..FitConfig::default() };
-    let outcome = fit(model.as_mut(), &train, Some(&validation as &dyn BatchSource), &config)?;
+    let config = FitConfig { epochs, ..FitConfig::default() };
+    let print_lines = &mut |event: &TrainEvent| event.line().into_iter().for_each(|line| println!("{line}"));
+    let outcome = fit_with(model.as_mut(), &train, Some(&validation as &dyn BatchSource), &config, print_lines)?;
     let t = outcome.batches;
     let steps = epochs * (train.len() / batch);
     let model_seconds: f64 =

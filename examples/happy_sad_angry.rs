@@ -23,8 +23,7 @@ use wgcnn::data::synth::Emotion;
 use wgcnn::gpu::DeviceChoice;
 use wgcnn::model::backend::Backend;
 use wgcnn::model::spec::{Architecture, InputShape};
-use wgcnn::train::fit::Progress;
-use wgcnn::workflow::train::{self, TrainSettings};
+use wgcnn::workflow::train::TrainSettings;
 
 #[derive(Parser)]
 struct Args {
@@ -100,10 +99,9 @@ fn main() -> anyhow::Result<()> {
         out_dir: args.out.clone(),
         // An example reruns into its own folder: each run replaces the last.
         overwrite: true,
-        progress: Progress::Auto,
         limits: DecodeLimits::default(),
     };
-    let run = train::train(&backend, &settings)?;
+    let run = common::train(&backend, &settings)?;
     common::finish_example(&run, &backend, &args.out)?;
     Ok(())
 }

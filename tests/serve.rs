@@ -28,7 +28,7 @@ use wgcnn::model::{TrainOptions, Trainable};
 use wgcnn::serve::batcher::BatchOptions;
 use wgcnn::serve::{ServeOptions, Server};
 use wgcnn::train::InMemoryDataset;
-use wgcnn::train::fit::{FitConfig, Progress, fit};
+use wgcnn::train::fit::{FitConfig, fit};
 
 const SIZE: u32 = 48;
 const CLASSES: [Emotion; 2] = [Emotion::Happy, Emotion::Sad];
@@ -83,8 +83,7 @@ fn model_path() -> &'static Path {
                 GpuModel::new(common::gpu(), &arch, 8, &arch.initial_weights(3).unwrap(), &TrainOptions::default())
                     .unwrap();
             let (train, validation) = (faces(TRAIN_SEED, 200), faces(TRAIN_SEED + 1, 64));
-            let config =
-                FitConfig { epochs: 10, lr: 3e-3, seed: 5, progress: Progress::Silent, ..FitConfig::default() };
+            let config = FitConfig { epochs: 10, lr: 3e-3, seed: 5, ..FitConfig::default() };
             let outcome =
                 fit(&mut model, &train, Some(&validation as &dyn wgcnn::train::BatchSource), &config).unwrap();
             let last = outcome.history.epochs.last().unwrap();

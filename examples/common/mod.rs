@@ -1,5 +1,6 @@
-//! What both examples share: their data (a folder, or synthetic faces drawn once), and the end of
-//! a run (the saved model reloaded and checked against the trained one, the test accuracies).
+//! What both examples share: their data (a folder, or synthetic faces drawn once), training as
+//! `wgcnn train` shows it, and the end of a run (the saved model reloaded and checked against the
+//! trained one, the test accuracies).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -11,10 +12,22 @@ use wgcnn::files::read_bounded;
 use wgcnn::model::backend::Backend;
 use wgcnn::model::file::write_atomically;
 use wgcnn::workflow::session::ModelSession;
-use wgcnn::workflow::train::TrainRun;
+use wgcnn::workflow::train::{TrainRun, TrainSettings};
 
-/// Reloads the model a run saved and predicts `count` of its test images again from their files,
-/// printing both predictions side by side; returns the largest difference in any probability
+// The binary's progress drawing, the one copy of it: the library reports events, and prints nothing.
+#[path = "../../src/bin/wgcnn/progress.rs"]
+mod progress;
+
+/// Trains as `settings` say, printing what `wgcnn train` prints: the data, the model, a progress
+/// bar per epoch (lines without a terminal) and the evaluation.
+pub fn train(backend: &Backend, settings: &TrainSettings) -> Result<TrainRun> {
+    let mut progress = progress::TrainProgress::new();
+    Ok(wgcnn::workflow::train::train(backend, settings, &mut |event| progress.show_run(event))?)
+}
+
+/// Reloads the model a run saved, checks that the file holds the trained model (weights, classes,
+/// history), and predicts `count` of its test images again from their files, printing both
+/// predictions side by side; returns the largest difference in any probability
 /// (0 when the saved model reproduces the trained one exactly).
 fn compare_reloaded(run: &TrainRun, backend: &Backend, count: usize) -> Result<f32> {
     let Some(test) = run.test.as_ref().or(run.test_dir.as_ref()) else {
@@ -22,6 +35,9 @@ fn compare_reloaded(run: &TrainRun, backend: &Backend, count: usize) -> Result<f
     };
     let shown: Vec<_> = test.predictions.iter().take(count).collect();
     let mut reloaded = ModelSession::open(&run.model_path, backend, &[shown.len().max(1)], DecodeLimits::default())?;
+    if reloaded.file() != &run.model {
+        bail!("{} does not hold the trained model", run.model_path.display());
+    }
     let files = shown
         .iter()
         .map(|(path, _, _)| reloaded.limits().read_file(path).with_context(|| path.display().to_string()))

@@ -1,5 +1,8 @@
 //! The `wgcnn` command line.
 
+#[path = "wgcnn/progress.rs"]
+mod progress;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -18,7 +21,6 @@ use wgcnn::model::explain::ExplainMethod;
 use wgcnn::model::spec::{Architecture, InputShape};
 use wgcnn::report::GridItem;
 use wgcnn::serve::ServeOptions;
-use wgcnn::train::fit::Progress;
 use wgcnn::train::throughput::{measure_inference, measure_training, profile_training};
 use wgcnn::workflow;
 use wgcnn::workflow::preset::Preset;
@@ -238,8 +240,8 @@ fn serve(choice: &DeviceChoice, args: &ServeArgs, limits: DecodeLimits) -> anyho
         body_timeout: std::time::Duration::from_secs_f64(args.body_timeout_s),
         stop_on_signals: true,
     };
-    let backend = backend(choice)?;
-    println!("adapter: {}", backend.describe());
+    let (backend, why) = chosen_backend(choice)?;
+    println!("adapter: {}{}", backend.describe(), because(&why));
     let server = Server::start(&args.model, backend, options)?;
     println!("serving {} on http://{} (Ctrl-C to stop)", args.model.display(), server.addr());
     server.wait()?;
@@ -349,10 +351,14 @@ fn train(choice: &DeviceChoice, args: &TrainArgs, limits: DecodeLimits) -> anyho
         balance_classes: args.balance_classes,
         out_dir: args.out.clone(),
         overwrite: args.overwrite,
-        progress: Progress::Auto,
         limits,
     };
-    let run = workflow::train::train(&backend(choice)?, &settings)?;
+    let mut progress = progress::TrainProgress::new();
+    let (backend, why) = chosen_backend(choice)?;
+    if let Some(why) = why {
+        println!("device auto: {} ({why})", backend.describe());
+    }
+    let run = workflow::train::train(&backend, &settings, &mut |event| progress.show_run(event))?;
     println!(
         "
 run folder: {}",
@@ -648,8 +654,33 @@ fn typed<T, E: std::fmt::Display>(result: Result<T, E>) -> anyhow::Result<T> {
     result.map_err(|e| Usage(e.to_string()).into())
 }
 
+/// The wgcnn library's log records (e.g. the server's own errors) on stderr, warnings and worse,
+/// each line prefixed as the command's other messages: `wgcnn serve: 500 Internal Server Error ...`.
+/// Other crates' records (wgpu's) stay unshown, as they were before there was a logger.
+struct StderrLog {
+    prefix: &'static str,
+}
+
+impl log::Log for StderrLog {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::Level::Warn && metadata.target().split("::").next() == Some("wgcnn")
+    }
+
+    fn log(&self, record: &log::Record) {
+        if self.enabled(record.metadata()) {
+            eprintln!("{}: {}", self.prefix, record.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let prefix = if matches!(cli.command, Command::Serve(_)) { "wgcnn serve" } else { "wgcnn" };
+    // Set once, before any thread starts: it cannot fail.
+    let _ = log::set_logger(Box::leak(Box::new(StderrLog { prefix })));
+    log::set_max_level(log::LevelFilter::Warn);
     if !matches!(cli.command, Command::Serve(_)) {
         // A closed pipe (`wgcnn predict ... | head -1`) ends the command quietly, as in every Unix
         // tool, instead of a panic in println!. The server keeps Rust's default (ignored), as a

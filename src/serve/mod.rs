@@ -350,9 +350,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        // The client's mistakes are the client's to read; the server's own are logged too.
+        // The client's mistakes are the client's to read; the server's own are logged too (through
+        // the `log` facade: `wgcnn serve` writes them on stderr).
         if self.status.is_server_error() {
-            eprintln!("wgcnn serve: {} {}", self.status, self.message);
+            log::error!("{} {}", self.status, self.message);
         }
         (self.status, axum::Json(json!({ "error": self.message }))).into_response()
     }

@@ -1,15 +1,13 @@
 //! The Keras-style training loop: epochs of shuffled full batches, validation over every sample,
 //! early stopping, learning-rate reduction on plateaus, a guard against a diverging loss, progress
-//! output and a per-epoch metrics CSV.
+//! events ([`TrainEvent`], for the caller to show) and a per-epoch metrics CSV.
 
 use std::fmt::{self, Write as _};
-use std::io::IsTerminal;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
 
 use crate::model::history::{EpochRecord, History};
@@ -19,33 +17,39 @@ pub use crate::train::callbacks::{EarlyStopping, Monitor, ReduceLrOnPlateau};
 use crate::train::callbacks::{EarlyStoppingState, LrReducer};
 use crate::{Error, Result};
 
-/// How [`fit`] reports progress on stdout.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Progress {
-    /// Bars when stdout is a terminal, plain lines otherwise (a log file, a pipe).
-    #[default]
-    Auto,
-    /// A bar per epoch: steps done, running loss and accuracy, time left; then the epoch's line.
-    Bars,
-    /// One line per epoch, as Keras's `verbose=2`.
-    Lines,
-    /// Nothing.
-    Silent,
+/// What [`fit_with`] tells its observer as training goes; [`fit`] tells no one. The library
+/// prints nothing: the `wgcnn` binary and the examples draw these as bars and lines.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum TrainEvent<'a> {
+    /// An epoch (1-based, of `epochs`) begins: `steps` training batches follow.
+    EpochStarted { epoch: usize, epochs: usize, steps: usize },
+    /// Training step `step` (1-based, of `steps`) of the epoch is done; `loss` and `accuracy` are
+    /// the epoch's running means so far.
+    StepDone { step: usize, steps: usize, loss: f64, accuracy: f64 },
+    /// The epoch's training steps are done and the validation set is being evaluated.
+    Validating,
+    /// An epoch (of `epochs`) completed, validation included.
+    EpochEnded { record: &'a EpochRecord, epochs: usize },
+    /// [`ReduceLrOnPlateau`] lowered the learning rate after `epoch`.
+    LrLowered { epoch: usize, lr: f64 },
+    /// Training ended, and why (an epoch left unfinished by a NaN loss sends no `EpochEnded`).
+    Stopped(StopReason),
+    /// [`EarlyStopping`] puts back the weights of `epoch`, the best.
+    RestoringBest { epoch: usize },
 }
 
-impl Progress {
-    /// `Auto` decided against the terminal.
-    fn resolved(self) -> Progress {
-        match self {
-            Progress::Auto if std::io::stdout().is_terminal() => Progress::Bars,
-            Progress::Auto => Progress::Lines,
-            chosen => chosen,
-        }
-    }
-
-    fn say(self, line: &str) {
-        if self != Progress::Silent {
-            println!("{line}");
+impl TrainEvent<'_> {
+    /// The line a log shows for this event, as Keras's `verbose=2`; None for the events a
+    /// progress bar shows (an epoch starting, a step, validation).
+    pub fn line(&self) -> Option<String> {
+        match *self {
+            TrainEvent::EpochStarted { .. } | TrainEvent::StepDone { .. } | TrainEvent::Validating => None,
+            TrainEvent::EpochEnded { record, epochs } => Some(epoch_line(record, epochs)),
+            TrainEvent::LrLowered { epoch, lr } => {
+                Some(format!("epoch {epoch}: lowering the learning rate to {}", lr as f32))
+            }
+            TrainEvent::Stopped(stop) => Some(stop.to_string()),
+            TrainEvent::RestoringBest { epoch } => Some(format!("restoring the weights of epoch {epoch}, the best")),
         }
     }
 }
@@ -67,23 +71,12 @@ pub struct FitConfig {
     pub reduce_lr: Option<ReduceLrOnPlateau>,
     /// Rewritten after every epoch with the whole history (`epoch,loss,accuracy,val_loss,val_accuracy,lr,seconds`).
     pub metrics_csv: Option<PathBuf>,
-    /// What is printed while training.
-    pub progress: Progress,
 }
 
 impl Default for FitConfig {
     /// One epoch at Adam's usual rate 1e-3, shuffled from seed 0, no callbacks, no CSV.
     fn default() -> Self {
-        Self {
-            epochs: 1,
-            lr: 1e-3,
-            seed: 0,
-            shuffle: true,
-            early_stopping: None,
-            reduce_lr: None,
-            metrics_csv: None,
-            progress: Progress::Auto,
-        }
+        Self { epochs: 1, lr: 1e-3, seed: 0, shuffle: true, early_stopping: None, reduce_lr: None, metrics_csv: None }
     }
 }
 
@@ -169,18 +162,28 @@ impl fmt::Display for BatchTiming {
 /// epoch's weights when training ends, early or not (as Keras 3). A NaN or infinite training loss
 /// ends training at once with the weights of the last completed epoch (not the best epoch's).
 ///
-/// Prints per [`FitConfig::progress`]: the epochs, the callbacks' actions and why training stopped.
-/// Errors: an empty training or validation set, sample sizes that differ, bad settings, and
-/// whatever the model or the data sources return.
+/// Silent: [`fit_with`] tells an observer of the epochs, the callbacks' actions and why training
+/// stopped. Errors: an empty training or validation set, sample sizes that differ, bad settings,
+/// and whatever the model or the data sources return.
 pub fn fit(
     model: &mut dyn Trainable,
     train: &dyn BatchSource,
     validation: Option<&dyn BatchSource>,
     config: &FitConfig,
 ) -> Result<FitOutcome> {
+    fit_with(model, train, validation, config, &mut |_| {})
+}
+
+/// [`fit`], telling `observe` of every [`TrainEvent`] as it happens.
+pub fn fit_with(
+    model: &mut dyn Trainable,
+    train: &dyn BatchSource,
+    validation: Option<&dyn BatchSource>,
+    config: &FitConfig,
+    observe: &mut dyn FnMut(&TrainEvent),
+) -> Result<FitOutcome> {
     let batch = model.batch_size();
     check_inputs(batch, train, validation, config)?;
-    let progress = config.progress.resolved();
     let steps = train.len().div_ceil(batch);
     let mut timing = BatchTiming::default();
     let mut early_stopping = config.early_stopping.as_ref().map(EarlyStoppingState::new);
@@ -193,27 +196,21 @@ pub fn fit(
 
     for epoch in 1..=config.epochs {
         let started = Instant::now();
-        let bar = (progress == Progress::Bars).then(|| epoch_bar(epoch, config.epochs, steps));
+        observe(&TrainEvent::EpochStarted { epoch, epochs: config.epochs, steps });
         let order = epoch_order(train.len(), config.seed, epoch, config.shuffle);
-        let run = train_epoch(model, train, &order, epoch, lr, bar.as_ref(), &mut timing)?;
+        let run = train_epoch(model, train, &order, epoch, lr, steps, observe, &mut timing)?;
         let train_stats = match run {
             EpochRun::Finished(stats) => stats,
             EpochRun::NonFinite { step } => {
-                if let Some(bar) = bar {
-                    bar.abandon();
-                }
                 model.set_weights(&last_good_weights)?;
                 stop = StopReason::NonFinite { epoch, step };
                 break;
             }
         };
-        if let Some(bar) = &bar {
-            bar.set_message("- validating");
+        if validation.is_some() {
+            observe(&TrainEvent::Validating);
         }
         let val_stats = validation.map(|source| evaluate_all(model, source, &mut timing)).transpose()?;
-        if let Some(bar) = bar {
-            bar.finish_and_clear();
-        }
         let record = EpochRecord {
             epoch,
             loss: train_stats.mean_loss(),
@@ -223,7 +220,7 @@ pub fn fit(
             lr,
             seconds: started.elapsed().as_secs_f64(),
         };
-        progress.say(&epoch_line(&record, config.epochs));
+        observe(&TrainEvent::EpochEnded { record: &record, epochs: config.epochs });
         history.epochs.push(record.clone());
         if let Some(path) = &config.metrics_csv {
             write_csv(path, &metrics_csv(&history))?;
@@ -231,7 +228,7 @@ pub fn fit(
         last_good_weights = model.weights()?;
 
         if let Some(new_lr) = lr_reducer.as_mut().and_then(|reducer| reducer.after_epoch(&record, lr)) {
-            progress.say(&format!("epoch {epoch}: lowering the learning rate to {}", new_lr as f32));
+            observe(&TrainEvent::LrLowered { epoch, lr: new_lr });
             lr = new_lr;
         }
         if let Some(best_epoch) = early_stopping.as_mut().and_then(|es| es.after_epoch(&record, &last_good_weights)) {
@@ -240,13 +237,13 @@ pub fn fit(
         }
     }
 
-    progress.say(&stop.to_string());
+    observe(&TrainEvent::Stopped(stop));
     let restore = match (&stop, &early_stopping) {
         (StopReason::NonFinite { .. }, _) | (_, None) => None,
         (_, Some(es)) => es.weights_to_restore(history.epochs.len()),
     };
     if let Some((best_epoch, weights)) = restore {
-        progress.say(&format!("restoring the weights of epoch {best_epoch}, the best"));
+        observe(&TrainEvent::RestoringBest { epoch: best_epoch });
         model.set_weights(weights)?;
     }
     let best_epoch = early_stopping.as_ref().and_then(EarlyStoppingState::best_epoch);
@@ -380,13 +377,15 @@ enum EpochRun {
     },
 }
 
+#[allow(clippy::too_many_arguments)]
 fn train_epoch(
     model: &mut dyn Trainable,
     train: &dyn BatchSource,
     order: &[usize],
     epoch: usize,
     lr: f64,
-    bar: Option<&ProgressBar>,
+    steps_in_epoch: usize,
+    observe: &mut dyn FnMut(&TrainEvent),
     timing: &mut BatchTiming,
 ) -> Result<EpochRun> {
     let batch = model.batch_size();
@@ -401,10 +400,12 @@ fn train_epoch(
             return Ok(ControlFlow::Break(()));
         }
         total.add(stats);
-        if let Some(bar) = bar {
-            bar.set_message(format!("- loss {:.4} - accuracy {:.4}", total.mean_loss(), total.accuracy()));
-            bar.inc(1);
-        }
+        observe(&TrainEvent::StepDone {
+            step: steps,
+            steps: steps_in_epoch,
+            loss: total.mean_loss(),
+            accuracy: total.accuracy(),
+        });
         Ok(ControlFlow::Continue(()))
     })?;
     Ok(if non_finite { EpochRun::NonFinite { step: steps } } else { EpochRun::Finished(total) })
@@ -420,15 +421,6 @@ fn evaluate_all(model: &mut dyn Trainable, source: &dyn BatchSource, timing: &mu
         Ok(ControlFlow::Continue(()))
     })?;
     Ok(total)
-}
-
-fn epoch_bar(epoch: usize, epochs: usize, steps: usize) -> ProgressBar {
-    let style = ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} - ETA {eta}")
-        .expect("the progress template is valid")
-        .progress_chars("=> ");
-    ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stdout())
-        .with_style(style)
-        .with_prefix(format!("{epoch}/{epochs}"))
 }
 
 /// `epoch 3/20 - loss 0.4123 - accuracy 0.8125 - val_loss 0.5012 - val_accuracy 0.7500 - lr 0.001 - 12.3s`
@@ -486,12 +478,6 @@ mod tests {
         assert_ne!(first, epoch_order(50, 7, 2, true));
         assert_ne!(first, epoch_order(50, 8, 1, true));
         assert_eq!(epoch_order(5, 7, 3, false), vec![0, 1, 2, 3, 4]);
-    }
-
-    #[test]
-    fn the_progress_bar_template_parses() {
-        let bar = epoch_bar(2, 5, 7);
-        assert_eq!((bar.length(), bar.prefix()), (Some(7), "2/5".to_string()));
     }
 
     #[test]

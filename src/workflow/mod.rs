@@ -28,7 +28,7 @@ pub fn path_name(path: &Path) -> String {
 
 /// How a saved model takes its images: size and channels from its architecture, the fit from its
 /// normalisation (stretch when it names none).
-pub fn input_format(model: &ModelFile) -> Result<InputFormat> {
+fn input_format(model: &ModelFile) -> Result<InputFormat> {
     let input = model.architecture.input;
     let fit = match model.normalisation.split_whitespace().nth(1) {
         Some(name) => name.parse().map_err(Error::Invalid)?,

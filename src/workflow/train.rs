@@ -2,6 +2,7 @@
 //! CSV, the plots and the test evaluation, written into a staging folder and moved in only when
 //! training succeeds.
 
+use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -17,7 +18,7 @@ use crate::model::file::ModelFile;
 use crate::model::spec::Architecture;
 use crate::report::plots;
 use crate::train::callbacks::{EarlyStopping, Monitor, ReduceLrOnPlateau};
-use crate::train::fit::{FitConfig, FitOutcome, Progress, StopReason, fit};
+use crate::train::fit::{BatchTiming, FitConfig, FitOutcome, StopReason, TrainEvent, fit_with};
 use crate::workflow::evaluate::{Evaluation, evaluate};
 use crate::workflow::path_name;
 use crate::{Error, Result};
@@ -56,17 +57,16 @@ pub struct TrainSettings {
     pub out_dir: PathBuf,
     /// Replace the model of a run folder that holds one (otherwise training refuses to start).
     pub overwrite: bool,
-    pub progress: Progress,
     /// What one image file may cost to read and decode; a file over them is skipped and reported.
     pub limits: DecodeLimits,
 }
 
-/// What a training run produced.
+/// What a training run produced (the load reports came as [`RunEvent::Loaded`]).
 pub struct TrainRun {
+    /// The trained model, as saved at `model_path`.
     pub model: ModelFile,
     pub model_path: PathBuf,
-    pub load: LoadReport,
-    pub load_seconds: f64,
+    /// The epochs' history, why training stopped, the best epoch, the batches' timing.
     pub outcome: FitOutcome,
     /// On the test split (None when the split has no test share).
     pub test: Option<Evaluation>,
@@ -74,23 +74,84 @@ pub struct TrainRun {
     pub test_dir: Option<Evaluation>,
 }
 
-/// Loads `dir` at `format` as `options` say, printing the load report.
-fn load_folder(dir: &Path, format: &InputFormat, options: &LoadOptions) -> Result<(Dataset, LoadReport, f64)> {
+/// What [`train`] tells its observer as it goes, in this order. Each event displays as the text
+/// `wgcnn train` prints for it, newlines included (a [`TrainEvent`] as its line, if it has one:
+/// a progress bar is the caller's to draw).
+#[derive(Clone, Copy, Debug)]
+pub enum RunEvent<'a> {
+    /// A folder was loaded: the training data, then the test folder if there is one.
+    Loaded { report: &'a LoadReport, images: usize, bytes: usize, seconds: f64, test_folder: bool },
+    /// Images per class in the train, validation and test splits.
+    ClassCounts { class_names: &'a [String], counts: &'a [Vec<usize>; 3] },
+    /// The model's layer summary and the adapter it trains on.
+    Model { summary: &'a str, adapter: &'a str },
+    /// From [`crate::train::fit::fit_with`].
+    Fit(&'a TrainEvent<'a>),
+    /// Training ended: the time its batches took.
+    Batches(&'a BatchTiming),
+    /// The trained model evaluated on `images` images: of the test split, or of the test folder.
+    Evaluated { test_folder: Option<&'a Path>, images: usize, evaluation: &'a Evaluation },
+    /// The run folder is written: the model's path.
+    Saved(&'a Path),
+}
+
+impl fmt::Display for RunEvent<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            RunEvent::Loaded { report, images, bytes, seconds, test_folder } => {
+                if test_folder {
+                    writeln!(f)?;
+                }
+                write!(f, "{report}")?;
+                writeln!(f, "loaded {images} images in {seconds:.1} s ({} KiB as u8)", bytes / 1024)
+            }
+            RunEvent::ClassCounts { class_names, counts } => {
+                writeln!(f, "\nclass counts per split:")?;
+                writeln!(f, "  {:<12} {:>8} {:>10} {:>8}", "class", "train", "validation", "test")?;
+                for (c, name) in class_names.iter().enumerate() {
+                    writeln!(f, "  {name:<12} {:>8} {:>10} {:>8}", counts[0][c], counts[1][c], counts[2][c])?;
+                }
+                Ok(())
+            }
+            RunEvent::Model { summary, adapter } => writeln!(f, "\n{summary}\nadapter: {adapter}"),
+            RunEvent::Fit(event) => match event.line() {
+                Some(line) => writeln!(f, "{line}"),
+                None => Ok(()),
+            },
+            RunEvent::Batches(timing) => writeln!(f, "batches: {timing}"),
+            RunEvent::Evaluated { test_folder, images, evaluation } => {
+                let what = test_folder.map_or("test split".into(), |dir| dir.display().to_string());
+                writeln!(f, "\n{what} ({images} images):\n{}", evaluation.text())
+            }
+            RunEvent::Saved(path) => writeln!(f, "saved {}", path.display()),
+        }
+    }
+}
+
+/// Loads `dir` at `format` as `options` say, telling `observe` of the load report.
+fn load_folder(
+    dir: &Path,
+    format: &InputFormat,
+    options: &LoadOptions,
+    test_folder: bool,
+    observe: &mut dyn FnMut(&RunEvent),
+) -> Result<Dataset> {
     let start = Instant::now();
     let (dataset, report) = ImageFolder::load(dir, format, options)?;
     let seconds = start.elapsed().as_secs_f64();
-    print!("{report}");
-    println!("loaded {} images in {seconds:.1} s ({} KiB as u8)", dataset.len(), dataset.images.len() / 1024);
-    Ok((dataset, report, seconds))
+    let (images, bytes) = (dataset.len(), dataset.images.len());
+    observe(&RunEvent::Loaded { report: &report, images, bytes, seconds, test_folder });
+    Ok(dataset)
 }
 
-/// Trains a model as [`TrainSettings`] says, writing the run folder; prints as it goes.
+/// Trains a model as [`TrainSettings`] says, writing the run folder; tells `observe` of each
+/// step as it goes (the library prints nothing: `wgcnn train` prints each [`RunEvent`]).
 ///
 /// The run folder changes only when training succeeds: everything is checked first (the data,
 /// the test folder's classes, the split, a model already there), the
 /// outputs are written into a staging folder beside it, and moved in at the end. A failed run
 /// leaves the folder as it was (or absent).
-pub fn train(backend: &Backend, settings: &TrainSettings) -> Result<TrainRun> {
+pub fn train(backend: &Backend, settings: &TrainSettings, observe: &mut dyn FnMut(&RunEvent)) -> Result<TrainRun> {
     let out = &settings.out_dir;
     let final_model = out.join("model.safetensors");
     if final_model.exists() && !settings.overwrite {
@@ -109,16 +170,15 @@ pub fn train(backend: &Backend, settings: &TrainSettings) -> Result<TrainRun> {
     let input = settings.architecture.input;
     let format =
         InputFormat { channels: input.channels, size: (input.height as u32, input.width as u32), fit: settings.fit };
-    let (dataset, load, load_seconds) =
-        load_folder(&settings.data_dir, &format, &LoadOptions { limits: settings.limits, ..LoadOptions::default() })?;
+    let options = LoadOptions { limits: settings.limits, ..LoadOptions::default() };
+    let dataset = load_folder(&settings.data_dir, &format, &options, false, observe)?;
     let classes = dataset.class_names.len();
     let architecture = settings.architecture.clone().with_classes(classes)?;
     let test_set = match &settings.test_dir {
         None => None,
         Some(dir) => {
-            println!();
             let options = LoadOptions { limits: settings.limits, min_classes: 1, ..LoadOptions::default() };
-            let (test_set, _, _) = load_folder(dir, &format, &options)?;
+            let test_set = load_folder(dir, &format, &options, true, observe)?;
             if let Some(unknown) = test_set.class_names.iter().find(|c| !dataset.class_names.contains(c)) {
                 return Err(Error::Dataset {
                     path: dir.clone(),
@@ -139,16 +199,11 @@ pub fn train(backend: &Backend, settings: &TrainSettings) -> Result<TrainRun> {
     let staging = Staging::beside(out)?;
     let out = staging.path();
     let counts = split.class_counts(&dataset.labels, classes);
-    println!("\nclass counts per split:");
-    println!("  {:<12} {:>8} {:>10} {:>8}", "class", "train", "validation", "test");
-    for (c, name) in dataset.class_names.iter().enumerate() {
-        println!("  {name:<12} {:>8} {:>10} {:>8}", counts[0][c], counts[1][c], counts[2][c]);
-    }
+    observe(&RunEvent::ClassCounts { class_names: &dataset.class_names, counts: &counts });
     let named: Vec<(&str, Vec<usize>)> = split.parts().iter().map(|(n, _)| *n).zip(counts.iter().cloned()).collect();
     plots::class_counts(&dataset.class_names, &named, out.join("classes.png"))?;
 
-    println!("\n{}", architecture.summary()?);
-    println!("adapter: {}", backend.describe());
+    observe(&RunEvent::Model { summary: &architecture.summary()?, adapter: &backend.describe() });
     let options = TrainOptions {
         class_weights: settings.balance_classes.then(|| inverse_frequency(&counts[0])),
         seed: settings.seed,
@@ -177,11 +232,11 @@ pub fn train(backend: &Backend, settings: &TrainSettings) -> Result<TrainRun> {
             ..ReduceLrOnPlateau::default()
         }),
         metrics_csv: Some(out.join("history.csv")),
-        progress: settings.progress,
     };
     let validation = (!split.validation.is_empty()).then_some(&validation_source as &dyn crate::train::BatchSource);
-    let outcome = fit(model.as_mut(), &train_source, validation, &config)?;
-    println!("batches: {}", outcome.batches);
+    let outcome =
+        fit_with(model.as_mut(), &train_source, validation, &config, &mut |event| observe(&RunEvent::Fit(event)))?;
+    observe(&RunEvent::Batches(&outcome.batches));
 
     let model_file = ModelFile {
         architecture: architecture.clone(),
@@ -209,7 +264,7 @@ pub fn train(backend: &Backend, settings: &TrainSettings) -> Result<TrainRun> {
         None
     } else {
         let evaluation = evaluate(&mut predictor, &dataset, &split.test, &dataset.class_names)?;
-        println!("\ntest split ({} images):\n{}", split.test.len(), evaluation.text());
+        observe(&RunEvent::Evaluated { test_folder: None, images: split.test.len(), evaluation: &evaluation });
         evaluation.write(out, "evaluation", "test split")?;
         Some(evaluation)
     };
@@ -219,14 +274,14 @@ pub fn train(backend: &Backend, settings: &TrainSettings) -> Result<TrainRun> {
             let all: Vec<usize> = (0..test_set.len()).collect();
             let evaluation = evaluate(&mut predictor, test_set, &all, &dataset.class_names)
                 .map_err(|e| Error::Invalid(format!("test folder {}: {e}", dir.display())))?;
-            println!("\n{} ({} images):\n{}", dir.display(), all.len(), evaluation.text());
+            observe(&RunEvent::Evaluated { test_folder: Some(dir), images: all.len(), evaluation: &evaluation });
             evaluation.write(out, "evaluation-test-folder", &format!("test folder {}", path_name(dir)))?;
             Some(evaluation)
         }
     };
     staging.publish(&settings.out_dir)?;
-    println!("saved {}", final_model.display());
-    Ok(TrainRun { model: model_file, model_path: final_model, load, load_seconds, outcome, test, test_dir })
+    observe(&RunEvent::Saved(&final_model));
+    Ok(TrainRun { model: model_file, model_path: final_model, outcome, test, test_dir })
 }
 
 /// A run's outputs before they are the run folder's: a hidden folder beside it, removed (with a

@@ -240,7 +240,8 @@ fn synth_train_eval_predict_explain() {
     for stem in ["happy_00", "sad_00"] {
         let card = card(&dir.join("explained"), stem, "gradcam");
         let (width, height) = decodes_as_png(&card);
-        assert!(width >= 2 * 256 && height >= 256, "{}: {width}x{height}", card.display());
+        let side = wgcnn::workflow::explanation::CARD_MIN_SIDE;
+        assert!(width >= 2 * side && height >= side, "{}: {width}x{height}", card.display());
     }
     let run = ok(
         dir,
@@ -601,5 +602,55 @@ fn bench_train_profile_prints_a_table_of_every_layer_and_pass() {
                 run.stdout
             );
         }
+    }
+}
+
+/// The batches a `wgcnn train` run's `batches: N batches prepared ...` line counts.
+fn batches_line(stdout: &str) -> usize {
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("batches: "))
+        .unwrap_or_else(|| panic!("no batches line:\n{stdout}"));
+    line.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// The train and validation images of a `wgcnn train` run's class counts table.
+fn split_sizes(stdout: &str) -> (usize, usize) {
+    let table = stdout.split("class counts per split:\n").nth(1).expect("a class counts table");
+    let rows = table.lines().skip(1).take_while(|l| l.starts_with("  "));
+    rows.map(|row| {
+        let cells: Vec<usize> = row.split_whitespace().skip(1).map(|n| n.parse().unwrap()).collect();
+        (cells[0], cells[1])
+    })
+    .fold((0, 0), |(t, v), (a, b)| (t + a, v + b))
+}
+
+#[test]
+fn without_batch_size_train_and_bench_train_take_the_presets_batch_sizes() {
+    use wgcnn::workflow::preset::Preset;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    ok(dir, &["synth", "--out", "data", "--per-class", "40", "--size", "48", "--seed", "2"]);
+    let preset = Preset::named("happy-sad").unwrap();
+    // One epoch of the preset's layers on 48x48 images: the batches counted are the training
+    // split's and the validation split's, in batches of the preset's size.
+    let train = ["--device", "cpu", "train", "data", "--preset", "happy-sad", "--size", "48", "--epochs", "1"];
+    let run = ok(dir, &[&train[..], &["--out", "run"]].concat());
+    let (train_images, validation_images) = split_sizes(&run.stdout);
+    assert_eq!((train_images, validation_images), (56, 16));
+    let batches = |batch: usize| train_images.div_ceil(batch) + validation_images.div_ceil(batch);
+    assert_eq!(batches_line(&run.stdout), batches(preset.batch_size), "{}", run.stdout);
+    // The flag still wins, with a count the preset's size would not give.
+    let run = ok(dir, &[&train[..], &["--out", "run16", "--batch-size", "16"]].concat());
+    assert_ne!(batches(16), batches(preset.batch_size));
+    assert_eq!(batches_line(&run.stdout), batches(16), "{}", run.stdout);
+
+    // The smallest inputs each preset's layers take.
+    for (name, size) in [("happy-sad", "48"), ("emotions3", "24")] {
+        let args =
+            ["--device", "cpu", "bench-train", "--preset", name, "--size", size, "--steps", "1", "--warmup", "0"];
+        let run = ok(dir, &args);
+        let batch = Preset::named(name).unwrap().bench_batch_size;
+        assert!(run.stdout.contains(&format!(", batch {batch}\n")), "{name}: not at batch {batch}:\n{}", run.stdout);
     }
 }

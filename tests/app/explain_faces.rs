@@ -14,7 +14,7 @@ use wgcnn::model::file::ModelFile;
 use wgcnn::model::gpu::GpuModel;
 use wgcnn::model::spec::{Architecture, InputShape};
 use wgcnn::model::{TrainOptions, Trainable};
-use wgcnn::train::fit::{FitConfig, Progress, fit};
+use wgcnn::train::fit::{FitConfig, TrainEvent, fit_with};
 use wgcnn::train::{BatchSource, InMemoryDataset};
 use wgcnn::workflow::explanation::ExplainedImage;
 use wgcnn::workflow::session::ModelSession;
@@ -114,8 +114,9 @@ fn grad_cam_points_at_the_mouth() {
     let mut model =
         GpuModel::new(gpu(), &architecture, 16, &architecture.initial_weights(3).unwrap(), &TrainOptions::default())
             .unwrap();
-    let config = FitConfig { epochs: EPOCHS, lr: 1e-3, seed: 5, progress: Progress::Lines, ..FitConfig::default() };
-    let outcome = fit(&mut model, &train, Some(&validation as &dyn BatchSource), &config).unwrap();
+    let config = FitConfig { epochs: EPOCHS, lr: 1e-3, seed: 5, ..FitConfig::default() };
+    let print_lines = &mut |event: &TrainEvent| event.line().into_iter().for_each(|line| println!("{line}"));
+    let outcome = fit_with(&mut model, &train, Some(&validation as &dyn BatchSource), &config, print_lines).unwrap();
     let accuracy = outcome.history.epochs.last().and_then(|e| e.val_accuracy).unwrap();
     eprintln!("trained in {:.1} s: validation accuracy {accuracy:.3}", start.elapsed().as_secs_f64());
     assert!(accuracy >= 0.9, "validation accuracy {accuracy} after {EPOCHS} epochs: the model did not learn the mouth");

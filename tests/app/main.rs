@@ -8,3 +8,4 @@ mod cli;
 mod explain;
 mod explain_faces;
 mod report;
+mod workflow;

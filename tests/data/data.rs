@@ -395,7 +395,7 @@ fn training_on_augmented_image_batches_repeats_bit_for_bit() {
     use wgcnn::model::reference::ReferenceModel;
     use wgcnn::model::spec::{Architecture, InputShape};
     use wgcnn::model::{TrainOptions, Trainable};
-    use wgcnn::train::fit::{FitConfig, Progress, fit};
+    use wgcnn::train::fit::{FitConfig, fit};
 
     let dir = tempfile::tempdir().unwrap();
     write_dataset(dir.path(), &[Emotion::Happy, Emotion::Sad], 12, 32, 5, FacePairing::Independent).unwrap();
@@ -408,7 +408,7 @@ fn training_on_augmented_image_batches_repeats_bit_for_bit() {
     let run = || {
         let mut model =
             ReferenceModel::new(&arch, 4, &arch.initial_weights(3).unwrap(), &TrainOptions::default()).unwrap();
-        let config = FitConfig { epochs: 2, seed: 9, progress: Progress::Silent, ..FitConfig::default() };
+        let config = FitConfig { epochs: 2, seed: 9, ..FitConfig::default() };
         let outcome = fit(&mut model, &train, Some(&validation as &dyn BatchSource), &config).unwrap();
         let per_epoch = split.train.len() / 4 + split.validation.len().div_ceil(4);
         assert_eq!(outcome.batches.batches, 2 * per_epoch, "{:?}", outcome.batches);

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use wgcnn::model::{NamedTensor, PADDING_LABEL, StepProfile, StepStats, Trainable};
-use wgcnn::train::fit::{EarlyStopping, FitConfig, FitOutcome, Monitor, Progress, ReduceLrOnPlateau, StopReason, fit};
+use wgcnn::train::fit::{EarlyStopping, FitConfig, FitOutcome, Monitor, ReduceLrOnPlateau, StopReason, fit};
 use wgcnn::train::{BatchSource, InMemoryDataset};
 use wgcnn::{Error, Result};
 
@@ -138,7 +138,7 @@ impl Trainable for MockModel {
 }
 
 fn silent(epochs: usize) -> FitConfig {
-    FitConfig { epochs, progress: Progress::Silent, ..FitConfig::default() }
+    FitConfig { epochs, ..FitConfig::default() }
 }
 
 fn train(

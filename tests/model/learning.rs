@@ -6,7 +6,7 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use wgcnn::model::gpu::GpuModel;
 use wgcnn::model::spec::{Architecture, InputShape};
 use wgcnn::model::{TrainOptions, Trainable};
-use wgcnn::train::fit::{FitConfig, Progress, fit};
+use wgcnn::train::fit::{FitConfig, fit};
 use wgcnn::train::{BatchSource, InMemoryDataset};
 
 const SIZE: usize = 16;
@@ -42,7 +42,7 @@ fn a_small_model_reaches_95_percent_validation_accuracy() {
         Architecture::parse("c8same-p-c8-p-f-d16-d1", InputShape { channels: 3, height: SIZE, width: SIZE }).unwrap();
     let (train, validation) = (bars(1, 256), bars(2, 128));
     let mut model = GpuModel::new(gpu, &arch, 16, &arch.initial_weights(7).unwrap(), &TrainOptions::default()).unwrap();
-    let config = FitConfig { epochs: 15, lr: 3e-3, seed: 5, progress: Progress::Silent, ..FitConfig::default() };
+    let config = FitConfig { epochs: 15, lr: 3e-3, seed: 5, ..FitConfig::default() };
     let outcome = fit(&mut model, &train, Some(&validation as &dyn BatchSource), &config).unwrap();
     let best = outcome.history.epochs.iter().filter_map(|e| e.val_accuracy).fold(0.0, f64::max);
     let last = outcome.history.epochs.last().unwrap();

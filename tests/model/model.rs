@@ -194,12 +194,12 @@ fn a_short_batch_trains_as_a_batch_of_its_real_rows_on_gpu_and_cpu() {
 #[test]
 fn an_epoch_of_33_images_at_batch_32_trains_on_the_33rd() {
     use wgcnn::train::InMemoryDataset;
-    use wgcnn::train::fit::{FitConfig, Progress, fit};
+    use wgcnn::train::fit::{FitConfig, fit};
     let gpu = gpu();
     let arch = Architecture::parse("c4-bn-p-f-d2", InputShape { channels: 1, height: 8, width: 8 }).unwrap();
     let weights = arch.initial_weights(1).unwrap();
     let (images, labels) = batch(3, 33, 64, 2);
-    let config = FitConfig { epochs: 1, shuffle: false, progress: Progress::Silent, ..FitConfig::default() };
+    let config = FitConfig { epochs: 1, shuffle: false, ..FitConfig::default() };
     let run = |n: usize| {
         let data = InMemoryDataset::new(images[..n * 64].to_vec(), labels[..n].to_vec(), 64).unwrap();
         let mut model = GpuModel::new(gpu.clone(), &arch, 32, &weights, &TrainOptions::default()).unwrap();
