@@ -1,7 +1,9 @@
 //! Kernel timings at the layer shapes of the two reference models, on the adapter the tests use
 //! (`WGCNN_DEVICE` chooses). Each benchmark times the dispatch(es) of one pass, submitted and
 //! waited for inside the timed region; pipelines and bind groups are built before timing.
-//! Besides criterion's own report, each prints one line: GFLOP/s (or GB/s) and the adapter.
+//! The native CPU backend's conv, pool and dense passes (`native_*`) are timed beside them at the
+//! same shapes, into buffers allocated before timing.
+//! Besides criterion's own report, each prints one line: GFLOP/s (or GB/s) and the backend.
 //!
 //! `cargo bench --bench kernels -- conv2d_forward/B` runs a subset (criterion's filter).
 
@@ -20,6 +22,13 @@ struct Pass {
     work: Work,
 }
 
+/// A native pass: a closure over its own buffers.
+struct NativePass {
+    name: String,
+    run: Box<dyn FnMut()>,
+    work: Work,
+}
+
 enum Work {
     Flops(f64),
     Bytes(f64),
@@ -31,15 +40,29 @@ fn time_pass(c: &mut Criterion, gpu: &Gpu, pass: &Pass) {
     }
     let refs: Vec<&Dispatch> = pass.dispatches.iter().collect();
     gpu.run(&refs).expect("warm-up run"); // first run compiles lazily on some drivers
+    time(c, &pass.name, &pass.work, &gpu.describe(), &mut || gpu.run(&refs).expect("kernel run"));
+}
+
+fn time_native_pass(c: &mut Criterion, pass: &mut NativePass) {
+    if !c_filter_matches(&pass.name) {
+        return;
+    }
+    (pass.run)(); // warm-up: the threads' scratch buffers grow once
+    let backend = format!("the native CPU backend ({} threads)", rayon::current_num_threads());
+    time(c, &pass.name, &pass.work, &backend, &mut pass.run);
+}
+
+/// Times `run` under criterion and prints the one-line summary.
+fn time(c: &mut Criterion, name: &str, work: &Work, backend: &str, run: &mut dyn FnMut()) {
     let mut total = (Duration::ZERO, 0u64);
-    let mut group = c.benchmark_group(pass.name.split('/').next().unwrap_or("kernel"));
+    let mut group = c.benchmark_group(name.split('/').next().unwrap_or("kernel"));
     // Passes take 0.05-2 s on lavapipe: one run per sample, not criterion's growing counts.
     group.sampling_mode(SamplingMode::Flat);
-    group.bench_function(pass.name.split('/').nth(1).unwrap_or(&pass.name), |bencher| {
+    group.bench_function(name.split('/').nth(1).unwrap_or(name), |bencher| {
         bencher.iter_custom(|iters| {
             let start = Instant::now();
             for _ in 0..iters {
-                gpu.run(&refs).expect("kernel run");
+                run();
             }
             let elapsed = start.elapsed();
             total.0 += elapsed;
@@ -49,11 +72,11 @@ fn time_pass(c: &mut Criterion, gpu: &Gpu, pass: &Pass) {
     });
     group.finish();
     let seconds = total.0.as_secs_f64() / total.1.max(1) as f64;
-    let rate = match pass.work {
+    let rate = match work {
         Work::Flops(f) => format!("{:.2} GFLOP/s", f / seconds / 1e9),
         Work::Bytes(b) => format!("{:.2} GB/s", b / seconds / 1e9),
     };
-    println!("{:<44} {:>10.3} ms  {:>14}  on {}", pass.name, seconds * 1e3, rate, gpu.describe());
+    println!("{name:<44} {:>10.3} ms  {rate:>14}  on {backend}", seconds * 1e3);
 }
 
 /// Criterion applies its filter itself; checking it here too skips building the inputs of
@@ -64,9 +87,89 @@ fn c_filter_matches(name: &str) -> bool {
 }
 
 fn tensor(gpu: &Gpu, what: &str, shape: &[usize]) -> GpuTensor {
-    let n: usize = shape.iter().product();
-    let data: Vec<f32> = (0..n).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
-    GpuTensor::from_slice(gpu, what, shape, &data).expect("tensor fits the adapter")
+    GpuTensor::from_slice(gpu, what, shape, &values(shape.iter().product())).expect("tensor fits the adapter")
+}
+
+/// `n` values in [-1, 1).
+fn values(n: usize) -> Vec<f32> {
+    (0..n).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect()
+}
+
+/// The native backend's conv, pool and dense passes at the same layer shapes.
+fn native_passes() -> Vec<NativePass> {
+    use wgcnn::native;
+    let mut passes = Vec::new();
+    let mut pass = |name: String, work: Work, run: Box<dyn FnMut()>| {
+        if c_filter_matches(&name) {
+            passes.push(NativePass { name, run, work });
+        }
+    };
+    for (layer, s) in conv_layers() {
+        let size = |dims: [usize; 4]| dims.iter().product::<usize>();
+        let (x, w, b) = (values(size(s.input_dims())), values(size(s.weight_dims())), values(s.out_channels));
+        let dy = values(size(s.output_dims()));
+        let flops = s.forward_flops();
+        let (x2, w2, dy2) = (x.clone(), w.clone(), dy.clone());
+        let mut y = vec![0.0; dy.len()];
+        pass(
+            format!("native_conv2d_forward/{layer}"),
+            Work::Flops(flops),
+            Box::new(move || native::conv2d::forward(&s, &x, &w, &b, true, &mut y)),
+        );
+        if s.in_channels > 3 {
+            let (x, w, dy) = (x2.clone(), w2.clone(), dy2.clone());
+            let mut dx = vec![0.0; x2.len()];
+            pass(
+                format!("native_conv2d_backward_input/{layer}"),
+                Work::Flops(flops),
+                Box::new(move || native::conv2d::backward(&s, &x, &w, &dy, Some(&mut dx), None)),
+            );
+        }
+        let (mut dw, mut db) = (vec![0.0; w2.len()], vec![0.0; s.out_channels]);
+        pass(
+            format!("native_conv2d_backward_weight/{layer}"),
+            Work::Flops(flops),
+            Box::new(move || native::conv2d::backward(&s, &x2, &w2, &dy2, None, Some((&mut dw, &mut db)))),
+        );
+    }
+    for (layer, s) in pool_layers() {
+        let (input, output) = (s.input_dims().iter().product::<usize>(), s.output_dims().iter().product::<usize>());
+        let x = values(input);
+        let (mut y, mut argmax) = (vec![0.0; output], vec![0u32; output]);
+        native::max_pool2d::forward(&s, &x, &mut y, &mut argmax);
+        let (dy, saved) = (values(output), argmax.clone());
+        pass(
+            format!("native_max_pool2d_forward/{layer}"),
+            bytes(input + 2 * output),
+            Box::new(move || native::max_pool2d::forward(&s, &x, &mut y, &mut argmax)),
+        );
+        let mut dx = vec![0.0; input];
+        pass(
+            format!("native_max_pool2d_backward/{layer}"),
+            bytes(input + 2 * output),
+            Box::new(move || native::max_pool2d::backward(&s, &saved, None, &dy, &mut dx).expect("own argmax")),
+        );
+    }
+    for (layer, s) in dense_layers() {
+        let (x, w, b, dy) = (values(s.batch * s.inputs), values(s.inputs * s.outputs), values(s.outputs), values(s.batch * s.outputs));
+        let flops = s.forward_flops();
+        let (x2, w2, dy2) = (x.clone(), w.clone(), dy.clone());
+        let mut y = vec![0.0; s.batch * s.outputs];
+        pass(format!("native_dense_forward/{layer}"), Work::Flops(flops), Box::new(move || native::dense::forward(&s, &x, &w, &b, true, &mut y)));
+        let (dy3, mut dx) = (dy.clone(), vec![0.0; s.batch * s.inputs]);
+        pass(
+            format!("native_dense_backward_input/{layer}"),
+            Work::Flops(flops),
+            Box::new(move || native::dense::backward_input(&s, &dy3, &w2, &mut dx)),
+        );
+        let (mut dw, mut db) = (vec![0.0; s.inputs * s.outputs], vec![0.0; s.outputs]);
+        pass(
+            format!("native_dense_backward_weight/{layer}"),
+            Work::Flops(flops),
+            Box::new(move || native::dense::backward_params(&s, &x2, &dy2, &mut dw, &mut db)),
+        );
+    }
+    passes
 }
 
 /// One conv layer of a reference model: (name, input [batch, c, h, w], out channels).
@@ -347,6 +450,9 @@ fn kernels(c: &mut Criterion) {
         for pass in family(&gpu) {
             time_pass(c, &gpu, &pass);
         }
+    }
+    for mut pass in native_passes() {
+        time_native_pass(c, &mut pass);
     }
 }
 

@@ -9,7 +9,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     #[error(
         "no GPU or software adapter found{detail}: install Mesa's software Vulkan driver \
-         (`apt-get install mesa-vulkan-drivers`) or run on the CPU backend with `--device cpu`"
+         (`apt-get install mesa-vulkan-drivers`) or run on the native CPU backend with `--device cpu`"
     )]
     NoAdapter { detail: String },
 

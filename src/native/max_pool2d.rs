@@ -44,17 +44,28 @@ pub fn forward(s: &Pool2dShape, x: &[f32], y: &mut [f32], argmax: &mut [u32]) {
     });
 }
 
-/// One output row of a 2x2 pool of stride 2 (the layers' usual pool), written so that the
-/// compiler can vectorise it: the window's elements in order, each chosen by a select.
+/// One output row of a 2x2 pool of stride 2 (the layers' usual pool). A window without NaN takes
+/// its first strict maximum with three compares the compiler can turn into selects; a window
+/// with a NaN (its sum is NaN) goes the general way, so the choice is the reference's.
 fn pool_row_2x2(x: &[f32], in_w: usize, first: u32, y: &mut [f32], argmax: &mut [u32]) {
     let (top, bottom) = (&x[..in_w], &x[in_w..2 * in_w]);
     let windows = top.chunks_exact(2).zip(bottom.chunks_exact(2));
+    let below = in_w as u32;
     for (ox, ((y, argmax), (t, b))) in y.iter_mut().zip(argmax.iter_mut()).zip(windows).enumerate() {
-        let (mut best, mut at) = (t[0], 0);
-        for (v, offset) in [(t[1], 1), (b[0], in_w as u32), (b[1], in_w as u32 + 1)] {
-            let take = replaces(v, best);
-            best = if take { v } else { best };
-            at = if take { offset } else { at };
+        let window = [(t[0], 0), (t[1], 1), (b[0], below), (b[1], below + 1)];
+        let (mut best, mut at) = window[0];
+        if (t[0] + t[1] + b[0] + b[1]).is_nan() {
+            for &(v, offset) in &window[1..] {
+                if replaces(v, best) {
+                    (best, at) = (v, offset);
+                }
+            }
+        } else {
+            for &(v, offset) in &window[1..] {
+                let take = v > best;
+                best = if take { v } else { best };
+                at = if take { offset } else { at };
+            }
         }
         *y = best;
         *argmax = first + 2 * ox as u32 + at;
@@ -67,22 +78,41 @@ fn pool_row_2x2(x: &[f32], in_w: usize, first: u32, y: &mut [f32], argmax: &mut 
 pub fn backward(s: &Pool2dShape, argmax: &[u32], relu_y: Option<&[f32]>, dy: &[f32], dx: &mut [f32]) -> Result<()> {
     let (in_plane, out_plane) = (s.in_h * s.in_w, s.out_h() * s.out_w());
     dx.par_chunks_mut(in_plane).enumerate().try_for_each(|(plane, dx)| {
-        dx.fill(0.0);
         let outputs = plane * out_plane..(plane + 1) * out_plane;
         let base = plane * in_plane;
+        // As the ReLU's backward pass: only a positive output passes (not a NaN one).
+        let gradient = |o: usize| if relu_y.is_none_or(|y| y[o] > 0.0) { dy[o] } else { 0.0 };
+        let outside = |o: usize| {
+            Error::Invalid(format!("max_pool2d argmax {} is outside its plane {plane} of {:?}", argmax[o], s.input_dims()))
+        };
+        if s.pool == 2 && s.stride == 2 {
+            // Windows do not overlap: each writes its four elements, the gradient at its argmax.
+            for (oy, o) in (0..s.out_h()).zip(outputs.clone().step_by(s.out_w())) {
+                let top = 2 * oy * s.in_w;
+                for ox in 0..s.out_w() {
+                    let at = (argmax[o + ox] as usize).wrapping_sub(base);
+                    let corner = top + 2 * ox;
+                    let window = [corner, corner + 1, corner + s.in_w, corner + s.in_w + 1];
+                    if !window.contains(&at) {
+                        return Err(outside(o + ox));
+                    }
+                    let g = gradient(o + ox);
+                    window.iter().for_each(|&i| dx[i] = if i == at { g } else { 0.0 });
+                }
+                // An odd width leaves a column no window covers.
+                for row in [top, top + s.in_w] {
+                    dx[row + 2 * s.out_w()..row + s.in_w].fill(0.0);
+                }
+            }
+            // An odd height leaves a row no window covers.
+            dx[2 * s.out_h() * s.in_w..].fill(0.0);
+            return Ok(());
+        }
+        dx.fill(0.0);
         for o in outputs {
-            // As the ReLU's backward pass: only a positive output passes (not a NaN one).
-            let passes = relu_y.is_none_or(|y| y[o] > 0.0);
-            let g = if passes { dy[o] } else { 0.0 };
             let at = (argmax[o] as usize).wrapping_sub(base);
-            let slot = dx.get_mut(at).ok_or_else(|| {
-                Error::Invalid(format!(
-                    "max_pool2d argmax {} is outside its plane {plane} of {:?}",
-                    argmax[o],
-                    s.input_dims()
-                ))
-            })?;
-            *slot += g;
+            let slot = dx.get_mut(at).ok_or_else(|| outside(o))?;
+            *slot += gradient(o);
         }
         Ok(())
     })

@@ -1,5 +1,5 @@
 //! The CPU reference: every GPU kernel's semantics as plain loops a reader can check by eye.
-//! Generic over f32 (the backend `--device cpu` runs) and f64 (finite-difference gradient checks).
+//! Generic over f32 (the backend `--device reference` runs) and f64 (finite-difference gradient checks).
 
 pub mod activation;
 pub mod adam;
