@@ -151,11 +151,16 @@ fn native_passes() -> Vec<NativePass> {
         );
     }
     for (layer, s) in dense_layers() {
-        let (x, w, b, dy) = (values(s.batch * s.inputs), values(s.inputs * s.outputs), values(s.outputs), values(s.batch * s.outputs));
+        let (x, w, b, dy) =
+            (values(s.batch * s.inputs), values(s.inputs * s.outputs), values(s.outputs), values(s.batch * s.outputs));
         let flops = s.forward_flops();
         let (x2, w2, dy2) = (x.clone(), w.clone(), dy.clone());
         let mut y = vec![0.0; s.batch * s.outputs];
-        pass(format!("native_dense_forward/{layer}"), Work::Flops(flops), Box::new(move || native::dense::forward(&s, &x, &w, &b, true, &mut y)));
+        pass(
+            format!("native_dense_forward/{layer}"),
+            Work::Flops(flops),
+            Box::new(move || native::dense::forward(&s, &x, &w, &b, true, &mut y)),
+        );
         let (dy3, mut dx) = (dy.clone(), vec![0.0; s.batch * s.inputs]);
         pass(
             format!("native_dense_backward_input/{layer}"),

@@ -65,7 +65,7 @@ struct Args {
     augment: Augment,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// gpu, software, cpu, auto or part of an adapter's name.
+    /// auto (a hardware GPU, else cpu), gpu, software, cpu, reference, or part of an adapter's name.
     #[arg(long, env = "WGCNN_DEVICE", default_value = "auto")]
     device: DeviceChoice,
 }

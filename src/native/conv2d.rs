@@ -149,24 +149,28 @@ pub fn forward(s: &Conv2dShape, x: &[f32], w: &[f32], b: &[f32], relu: bool, y: 
     let weights = Matrix::rows(w, s.out_channels, g.taps, g.taps);
     let image = s.in_channels * s.in_h * s.in_w;
     y.par_chunks_mut(s.out_channels * g.pixels).zip(x.par_chunks(image)).for_each(|(y, x)| {
-        if g.pointwise {
-            matmul(weights, Matrix::rows(x, g.taps, g.pixels, g.pixels), 0.0, y, g.pixels);
-        } else {
-            with_scratch(g.taps * g.tile, |col| {
-                for tile in g.tiles() {
+        with_scratch(g.taps * g.tile, |col| {
+            for tile in g.tiles() {
+                let col: &[f32] = if g.pointwise {
+                    &x[tile.0..]
+                } else {
                     let col = &mut col[..g.taps * tile.1];
                     im2col(s, x, tile, col);
-                    matmul(weights, Matrix::rows(col, g.taps, tile.1, tile.1), 0.0, &mut y[tile.0..], g.pixels);
+                    col
+                };
+                let col_stride = if g.pointwise { g.pixels } else { tile.1 };
+                matmul(weights, Matrix::rows(col, g.taps, tile.1, col_stride), 0.0, &mut y[tile.0..], g.pixels);
+                // Bias and ReLU while the tile's outputs are still in cache.
+                for (co, &b) in b.iter().enumerate() {
+                    let row = &mut y[co * g.pixels + tile.0..][..tile.1];
+                    if relu {
+                        row.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
+                    } else {
+                        row.iter_mut().for_each(|v| *v += b);
+                    }
                 }
-            });
-        }
-        for (y, &b) in y.chunks_exact_mut(g.pixels).zip(b) {
-            if relu {
-                y.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
-            } else {
-                y.iter_mut().for_each(|v| *v += b);
             }
-        }
+        });
     });
 }
 

@@ -83,29 +83,38 @@ pub fn backward(s: &Pool2dShape, argmax: &[u32], relu_y: Option<&[f32]>, dy: &[f
         // As the ReLU's backward pass: only a positive output passes (not a NaN one).
         let gradient = |o: usize| if relu_y.is_none_or(|y| y[o] > 0.0) { dy[o] } else { 0.0 };
         let outside = |o: usize| {
-            Error::Invalid(format!("max_pool2d argmax {} is outside its plane {plane} of {:?}", argmax[o], s.input_dims()))
+            Error::Invalid(format!(
+                "max_pool2d argmax {} is outside its plane {plane} of {:?}",
+                argmax[o],
+                s.input_dims()
+            ))
         };
         if s.pool == 2 && s.stride == 2 {
             // Windows do not overlap: each writes its four elements, the gradient at its argmax.
-            for (oy, o) in (0..s.out_h()).zip(outputs.clone().step_by(s.out_w())) {
-                let top = 2 * oy * s.in_w;
-                for ox in 0..s.out_w() {
-                    let at = (argmax[o + ox] as usize).wrapping_sub(base);
-                    let corner = top + 2 * ox;
-                    let window = [corner, corner + 1, corner + s.in_w, corner + s.in_w + 1];
-                    if !window.contains(&at) {
-                        return Err(outside(o + ox));
+            let (in_w, out_w) = (s.in_w, s.out_w());
+            for (oy, first) in (0..s.out_h()).zip(outputs.clone().step_by(out_w)) {
+                let top = 2 * oy * in_w;
+                let (top_row, rest) = dx[top..].split_at_mut(in_w);
+                let bottom_row = &mut rest[..in_w];
+                let windows = top_row.chunks_exact_mut(2).zip(bottom_row.chunks_exact_mut(2));
+                for (ox, (t, b)) in windows.enumerate() {
+                    let o = first + ox;
+                    // The argmax as (row, column) inside its window.
+                    let d = (argmax[o] as usize).wrapping_sub(base + top + 2 * ox);
+                    let (row, col) = if d < 2 { (0, d) } else { (1, d.wrapping_sub(in_w)) };
+                    if col >= 2 {
+                        return Err(outside(o));
                     }
-                    let g = gradient(o + ox);
-                    window.iter().for_each(|&i| dx[i] = if i == at { g } else { 0.0 });
+                    let g = gradient(o);
+                    let at = |r: usize, c: usize| if (r, c) == (row, col) { g } else { 0.0 };
+                    (t[0], t[1], b[0], b[1]) = (at(0, 0), at(0, 1), at(1, 0), at(1, 1));
                 }
                 // An odd width leaves a column no window covers.
-                for row in [top, top + s.in_w] {
-                    dx[row + 2 * s.out_w()..row + s.in_w].fill(0.0);
-                }
+                top_row[2 * out_w..].fill(0.0);
+                bottom_row[2 * out_w..].fill(0.0);
             }
             // An odd height leaves a row no window covers.
-            dx[2 * s.out_h() * s.in_w..].fill(0.0);
+            dx[2 * s.out_h() * in_w..].fill(0.0);
             return Ok(());
         }
         dx.fill(0.0);
