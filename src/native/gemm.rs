@@ -36,7 +36,7 @@ impl<'a> Matrix<'a> {
 /// `c = a * b + beta * c`, `c` stored row after row, `c_row_stride` apart. With `beta == 0`, `c`'s
 /// old values are not read (stale values in a reused buffer are fine).
 ///
-/// Panics when the operands' sizes disagree or a matrix does not fit its slice: the backend's own
+/// Panics when the operands' sizes do not match or a matrix does not fit its slice: the backend's own
 /// bookkeeping computed them from checked shapes, so that is a bug, never an input error.
 pub fn matmul(a: Matrix, b: Matrix, beta: f32, c: &mut [f32], c_row_stride: usize) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
