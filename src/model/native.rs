@@ -213,6 +213,7 @@ impl Executor for Native {
         check("conv2d x", &s.input_dims(), x.len())?;
         check("conv2d dy", &s.output_dims(), dy.len())?;
         check("conv2d weight", &s.weight_dims(), self.s.values[weight].len())?;
+        check("conv2d bias", &[s.out_channels], self.s.values[bias].len())?;
         let mut dx = input.then(|| self.pool.take(x.len()));
         if params {
             let (w, dw, db) = self.with_grads(weight, weight, bias)?;
@@ -277,6 +278,7 @@ impl Executor for Native {
         check("dense x", &[s.batch, s.inputs], x.len())?;
         check("dense dy", &[s.batch, s.outputs], dy.len())?;
         check("dense weight", &[s.inputs, s.outputs], self.s.values[weight].len())?;
+        check("dense bias", &[s.outputs], self.s.values[bias].len())?;
         if params {
             let (_, dw, db) = self.with_grads(weight, weight, bias)?;
             dense::backward_params(s, x, dy, dw, db);

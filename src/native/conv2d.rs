@@ -38,7 +38,7 @@ impl Geometry {
         let taps = s.in_channels * s.kernel_h * s.kernel_w;
         let pixels = s.out_h() * s.out_w();
         let pointwise = s.kernel_h == 1 && s.kernel_w == 1 && s.stride == 1 && s.pad_top() == 0 && s.pad_left() == 0;
-        Self { taps, pixels, tile: (TILE_VALUES / taps).clamp(16, pixels.max(1)), pointwise }
+        Self { taps, pixels, tile: (TILE_VALUES / taps).max(16).min(pixels.max(1)), pointwise }
     }
 
     /// The first pixel and pixel count of each tile.

@@ -37,6 +37,8 @@ fn conv_shapes() -> Vec<Conv2dShape> {
         padding,
     };
     shapes.push(big(5, 3, 128, Padding::Valid));
+    // Fewer output pixels than the smallest tile (2x2).
+    shapes.push(Conv2dShape { in_h: 4, in_w: 4, ..big(2, 2, 4, Padding::Valid) });
     shapes.push(big(2, 1, 130, Padding::Same));
     shapes
 }
