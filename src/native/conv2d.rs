@@ -99,6 +99,10 @@ fn im2col(s: &Conv2dShape, x: &[f32], tile: (usize, usize), col: &mut [f32]) {
                     let hi = end.clamp(lo, ox0 + run);
                     out[..lo - ox0].fill(0.0);
                     out[hi - ox0..].fill(0.0);
+                    if lo == hi {
+                        // Only padding (a run cut short by the tile before the first column inside).
+                        return;
+                    }
                     let inside = &mut out[lo - ox0..hi - ox0];
                     let ix0 = start + lo * s.stride + kx - s.pad_left();
                     if s.stride == 1 {
@@ -129,6 +133,9 @@ fn col2im_add(s: &Conv2dShape, col: &[f32], tile: (usize, usize), dx: &mut [f32]
                     let Some(start) = source else { return };
                     let lo = first.clamp(ox0, ox0 + run);
                     let hi = end.clamp(lo, ox0 + run);
+                    if lo == hi {
+                        return;
+                    }
                     let inside = &row[t + lo - ox0..t + hi - ox0];
                     let ix0 = start + lo * s.stride + kx - s.pad_left();
                     if s.stride == 1 {
