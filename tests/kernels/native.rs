@@ -37,9 +37,10 @@ fn conv_shapes() -> Vec<Conv2dShape> {
         padding,
     };
     shapes.push(big(5, 3, 128, Padding::Valid));
-    // A 5x5 `same` kernel (two padding columns) on a 4-wide image: 25 taps make tiles of 10485
-    // pixels, so the first tile ends one pixel into row 2621, a run of padding only.
-    shapes.push(Conv2dShape { in_h: 2700, in_w: 4, kernel_h: 5, kernel_w: 5, ..big(1, 1, 4, Padding::Same) });
+    // A 5x5 `same` kernel (two padding columns) on a 10484-wide image: 25 taps make tiles of
+    // 10485 pixels, so the first tile ends one pixel into output row 1, whose taps of kernel row 1
+    // read input row 0: a run of padding only at the very start of the input.
+    shapes.push(Conv2dShape { in_h: 3, in_w: 10484, kernel_h: 5, kernel_w: 5, ..big(1, 1, 4, Padding::Same) });
     // Fewer output pixels than the smallest tile (2x2).
     shapes.push(Conv2dShape { in_h: 4, in_w: 4, ..big(2, 2, 4, Padding::Valid) });
     shapes.push(big(2, 1, 130, Padding::Same));
