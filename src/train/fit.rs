@@ -337,6 +337,9 @@ fn prefetched<'a>(
         for _ in 0..2 {
             free_tx.send(BatchBuffer::new(batch, source.sample_len())).expect("the receiver is alive");
         }
+        // The wait for a batch counts from when the trainer is ready for it: for the first, from
+        // before the preparing thread starts, so the wait is never shorter than its preparation.
+        let mut waiting = Instant::now();
         scope.spawn(move || {
             for indices in chunks {
                 // Both ends close when the consumer returns, which ends this thread.
@@ -350,7 +353,6 @@ fn prefetched<'a>(
         });
         let mut first = true;
         loop {
-            let waiting = Instant::now();
             let Ok((loaded, prepare_seconds)) = ready_rx.recv() else { return Ok(()) };
             let waited = waiting.elapsed().as_secs_f64();
             match std::mem::replace(&mut first, false) {
@@ -365,6 +367,7 @@ fn prefetched<'a>(
             }
             // Fails only once the producer has finished, when the buffer is no longer needed.
             let _ = free_tx.send(buffer);
+            waiting = Instant::now();
         }
     })
 }
