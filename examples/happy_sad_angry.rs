@@ -100,6 +100,7 @@ fn main() -> anyhow::Result<()> {
         // An example reruns into its own folder: each run replaces the last.
         overwrite: true,
         limits: DecodeLimits::default(),
+        init: None,
     };
     let run = common::train(&backend, &settings)?;
     common::finish_example(&run, &backend, &args.out)?;

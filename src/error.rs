@@ -45,6 +45,11 @@ pub enum Error {
     #[error("dataset folder {path}: {reason}")]
     Dataset { path: std::path::PathBuf, reason: String },
 
+    /// Training stopped when asked (Ctrl-C, SIGTERM) after step `step` of epoch `epoch`, and the
+    /// checkpoint holds that moment.
+    #[error("training interrupted after step {step} of epoch {epoch}; {} holds that moment", checkpoint.display())]
+    Interrupted { checkpoint: std::path::PathBuf, epoch: usize, step: usize },
+
     #[error("{0}")]
     Invalid(String),
 }

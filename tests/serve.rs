@@ -100,6 +100,7 @@ fn model_path() -> &'static Path {
                 history: outcome.history,
                 weights: model.weights().unwrap(),
                 optimizer: None,
+                resume: None,
             };
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("faces48").join("model.safetensors");
@@ -361,6 +362,7 @@ fn grad_cam_of_a_model_without_a_convolution_is_saliency_and_says_so() {
         normalisation: "rgb/255 stretch".into(),
         history: Default::default(),
         optimizer: None,
+        resume: None,
     };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("dense.safetensors");
@@ -711,6 +713,7 @@ fn untrained_model(dir: &Path, name: &str, architecture: Architecture, classes: 
         normalisation: format!("{colour}/255 stretch"),
         history: Default::default(),
         optimizer: None,
+        resume: None,
     };
     let path = dir.join(name).join("model.safetensors");
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();

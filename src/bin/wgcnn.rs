@@ -25,7 +25,7 @@ use wgcnn::train::throughput::{measure_inference, measure_training, profile_trai
 use wgcnn::workflow;
 use wgcnn::workflow::preset::Preset;
 use wgcnn::workflow::session::{INFERENCE_BATCH, ModelSession};
-use wgcnn::workflow::train::TrainSettings;
+use wgcnn::workflow::train::{Checkpoint, RunEvent, TrainSettings};
 
 #[derive(Parser)]
 #[command(
@@ -252,10 +252,19 @@ fn serve(choice: &DeviceChoice, args: &ServeArgs, limits: DecodeLimits) -> anyho
 #[derive(clap::Args)]
 struct TrainArgs {
     /// A folder of class subfolders (class names from the sorted folder names).
-    data: PathBuf,
-    /// Run folder to write (created if missing).
-    #[arg(long)]
-    out: PathBuf,
+    #[arg(required_unless_present = "resume")]
+    data: Option<PathBuf>,
+    /// Run folder to write (created if missing); it holds a checkpoint after every epoch.
+    #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
+    out: Option<PathBuf>,
+    /// Continue the run in this folder from its checkpoint, with the settings it began with
+    /// (a setting given again must be the same, except --epochs, which may extend the run).
+    #[arg(long, value_name = "RUN_DIR", conflicts_with = "overwrite")]
+    resume: Option<PathBuf>,
+    /// Start from this model's weights (fine-tuning) with a fresh optimizer; the model must have
+    /// the run's architecture and input.
+    #[arg(long, value_name = "MODEL")]
+    init: Option<PathBuf>,
     /// A reference model: happy-sad (Model A, 3x256x256; the default) or emotions3 (Model B, 3x128x128).
     #[arg(long, conflicts_with = "arch")]
     preset: Option<String>,
@@ -307,12 +316,70 @@ struct TrainArgs {
     /// Seeds the weights, the split, shuffling, augmentation and dropout.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Replace the model of a run folder that already holds one.
+    /// Replace the model or checkpoint of a run folder that already holds one.
     #[arg(long)]
     overwrite: bool,
 }
 
-fn train(choice: &DeviceChoice, args: &TrainArgs, limits: DecodeLimits) -> anyhow::Result<()> {
+/// The exit codes of a command stopped by a signal, as a shell reports one.
+const EXIT_SIGINT: u8 = 130;
+const EXIT_SIGTERM: u8 = 143;
+
+/// Training stopped by a signal, with a checkpoint: exit with `code`.
+#[derive(Debug)]
+struct Interrupted {
+    code: u8,
+    line: String,
+}
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.line)
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// Ctrl-C and SIGTERM while training: the first sets `stop` (the trainer finishes its step and
+/// writes a checkpoint) and records which signal came; the second exits at once.
+struct StopSignals {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    exit_code: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl StopSignals {
+    fn new() -> Self {
+        Self { stop: Default::default(), exit_code: Default::default() }
+    }
+
+    /// Takes over both signals.
+    fn install(&self) -> anyhow::Result<()> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        use signal_hook::flag;
+        for (signal, code) in [(SIGINT, EXIT_SIGINT), (SIGTERM, EXIT_SIGTERM)] {
+            // In this order: the exit acts only when an earlier signal has already set the flag.
+            flag::register_conditional_shutdown(signal, code.into(), self.stop.clone())?;
+            flag::register_usize(signal, self.exit_code.clone(), code.into())?;
+            flag::register(signal, self.stop.clone())?;
+        }
+        Ok(())
+    }
+
+    fn exit_code(&self) -> u8 {
+        match self.exit_code.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => EXIT_SIGINT,
+            code => code as u8,
+        }
+    }
+}
+
+/// The settings the train flags give, the data and run folders as given (or `fallback`'s, when
+/// resuming without them).
+fn settings_from_args(
+    args: &TrainArgs,
+    limits: DecodeLimits,
+    fallback: Option<&TrainSettings>,
+) -> anyhow::Result<TrainSettings> {
     let preset = typed(Preset::named(args.preset.as_deref().unwrap_or(Preset::DEFAULT)))?;
     let channels = if args.grayscale { 1 } else { 3 };
     let architecture = match (&args.arch, args.size) {
@@ -333,8 +400,11 @@ fn train(choice: &DeviceChoice, args: &TrainArgs, limits: DecodeLimits) -> anyho
     };
     // An architecture too deep for --size is the user's to change, before any work.
     typed(architecture.layers_info())?;
-    let settings = TrainSettings {
-        data_dir: args.data.clone(),
+    let given_or_fallback = |given: &Option<PathBuf>, fallback: Option<&PathBuf>| {
+        given.clone().or_else(|| fallback.cloned()).expect("clap requires it unless resuming")
+    };
+    Ok(TrainSettings {
+        data_dir: given_or_fallback(&args.data, fallback.map(|f| &f.data_dir)),
         test_dir: args.test_data.clone(),
         architecture,
         fit: args.fit,
@@ -349,20 +419,97 @@ fn train(choice: &DeviceChoice, args: &TrainArgs, limits: DecodeLimits) -> anyho
         min_lr: args.min_lr,
         augment: args.augment,
         balance_classes: args.balance_classes,
-        out_dir: args.out.clone(),
+        out_dir: given_or_fallback(&args.out, fallback.map(|f| &f.out_dir)),
         overwrite: args.overwrite,
         limits,
+        init: args.init.clone(),
+    })
+}
+
+/// The settings of the run `args.resume` names: its checkpoint's, with --epochs if given. Any
+/// other setting given must be the checkpoint's; `given` says which flags the user typed (by
+/// clap id).
+fn resumed_settings(
+    checkpoint: &Checkpoint,
+    args: &TrainArgs,
+    limits: DecodeLimits,
+    given: &dyn Fn(&str) -> bool,
+) -> anyhow::Result<TrainSettings> {
+    let stored = checkpoint.settings();
+    let typed_now = settings_from_args(args, limits, Some(&stored))?.with_absolute_paths()?;
+    // The clap ids behind each setting's flag.
+    let ids_of = |flag: &str| -> Vec<String> {
+        match flag {
+            "DATA" => vec!["data".into()],
+            "--arch" => ["preset", "arch", "size", "grayscale"].map(String::from).to_vec(),
+            "--batch-size" => ["batch_size", "preset"].map(String::from).to_vec(),
+            flag => vec![flag.trim_start_matches("--").replace('-', "_")],
+        }
     };
+    for (flag, now, then) in typed_now.differences(&stored) {
+        if ids_of(flag).iter().any(|id| given(id)) {
+            return Err(Usage(format!(
+                "{flag} gives {now}, but the run in {} began with {then}: a resumed run keeps its settings \
+                 (only --epochs may change); leave {flag} out",
+                stored.out_dir.display()
+            ))
+            .into());
+        }
+    }
+    Ok(TrainSettings { epochs: if given("epochs") { args.epochs } else { stored.epochs }, ..stored })
+}
+
+fn train(
+    choice: &DeviceChoice,
+    args: &TrainArgs,
+    limits: DecodeLimits,
+    given: &dyn Fn(&str) -> bool,
+) -> anyhow::Result<()> {
+    let (settings, checkpoint) = match &args.resume {
+        None => (settings_from_args(args, limits, None)?, None),
+        Some(run_dir) => {
+            let checkpoint = Checkpoint::load(run_dir)?;
+            (resumed_settings(&checkpoint, args, limits, given)?, Some(checkpoint))
+        }
+    };
+    if let Some(checkpoint) = &checkpoint {
+        println!(
+            "resuming {} after {} of {} epochs",
+            settings.out_dir.display(),
+            checkpoint.epochs_done(),
+            settings.epochs
+        );
+    }
     let mut progress = progress::TrainProgress::new();
     let (backend, why) = chosen_backend(choice)?;
     if let Some(why) = why {
         println!("device auto: {} ({why})", backend.describe());
     }
-    let run = workflow::train::train(&backend, &settings, &mut |event| progress.show_run(event))?;
+    let signals = StopSignals::new();
+    let mut installed = Ok(());
+    let run = workflow::train::train_from(&backend, &settings, checkpoint, &signals.stop, &mut |event| {
+        // Until training begins, a signal ends the command at once, as for any other command.
+        if let RunEvent::Model { .. } = event {
+            installed = signals.install();
+        }
+        progress.show_run(event)
+    });
+    installed?;
+    let run = match run {
+        Err(wgcnn::Error::Interrupted { checkpoint, epoch, step }) => {
+            let line = format!(
+                "training interrupted after step {step} of epoch {epoch}; {} holds that moment. Resume with: wgcnn train --resume {}",
+                checkpoint.display(),
+                settings.out_dir.display()
+            );
+            return Err(Interrupted { code: signals.exit_code(), line }.into());
+        }
+        run => run?,
+    };
     println!(
         "
 run folder: {}",
-        args.out.display()
+        settings.out_dir.display()
     );
     if let Some(test) = &run.test {
         println!("test-split accuracy: {:.4}", test.report.accuracy);
@@ -677,7 +824,9 @@ impl log::Log for StderrLog {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let prefix = if matches!(cli.command, Command::Serve(_)) { "wgcnn serve" } else { "wgcnn" };
     // Set once, before any thread starts: it cannot fail.
     let _ = log::set_logger(Box::leak(Box::new(StderrLog { prefix })));
@@ -692,19 +841,31 @@ fn main() -> ExitCode {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
-    let result = cli.limits.limits().and_then(|limits| run(cli.command, &cli.device, limits));
+    // Which flags the user typed (not defaults), for `train --resume`.
+    let given = |id: &str| {
+        let sub = matches.subcommand().map(|(_, sub)| sub);
+        [Some(&matches), sub].into_iter().flatten().any(|m| {
+            matches!(
+                m.try_get_raw(id).ok().flatten().and(m.value_source(id)),
+                Some(clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable)
+            )
+        })
+    };
+    let result = cli.limits.limits().and_then(|limits| run(cli.command, &cli.device, limits, &given));
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => match e.downcast_ref::<Usage>() {
-            Some(usage) => {
+        Err(e) => {
+            if let Some(usage) = e.downcast_ref::<Usage>() {
                 eprintln!("error: {usage}\n\nFor more information, try '--help'.");
                 ExitCode::from(2)
-            }
-            None => {
+            } else if let Some(interrupted) = e.downcast_ref::<Interrupted>() {
+                eprintln!("wgcnn: {interrupted}");
+                ExitCode::from(interrupted.code)
+            } else {
                 eprintln!("wgcnn: {e:#}");
                 ExitCode::FAILURE
             }
-        },
+        }
     }
 }
 
@@ -721,7 +882,12 @@ fn chosen_backend(choice: &DeviceChoice) -> anyhow::Result<(Backend, Option<Stri
     }
 }
 
-fn run(command: Command, device: &DeviceChoice, limits: DecodeLimits) -> anyhow::Result<()> {
+fn run(
+    command: Command,
+    device: &DeviceChoice,
+    limits: DecodeLimits,
+    given: &dyn Fn(&str) -> bool,
+) -> anyhow::Result<()> {
     match command {
         Command::Info => info(device),
         Command::BenchTrain { preset, batch_size, steps, warmup, size, profile } => {
@@ -731,7 +897,7 @@ fn run(command: Command, device: &DeviceChoice, limits: DecodeLimits) -> anyhow:
             let pairing = if paired { FacePairing::Paired } else { FacePairing::Independent };
             synth(&out, per_class, &classes, size, seed, pairing)
         }
-        Command::Train(args) => train(device, &args, limits),
+        Command::Train(args) => train(device, &args, limits, given),
         Command::Eval { model, data, json, out } => eval(device, limits, &model, &data, json, out.as_deref()),
         Command::Predict { model, images, json, grid } => {
             predict(device, limits, &model, &images, json, grid.as_deref())

@@ -8,7 +8,7 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use crate::{Error, Result};
 
 /// Which augmentations to apply, and how strongly (0 turns one off).
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Augment {
     /// Mirror left-right with probability 1/2.
     pub flip: bool,

@@ -29,7 +29,7 @@ pub struct InputFormat {
 }
 
 /// How an image is brought to the input size when its aspect ratio differs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Fit {
     /// Resized to exactly the input size, distorting the aspect ratio (Keras's default).
     #[default]
@@ -102,7 +102,7 @@ pub enum DecodeError {
 
 /// Bounds on what one image may cost to read and decode; what is over them is refused from the
 /// file's size or the image's header, before its bytes are read or its pixels allocated.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DecodeLimits {
     /// The widest and the tallest image decoded, in pixels.
     pub max_side: u32,

@@ -6,7 +6,7 @@ use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
 use crate::{Error, Result};
 
 /// Shares of the samples for training, validation and test; they must sum to 1.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SplitRatios {
     /// Share for training.
     pub train: f64,

@@ -1,7 +1,9 @@
 //! The model file: one `.safetensors` file holding the weights as f32 tensors under their names
 //! (`conv1.weight`), and as string metadata the architecture, the class names, the input
 //! normalisation, the training history and, to resume training, Adam's step and learning rate (its
-//! moments are tensors `adam.m.<name>` and `adam.v.<name>`).
+//! moments are tensors `adam.m.<name>` and `adam.v.<name>`). A checkpoint is a model file that
+//! also holds the trainer's state (`trainer`, JSON, with the weight sets it keeps as tensors
+//! `best.<name>` and `epoch_start.<name>`) and the run's settings (`run_settings`).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -13,9 +15,9 @@ use safetensors::Dtype;
 use safetensors::tensor::{Metadata, TensorView};
 
 use crate::files::read_bounded;
-use crate::model::history::History;
+use crate::model::history::{History, TrainerState};
 use crate::model::spec::{Architecture, ParamInfo};
-use crate::model::weights::NamedTensor;
+use crate::model::weights::{NamedTensor, OptimizerState};
 use crate::{Error, Result};
 
 /// The `format` metadata of a wgcnn model file.
@@ -25,24 +27,16 @@ pub const FORMAT_VERSION: &str = "1";
 
 const ADAM_M_PREFIX: &str = "adam.m.";
 const ADAM_V_PREFIX: &str = "adam.v.";
+const BEST_PREFIX: &str = "best.";
+const EPOCH_START_PREFIX: &str = "epoch_start.";
+/// Every prefix of a stored tensor name besides the weights' own (none).
+const PREFIXES: [&str; 4] = [ADAM_M_PREFIX, ADAM_V_PREFIX, BEST_PREFIX, EPOCH_START_PREFIX];
 /// safetensors' own limit on the JSON header.
 const MAX_HEADER_BYTES: u64 = 100_000_000;
 /// The largest model file read: far above any model whose tensors fit a GPU's storage bindings
 /// (Model A's file is a few MB), and a bound on what a wrong path (a disk image, `/dev/zero`)
 /// can make a load read.
 pub const MAX_FILE_BYTES: u64 = 4 << 30;
-
-/// Adam's state, to resume training where it stopped.
-#[derive(Clone, Debug, PartialEq)]
-pub struct OptimizerState {
-    /// Steps taken (the next one is `step + 1`).
-    pub step: u64,
-    /// Learning rate of the last step.
-    pub lr: f32,
-    /// First and second moments, one per trainable parameter, named and ordered like it.
-    pub m: Vec<NamedTensor>,
-    pub v: Vec<NamedTensor>,
-}
 
 /// Everything a model file holds.
 #[derive(Clone, Debug, PartialEq)]
@@ -56,6 +50,16 @@ pub struct ModelFile {
     /// Every parameter and running statistic, in [`Architecture::params`] order.
     pub weights: Vec<NamedTensor>,
     pub optimizer: Option<OptimizerState>,
+    /// A checkpoint's: what the run that wrote it needs to continue (it needs `optimizer` too).
+    pub resume: Option<ResumeState>,
+}
+
+/// What a checkpoint holds besides the model and Adam's state.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResumeState {
+    pub trainer: TrainerState,
+    /// The run's settings as the workflow that wrote them serialised them (opaque here).
+    pub run_settings: String,
 }
 
 impl ModelFile {
@@ -71,9 +75,26 @@ impl ModelFile {
     /// Reads a model written by [`ModelFile::save`] (a regular file of at most [`MAX_FILE_BYTES`]),
     /// checking every tensor against the architecture.
     pub fn load(path: impl AsRef<Path>) -> Result<ModelFile> {
+        Self::load_as(path.as_ref(), "model file")
+    }
+
+    /// Reads a checkpoint: a model file that holds the trainer's state ([`ModelFile::resume`]).
+    pub fn load_checkpoint(path: impl AsRef<Path>) -> Result<ModelFile> {
         let path = path.as_ref();
-        let bytes = read_bounded(path, MAX_FILE_BYTES).map_err(|e| file_error(path, e.to_string()))?;
-        Self::from_bytes(&bytes).map_err(|reason| file_error(path, reason))
+        let file = Self::load_as(path, "checkpoint")?;
+        if file.resume.is_none() {
+            return Err(Error::Invalid(format!(
+                "checkpoint {}: it holds no trainer state: a model file, not a checkpoint",
+                path.display()
+            )));
+        }
+        Ok(file)
+    }
+
+    fn load_as(path: &Path, what: &str) -> Result<ModelFile> {
+        let error = |reason: String| Error::Invalid(format!("{what} {}: {reason}", path.display()));
+        let bytes = read_bounded(path, MAX_FILE_BYTES).map_err(|e| error(e.to_string()))?;
+        Self::from_bytes(&bytes).map_err(error)
     }
 
     fn to_bytes(&self) -> std::result::Result<Vec<u8>, String> {
@@ -89,17 +110,37 @@ impl ModelFile {
             ("normalisation".to_string(), self.normalisation.clone()),
             ("history".to_string(), json(&self.history)?),
         ]);
-        let mut stored: Vec<(String, &NamedTensor)> = in_param_order("", &params, &self.weights)?
-            .into_iter()
-            .map(|tensor| (tensor.name.clone(), tensor))
-            .collect();
+        fn store<'t>(
+            stored: &mut Vec<(String, &'t NamedTensor)>,
+            prefix: &str,
+            params: &[ParamInfo],
+            tensors: &'t [NamedTensor],
+        ) -> std::result::Result<(), String> {
+            let ordered = in_param_order(prefix, params, tensors)?;
+            stored.extend(ordered.into_iter().map(|tensor| (format!("{prefix}{}", tensor.name), tensor)));
+            Ok(())
+        }
+        let mut stored = Vec::new();
+        store(&mut stored, "", &params, &self.weights)?;
         if let Some(optimizer) = &self.optimizer {
             metadata.insert("adam_step".into(), optimizer.step.to_string());
             metadata.insert("adam_lr".into(), optimizer.lr.to_string());
             let trainable = trainable(&params);
-            for (prefix, moments) in [(ADAM_M_PREFIX, &optimizer.m), (ADAM_V_PREFIX, &optimizer.v)] {
-                let ordered = in_param_order(prefix, &trainable, moments)?;
-                stored.extend(ordered.into_iter().map(|tensor| (format!("{prefix}{}", tensor.name), tensor)));
+            store(&mut stored, ADAM_M_PREFIX, &trainable, &optimizer.m)?;
+            store(&mut stored, ADAM_V_PREFIX, &trainable, &optimizer.v)?;
+        }
+        if let Some(resume) = &self.resume {
+            if self.optimizer.is_none() {
+                return Err("a checkpoint needs Adam's state".into());
+            }
+            metadata.insert("trainer".into(), json(&resume.trainer)?);
+            metadata.insert("run_settings".into(), resume.run_settings.clone());
+            for (prefix, weights) in
+                [(BEST_PREFIX, &resume.trainer.best_weights), (EPOCH_START_PREFIX, &resume.trainer.epoch_start_weights)]
+            {
+                if let Some(weights) = weights {
+                    store(&mut stored, prefix, &params, weights)?;
+                }
             }
         }
         let encoded: Vec<(&str, &[usize], Vec<u8>)> = stored
@@ -142,9 +183,8 @@ impl ModelFile {
         let history: History =
             serde_json::from_str(field("history")?).map_err(|e| format!("`history` is not a training history: {e}"))?;
 
-        let mut weights = Vec::new();
-        let mut m = Vec::new();
-        let mut v = Vec::new();
+        // The weights, then one group per prefix of PREFIXES.
+        let mut groups: [Vec<NamedTensor>; 1 + PREFIXES.len()] = Default::default();
         for (name, info) in header.tensors() {
             if info.dtype != Dtype::F32 {
                 return Err(format!("tensor {name} is {:?}; wgcnn model files hold F32 tensors only", info.dtype));
@@ -152,15 +192,14 @@ impl ModelFile {
             let (start, end) = info.data_offsets;
             let raw = data.get(start..end).ok_or_else(|| format!("tensor {name} lies outside the file's data"))?;
             let values = raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-            let (group, name) = if let Some(rest) = name.strip_prefix(ADAM_M_PREFIX) {
-                (&mut m, rest.to_string())
-            } else if let Some(rest) = name.strip_prefix(ADAM_V_PREFIX) {
-                (&mut v, rest.to_string())
-            } else {
-                (&mut weights, name)
-            };
-            group.push(NamedTensor { name, shape: info.shape.clone(), data: values });
+            let (group, name) = PREFIXES
+                .iter()
+                .enumerate()
+                .find_map(|(i, prefix)| name.strip_prefix(prefix).map(|rest| (1 + i, rest.to_string())))
+                .unwrap_or((0, name));
+            groups[group].push(NamedTensor { name, shape: info.shape.clone(), data: values });
         }
+        let [weights, m, v, best, epoch_start] = groups;
 
         let params = architecture.params().map_err(|e| e.to_string())?;
         let weights = owned(in_param_order("", &params, &weights)?);
@@ -181,8 +220,30 @@ impl ModelFile {
                 None
             }
         };
+        let resume = match metadata.get("trainer") {
+            Some(trainer) => {
+                if optimizer.is_none() {
+                    return Err("a checkpoint without Adam's state (`adam_step`)".into());
+                }
+                let mut trainer: TrainerState =
+                    serde_json::from_str(trainer).map_err(|e| format!("`trainer` is not the trainer's state: {e}"))?;
+                let group = |prefix, tensors: &[NamedTensor]| {
+                    Ok::<_, String>(
+                        (!tensors.is_empty()).then(|| in_param_order(prefix, &params, tensors)).transpose()?.map(owned),
+                    )
+                };
+                trainer.best_weights = group(BEST_PREFIX, &best)?;
+                trainer.epoch_start_weights = group(EPOCH_START_PREFIX, &epoch_start)?;
+                Some(ResumeState { trainer, run_settings: field("run_settings")?.to_string() })
+            }
+            None => {
+                in_param_order(BEST_PREFIX, &[], &best)?;
+                in_param_order(EPOCH_START_PREFIX, &[], &epoch_start)?;
+                None
+            }
+        };
         let normalisation = field("normalisation")?.to_string();
-        Ok(ModelFile { architecture, class_names, normalisation, history, weights, optimizer })
+        Ok(ModelFile { architecture, class_names, normalisation, history, weights, optimizer, resume })
     }
 }
 
@@ -204,12 +265,25 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
             file.write_all(bytes)?;
             file.sync_all()
         })
-        .and_then(|()| std::fs::rename(&temp, path));
+        .and_then(|()| std::fs::rename(&temp, path))
+        .and_then(|()| sync_folder(path));
     if written.is_err() {
         // The temporary file may not exist (creating it failed); the write's error is the one to report.
         let _ = std::fs::remove_file(&temp);
     }
     written
+}
+
+/// Flushes the folder holding `path`, so that a rename into it survives a power cut too.
+#[cfg(unix)]
+fn sync_folder(path: &Path) -> std::io::Result<()> {
+    let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    File::open(folder)?.sync_all()
+}
+
+#[cfg(not(unix))]
+fn sync_folder(_path: &Path) -> std::io::Result<()> {
+    Ok(())
 }
 
 fn file_error(path: &Path, reason: impl std::fmt::Display) -> Error {

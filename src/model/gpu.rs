@@ -8,10 +8,10 @@
 use std::sync::Arc;
 
 use super::explain::{self, BackwardResult, CamTensors, Explain, Explanation};
-use super::plan::{BatchNormParams, Mode, Plan, find_weight};
+use super::plan::{BatchNormParams, Mode, Plan, find_weight, named};
 use super::spec::{Architecture, ParamInfo};
 use super::walk::{self, Executor, Forward, Pass};
-use super::{NamedTensor, StepProfile, StepStats, TrainOptions, Trainable, real_rows};
+use super::{NamedTensor, OptimizerState, StepProfile, StepStats, TrainOptions, Trainable, real_rows};
 use crate::gpu::ops::{activation, adam, batch_norm, conv2d, dense, dropout, loss, max_pool2d};
 use crate::gpu::{Dispatch, Gpu, GpuTensor};
 use crate::shape::{AdamConfig, BatchNormConfig, BatchNormShape, Conv2dShape, DenseShape, DropoutConfig, Pool2dShape};
@@ -332,7 +332,9 @@ pub struct GpuModel {
     evaluate_loss: Recording,
     predict_probabilities: Recording,
     probabilities: GpuTensor,
+    /// Optimizer steps taken (Adam's bias correction, the dropout masks), and the last one's rate.
     step: u64,
+    lr: f32,
     /// Built on first use: it holds a gradient for every activation, as much memory again as
     /// inference, which a model that only trains never needs.
     explain: Option<ExplainPass>,
@@ -395,6 +397,7 @@ impl GpuModel {
             predict_probabilities,
             probabilities,
             step: 0,
+            lr: 0.0,
             explain: None,
         })
     }
@@ -433,6 +436,7 @@ impl GpuModel {
         self.upload_batch(images, labels)?;
         self.exec.rows.write(&self.exec.gpu, &[rows as u32])?;
         self.step += 1;
+        self.lr = lr;
         let queue = &self.exec.gpu.queue;
         let config = AdamConfig { lr, ..self.exec.adam };
         for &(at, param) in &self.train.adams {
@@ -481,23 +485,37 @@ impl Trainable for GpuModel {
     }
 
     fn weights(&self) -> Result<Vec<NamedTensor>> {
-        self.exec
-            .params
-            .iter()
-            .map(|p| {
-                Ok(NamedTensor {
-                    name: p.info.name.clone(),
-                    shape: p.info.shape.clone(),
-                    data: p.value.read(&self.exec.gpu)?,
-                })
-            })
-            .collect()
+        self.exec.params.iter().map(|p| Ok(named(&p.info, p.value.read(&self.exec.gpu)?))).collect()
     }
 
     fn set_weights(&mut self, weights: &[NamedTensor]) -> Result<()> {
         for p in &self.exec.params {
             p.value.write(&self.exec.gpu, &find_weight(weights, &p.info)?.data)?;
         }
+        Ok(())
+    }
+
+    fn optimizer_state(&self) -> Result<OptimizerState> {
+        let gpu = &self.exec.gpu;
+        let (mut m, mut v) = (Vec::new(), Vec::new());
+        for p in &self.exec.params {
+            if let Some((_, first, second)) = &p.training {
+                m.push(named(&p.info, first.read(gpu)?));
+                v.push(named(&p.info, second.read(gpu)?));
+            }
+        }
+        Ok(OptimizerState { step: self.step, lr: self.lr, m, v })
+    }
+
+    fn set_optimizer_state(&mut self, optimizer: &OptimizerState) -> Result<()> {
+        for p in &self.exec.params {
+            if let Some((_, first, second)) = &p.training {
+                first.write(&self.exec.gpu, &find_weight(&optimizer.m, &p.info)?.data)?;
+                second.write(&self.exec.gpu, &find_weight(&optimizer.v, &p.info)?.data)?;
+            }
+        }
+        self.step = optimizer.step;
+        self.lr = optimizer.lr;
         Ok(())
     }
 }

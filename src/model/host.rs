@@ -5,10 +5,10 @@
 //! labels and loss statistics, and the model around them, lives here once.
 
 use super::explain::{self, BackwardResult, CamTensors, Explain, Explanation};
-use super::plan::{Mode, Plan, find_weight};
+use super::plan::{Mode, Plan, find_weight, named};
 use super::spec::Architecture;
 use super::walk::{self, Executor, Stopwatch};
-use super::{NamedTensor, StepProfile, StepStats, TrainOptions, Trainable, real_rows};
+use super::{NamedTensor, OptimizerState, StepProfile, StepStats, TrainOptions, Trainable, real_rows};
 use crate::shape::{AdamConfig, DropoutConfig};
 use crate::{Error, Result};
 
@@ -170,11 +170,7 @@ impl<E: HostExecutor> Trainable for HostModel<E> {
             .params
             .iter()
             .zip(&self.exec.state().values)
-            .map(|(info, value)| NamedTensor {
-                name: info.name.clone(),
-                shape: info.shape.clone(),
-                data: value.clone(),
-            })
+            .map(|(info, value)| named(info, value.clone()))
             .collect())
     }
 
@@ -182,6 +178,24 @@ impl<E: HostExecutor> Trainable for HostModel<E> {
         for (info, value) in self.plan.params.iter().zip(&mut self.exec.state_mut().values) {
             value.clone_from(&find_weight(weights, info)?.data);
         }
+        Ok(())
+    }
+
+    fn optimizer_state(&self) -> Result<OptimizerState> {
+        let state = self.exec.state();
+        let trainable = self.plan.params.iter().zip(&state.moments).filter(|(info, _)| info.trainable);
+        let (m, v) = trainable.map(|(info, (m, v))| (named(info, m.clone()), named(info, v.clone()))).unzip();
+        Ok(OptimizerState { step: state.step, lr: state.adam.lr, m, v })
+    }
+
+    fn set_optimizer_state(&mut self, optimizer: &OptimizerState) -> Result<()> {
+        let state = self.exec.state_mut();
+        for (info, (m, v)) in self.plan.params.iter().zip(&mut state.moments).filter(|(info, _)| info.trainable) {
+            m.clone_from(&find_weight(&optimizer.m, info)?.data);
+            v.clone_from(&find_weight(&optimizer.v, info)?.data);
+        }
+        state.step = optimizer.step;
+        state.adam.lr = optimizer.lr;
         Ok(())
     }
 }

@@ -16,7 +16,7 @@ pub mod weights;
 
 use crate::shape::AdamConfig;
 use crate::{Error, Result};
-pub use weights::NamedTensor;
+pub use weights::{NamedTensor, OptimizerState};
 
 /// Loss and accuracy counts of one batch.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -104,6 +104,12 @@ pub trait Trainable {
     fn weights(&self) -> Result<Vec<NamedTensor>>;
     /// Replaces every weight and running statistic (names and shapes must match).
     fn set_weights(&mut self, weights: &[NamedTensor]) -> Result<()>;
+    /// Adam's state: the steps taken, the last step's rate and both moments of every trainable
+    /// parameter, copied to the host. With the weights, all a model needs to go on training as
+    /// if it had never stopped (the step also keys the dropout masks).
+    fn optimizer_state(&self) -> Result<OptimizerState>;
+    /// Replaces Adam's state (names and shapes must match the trainable parameters).
+    fn set_optimizer_state(&mut self, state: &OptimizerState) -> Result<()>;
 }
 
 /// How a model trains, besides the learning rate (which the trainer sets every step).

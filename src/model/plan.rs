@@ -201,3 +201,8 @@ pub(crate) fn find_weight<'a>(weights: &'a [NamedTensor], info: &ParamInfo) -> R
     }
     Ok(w)
 }
+
+/// `data` under the name and shape of `info`.
+pub(crate) fn named(info: &ParamInfo, data: Vec<f32>) -> NamedTensor {
+    NamedTensor { name: info.name.clone(), shape: info.shape.clone(), data }
+}

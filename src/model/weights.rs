@@ -8,3 +8,15 @@ pub struct NamedTensor {
     pub shape: Vec<usize>,
     pub data: Vec<f32>,
 }
+
+/// Adam's state, to resume training where it stopped.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OptimizerState {
+    /// Steps taken (the next one is `step + 1`).
+    pub step: u64,
+    /// Learning rate of the last step.
+    pub lr: f32,
+    /// First and second moments, one per trainable parameter, named and ordered like it.
+    pub m: Vec<NamedTensor>,
+    pub v: Vec<NamedTensor>,
+}

@@ -1,7 +1,7 @@
 //! Keras's `EarlyStopping` and `ReduceLROnPlateau`: the metric they watch, when a value counts as
 //! an improvement, and what they do after a run of epochs without one.
 
-use crate::model::history::EpochRecord;
+use crate::model::history::{EarlyStoppingProgress, EpochRecord, PlateauState};
 use crate::model::weights::NamedTensor;
 use crate::{Error, Result};
 
@@ -130,8 +130,17 @@ struct PlateauTracker {
 }
 
 impl PlateauTracker {
-    fn new(monitor: Monitor, min_delta: f64) -> Self {
-        Self { monitor, min_delta, best: monitor.worst(), epochs_without_improvement: 0 }
+    /// A tracker at `state` (the default state: before any epoch).
+    fn resume(monitor: Monitor, min_delta: f64, state: PlateauState) -> Self {
+        let best = state.best.unwrap_or(monitor.worst());
+        Self { monitor, min_delta, best, epochs_without_improvement: state.epochs_without_improvement }
+    }
+
+    fn state(&self) -> PlateauState {
+        PlateauState {
+            best: (self.best != self.monitor.worst()).then_some(self.best),
+            epochs_without_improvement: self.epochs_without_improvement,
+        }
     }
 
     /// Takes in a finished epoch; true when it improved on the best.
@@ -155,16 +164,40 @@ pub(crate) struct EarlyStoppingState<'a> {
     plateau: PlateauTracker,
     best_epoch: Option<usize>,
     best_weights: Option<Vec<NamedTensor>>,
+    /// It ended the run.
+    stopped: bool,
 }
 
 impl<'a> EarlyStoppingState<'a> {
-    pub(crate) fn new(config: &'a EarlyStopping) -> Self {
+    /// The state of `config` at `progress` (the default: before any epoch), holding the best
+    /// epoch's weights when it keeps them.
+    pub(crate) fn resume(
+        config: &'a EarlyStopping,
+        progress: EarlyStoppingProgress,
+        best_weights: Option<Vec<NamedTensor>>,
+    ) -> Self {
         Self {
             config,
-            plateau: PlateauTracker::new(config.monitor, config.min_delta),
-            best_epoch: None,
-            best_weights: None,
+            plateau: PlateauTracker::resume(config.monitor, config.min_delta, progress.plateau),
+            best_epoch: progress.best_epoch,
+            best_weights,
+            stopped: progress.stopped,
         }
+    }
+
+    /// What [`Self::resume`] continues from.
+    pub(crate) fn progress(&self) -> EarlyStoppingProgress {
+        EarlyStoppingProgress { plateau: self.plateau.state(), best_epoch: self.best_epoch, stopped: self.stopped }
+    }
+
+    /// The best epoch's weights, when kept.
+    pub(crate) fn best_weights(&self) -> Option<&[NamedTensor]> {
+        self.best_weights.as_deref()
+    }
+
+    /// The best epoch, when this ended the run.
+    pub(crate) fn stopped_at(&self) -> Option<usize> {
+        self.best_epoch.filter(|_| self.stopped)
     }
 
     /// Takes in a finished epoch and the model's weights at its end; returns the best epoch when
@@ -179,8 +212,8 @@ impl<'a> EarlyStoppingState<'a> {
             }
         }
         // Keras never stops after the first epoch.
-        let stop = !improved && record.epoch > 1 && self.plateau.epochs_without_improvement >= self.config.patience;
-        if stop { self.best_epoch } else { None }
+        self.stopped = !improved && record.epoch > 1 && self.plateau.epochs_without_improvement >= self.config.patience;
+        self.stopped_at()
     }
 
     /// The epoch with the best monitored value (None before the first epoch).
@@ -206,8 +239,14 @@ pub(crate) struct LrReducer<'a> {
 }
 
 impl<'a> LrReducer<'a> {
-    pub(crate) fn new(config: &'a ReduceLrOnPlateau) -> Self {
-        Self { config, plateau: PlateauTracker::new(config.monitor, config.min_delta) }
+    /// The state of `config` at `plateau` (the default: before any epoch).
+    pub(crate) fn resume(config: &'a ReduceLrOnPlateau, plateau: PlateauState) -> Self {
+        Self { config, plateau: PlateauTracker::resume(config.monitor, config.min_delta, plateau) }
+    }
+
+    /// What [`Self::resume`] continues from.
+    pub(crate) fn plateau(&self) -> PlateauState {
+        self.plateau.state()
     }
 
     /// Takes in a finished epoch trained at `lr`; returns the rate for the next epoch when it changes.

@@ -5,12 +5,13 @@
 use std::fmt::{self, Write as _};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Instant;
 
 use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
 
-use crate::model::history::{EpochRecord, History};
+use crate::model::history::{EpochProgress, EpochRecord, History, TrainerState};
 use crate::model::{PADDING_LABEL, StepStats, Trainable};
 use crate::train::BatchSource;
 pub use crate::train::callbacks::{EarlyStopping, Monitor, ReduceLrOnPlateau};
@@ -90,6 +91,9 @@ pub enum StopReason {
     /// A training step's loss was NaN or infinite (epoch and step 1-based); the model holds the
     /// weights of the epoch before (the initial ones if it was the first).
     NonFinite { epoch: usize, step: usize },
+    /// [`FitControl::interrupt`] was set: training stopped after `step` of `epoch` (the epoch's
+    /// last step when it stopped between epochs), and the checkpoint holds that moment.
+    Interrupted { epoch: usize, step: usize },
 }
 
 impl fmt::Display for StopReason {
@@ -105,6 +109,9 @@ impl fmt::Display for StopReason {
                     0 | 1 => write!(f, "the initial weights were kept"),
                     _ => write!(f, "the weights of epoch {} were kept", epoch - 1),
                 }
+            }
+            StopReason::Interrupted { epoch, step } => {
+                write!(f, "training interrupted after step {step} of epoch {epoch}")
             }
         }
     }
@@ -182,29 +189,119 @@ pub fn fit_with(
     config: &FitConfig,
     observe: &mut dyn FnMut(&TrainEvent),
 ) -> Result<FitOutcome> {
+    let never = AtomicBool::new(false);
+    let control = FitControl { resume: None, checkpoint: &mut |_| Ok(()), interrupt: &never };
+    fit_from(model, train, validation, config, control, observe)
+}
+
+/// Where [`fit_from`] starts, where it reports its state, and what stops it early.
+pub struct FitControl<'a> {
+    /// A run to continue from a [`Snapshot`]: its history and the trainer's state. The model
+    /// must hold the weights and Adam's state of that moment; the run then goes on exactly as if
+    /// it had never stopped (the same `config`, except `epochs`, which may grow).
+    pub resume: Option<(History, TrainerState)>,
+    /// Handed the run's state after every epoch (callbacks done), and after the step at which
+    /// `interrupt` was found set: a checkpoint writer. An error ends training with it.
+    pub checkpoint: &'a mut dyn FnMut(&Snapshot) -> Result<()>,
+    /// Set (by a signal handler) to stop after the current step, with a checkpoint.
+    pub interrupt: &'a AtomicBool,
+}
+
+/// The state of a run at a step or an epoch's end: with the model's weights and Adam's state,
+/// all that [`FitControl::resume`] needs.
+pub struct Snapshot<'a> {
+    pub history: &'a History,
+    pub trainer: &'a TrainerState,
+    pub model: &'a dyn Trainable,
+}
+
+/// [`fit_with`], started from and reporting to `control`: a resumed run repeats the uninterrupted
+/// one bit for bit (on the same backend), history included but for the seconds.
+pub fn fit_from(
+    model: &mut dyn Trainable,
+    train: &dyn BatchSource,
+    validation: Option<&dyn BatchSource>,
+    config: &FitConfig,
+    control: FitControl,
+    observe: &mut dyn FnMut(&TrainEvent),
+) -> Result<FitOutcome> {
     let batch = model.batch_size();
     check_inputs(batch, train, validation, config)?;
     let steps = train.len().div_ceil(batch);
     let mut timing = BatchTiming::default();
-    let mut early_stopping = config.early_stopping.as_ref().map(EarlyStoppingState::new);
-    let mut lr_reducer = config.reduce_lr.as_ref().map(LrReducer::new);
-    let mut lr = config.lr;
-    let mut history = History::default();
-    let mut stop = StopReason::Completed;
+    let FitControl { resume, checkpoint, interrupt } = control;
+    let fresh = resume.is_none();
+    let (mut history, mut state) =
+        resume.unwrap_or_else(|| (History::default(), TrainerState { lr: config.lr, ..TrainerState::default() }));
+    if !fresh {
+        check_resumed_state(&history, &state, config, steps)?;
+    }
+    let mut early_stopping = config
+        .early_stopping
+        .as_ref()
+        .map(|es| EarlyStoppingState::resume(es, state.early_stopping.unwrap_or_default(), state.best_weights.take()));
+    let mut lr_reducer =
+        config.reduce_lr.as_ref().map(|reduce| LrReducer::resume(reduce, state.reduce_lr.unwrap_or_default()));
+    let mut lr = state.lr;
+    let mut stop = match early_stopping.as_ref().and_then(EarlyStoppingState::stopped_at) {
+        Some(best_epoch) => StopReason::EarlyStopped { best_epoch },
+        None => StopReason::Completed,
+    };
     // The weights at the end of the last completed epoch: what a diverging step falls back to.
-    let mut last_good_weights = model.weights()?;
+    let mut last_good_weights = match state.epoch_start_weights.take() {
+        Some(weights) => weights,
+        None => model.weights()?,
+    };
+    let mut in_progress = state.epoch_in_progress.take();
+    // What the trainer's state is at this moment, for a checkpoint.
+    let trainer_state = |lr: f64,
+                         early_stopping: &Option<EarlyStoppingState>,
+                         lr_reducer: &Option<LrReducer>,
+                         epoch_in_progress: Option<EpochProgress>,
+                         epoch_start_weights: Option<Vec<_>>| TrainerState {
+        lr,
+        early_stopping: early_stopping.as_ref().map(EarlyStoppingState::progress),
+        reduce_lr: lr_reducer.as_ref().map(LrReducer::plateau),
+        epoch_in_progress,
+        best_weights: early_stopping.as_ref().and_then(|es| es.best_weights().map(<[_]>::to_vec)),
+        epoch_start_weights,
+    };
+    if fresh && config.epochs > 0 {
+        // A checkpoint before the first step, so that a run stopped at any moment can resume.
+        let trainer = trainer_state(lr, &early_stopping, &lr_reducer, None, None);
+        checkpoint(&Snapshot { history: &history, trainer: &trainer, model: &*model })?;
+    }
 
-    for epoch in 1..=config.epochs {
+    // A run that stopped early stays stopped, whatever `epochs` says now.
+    let last_epoch = if matches!(stop, StopReason::EarlyStopped { .. }) { 0 } else { config.epochs };
+    for epoch in history.epochs.len() + 1..=last_epoch {
         let started = Instant::now();
+        let progress = in_progress.take().unwrap_or(EpochProgress { epoch, ..EpochProgress::default() });
         observe(&TrainEvent::EpochStarted { epoch, epochs: config.epochs, steps });
         let order = epoch_order(train.len(), config.seed, epoch, config.shuffle);
-        let run = train_epoch(model, train, &order, epoch, lr, steps, observe, &mut timing)?;
+        let run = train_epoch(model, train, &order, progress, lr, steps, interrupt, observe, &mut timing)?;
+        let seconds = progress.seconds + started.elapsed().as_secs_f64();
         let train_stats = match run {
             EpochRun::Finished(stats) => stats,
             EpochRun::NonFinite { step } => {
                 model.set_weights(&last_good_weights)?;
                 stop = StopReason::NonFinite { epoch, step };
                 break;
+            }
+            EpochRun::Interrupted { steps_done, stats } => {
+                let progress = EpochProgress {
+                    epoch,
+                    steps_done,
+                    loss_sum: stats.loss_sum,
+                    correct: stats.correct,
+                    count: stats.count,
+                    seconds,
+                };
+                let trainer = trainer_state(lr, &early_stopping, &lr_reducer, Some(progress), Some(last_good_weights));
+                checkpoint(&Snapshot { history: &history, trainer: &trainer, model: &*model })?;
+                stop = StopReason::Interrupted { epoch, step: steps_done };
+                observe(&TrainEvent::Stopped(stop));
+                return Ok(FitOutcome { history, stop, best_epoch: None, batches: timing });
             }
         };
         if validation.is_some() {
@@ -218,7 +315,7 @@ pub fn fit_with(
             val_loss: val_stats.map(|s| s.mean_loss()),
             val_accuracy: val_stats.map(|s| s.accuracy()),
             lr,
-            seconds: started.elapsed().as_secs_f64(),
+            seconds: progress.seconds + started.elapsed().as_secs_f64(),
         };
         observe(&TrainEvent::EpochEnded { record: &record, epochs: config.epochs });
         history.epochs.push(record.clone());
@@ -231,9 +328,17 @@ pub fn fit_with(
             observe(&TrainEvent::LrLowered { epoch, lr: new_lr });
             lr = new_lr;
         }
-        if let Some(best_epoch) = early_stopping.as_mut().and_then(|es| es.after_epoch(&record, &last_good_weights)) {
+        let early_stop = early_stopping.as_mut().and_then(|es| es.after_epoch(&record, &last_good_weights));
+        let trainer = trainer_state(lr, &early_stopping, &lr_reducer, None, None);
+        checkpoint(&Snapshot { history: &history, trainer: &trainer, model: &*model })?;
+        if let Some(best_epoch) = early_stop {
             stop = StopReason::EarlyStopped { best_epoch };
             break;
+        }
+        if epoch < config.epochs && interrupt.load(Ordering::Relaxed) {
+            stop = StopReason::Interrupted { epoch, step: steps };
+            observe(&TrainEvent::Stopped(stop));
+            return Ok(FitOutcome { history, stop, best_epoch: None, batches: timing });
         }
     }
 
@@ -248,6 +353,37 @@ pub fn fit_with(
     }
     let best_epoch = early_stopping.as_ref().and_then(EarlyStoppingState::best_epoch);
     Ok(FitOutcome { history, stop, best_epoch, batches: timing })
+}
+
+/// A resumed state that does not fit `config` (a checkpoint that is not this run's).
+fn check_resumed_state(history: &History, state: &TrainerState, config: &FitConfig, steps: usize) -> Result<()> {
+    let mismatch = |what: &str| Err(Error::Invalid(format!("resuming: the trainer's state {what}")));
+    if state.early_stopping.is_some() != config.early_stopping.is_some() {
+        return mismatch("and the run's settings disagree on early stopping");
+    }
+    if state.reduce_lr.is_some() != config.reduce_lr.is_some() {
+        return mismatch("and the run's settings disagree on learning-rate reduction");
+    }
+    if let Some(progress) = &state.epoch_in_progress {
+        if progress.epoch != history.epochs.len() + 1 || progress.steps_done >= steps || progress.steps_done == 0 {
+            return mismatch(&format!(
+                "holds step {} of epoch {} after {} epochs, where an epoch has {steps} steps",
+                progress.steps_done,
+                progress.epoch,
+                history.epochs.len()
+            ));
+        }
+        if state.epoch_start_weights.is_none() {
+            return mismatch("holds an epoch in progress without the weights it started from");
+        }
+    }
+    if history.epochs.iter().enumerate().any(|(i, record)| record.epoch != i + 1) {
+        return mismatch("has a history whose epochs are not numbered 1, 2, 3...");
+    }
+    if !(state.lr > 0.0 && state.lr.is_finite()) {
+        return mismatch(&format!("has the learning rate {}", state.lr));
+    }
+    Ok(())
 }
 
 fn check_inputs(
@@ -378,28 +514,37 @@ enum EpochRun {
     NonFinite {
         step: usize,
     },
+    /// Stopped by the interrupt flag before the epoch's last step.
+    Interrupted {
+        steps_done: usize,
+        stats: StepStats,
+    },
 }
 
+/// Runs the steps of an epoch after the `progress.steps_done` already taken (with their
+/// statistics), stopping after a step at which `interrupt` is set, unless it was the last.
 #[allow(clippy::too_many_arguments)]
 fn train_epoch(
     model: &mut dyn Trainable,
     train: &dyn BatchSource,
     order: &[usize],
-    epoch: usize,
+    progress: EpochProgress,
     lr: f64,
     steps_in_epoch: usize,
+    interrupt: &AtomicBool,
     observe: &mut dyn FnMut(&TrainEvent),
     timing: &mut BatchTiming,
 ) -> Result<EpochRun> {
     let batch = model.batch_size();
-    let mut total = StepStats::default();
-    let mut steps = 0;
-    let mut non_finite = false;
-    prefetched(train, order.chunks(batch), batch, epoch, timing, |buffer| {
+    let mut total = StepStats { loss_sum: progress.loss_sum, correct: progress.correct, count: progress.count };
+    let mut steps = progress.steps_done;
+    let mut run = None;
+    let chunks = order.chunks(batch).skip(steps);
+    prefetched(train, chunks, batch, progress.epoch, timing, |buffer| {
         steps += 1;
         let stats = model.train_step(&buffer.images, &buffer.labels, lr as f32)?;
         if !stats.loss_sum.is_finite() {
-            non_finite = true;
+            run = Some(EpochRun::NonFinite { step: steps });
             return Ok(ControlFlow::Break(()));
         }
         total.add(stats);
@@ -409,9 +554,13 @@ fn train_epoch(
             loss: total.mean_loss(),
             accuracy: total.accuracy(),
         });
+        if steps < steps_in_epoch && interrupt.load(Ordering::Relaxed) {
+            run = Some(EpochRun::Interrupted { steps_done: steps, stats: total });
+            return Ok(ControlFlow::Break(()));
+        }
         Ok(ControlFlow::Continue(()))
     })?;
-    Ok(if non_finite { EpochRun::NonFinite { step: steps } } else { EpochRun::Finished(total) })
+    Ok(run.unwrap_or(EpochRun::Finished(total)))
 }
 
 /// Loss and accuracy over every sample of `source`, in order.

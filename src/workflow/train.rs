@@ -1,11 +1,15 @@
-//! Training a model on a folder of class subfolders into a run folder: the model, the metrics
-//! CSV, the plots and the test evaluation, written into a staging folder and moved in only when
-//! training succeeds.
+//! Training a model on a folder of class subfolders into a run folder: a checkpoint after every
+//! epoch (`checkpoint.safetensors`, from which `--resume` continues the run exactly) and the
+//! metrics CSV as training goes; then the model, the plots and the test evaluation, written into
+//! a staging folder and moved in only when training succeeds.
 
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
 
 use crate::data::augment::Augment;
 use crate::data::folder::{Dataset, ImageFolder, LoadOptions, LoadReport};
@@ -14,17 +18,21 @@ use crate::data::loader::ImageBatches;
 use crate::data::split::{SplitRatios, stratified_split};
 use crate::model::TrainOptions;
 use crate::model::backend::{Backend, Predictor};
-use crate::model::file::ModelFile;
+use crate::model::file::{ModelFile, ResumeState};
 use crate::model::spec::Architecture;
 use crate::report::plots;
 use crate::train::callbacks::{EarlyStopping, Monitor, ReduceLrOnPlateau};
-use crate::train::fit::{BatchTiming, FitConfig, FitOutcome, StopReason, TrainEvent, fit_with};
+use crate::train::fit::{BatchTiming, FitConfig, FitControl, FitOutcome, Snapshot, StopReason, TrainEvent, fit_from};
 use crate::workflow::evaluate::{Evaluation, evaluate};
 use crate::workflow::path_name;
 use crate::{Error, Result};
 
-/// Everything `wgcnn train` needs.
-#[derive(Clone, Debug)]
+/// The checkpoint a run folder holds while its run goes on, and after it.
+pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
+
+/// Everything `wgcnn train` needs. A checkpoint stores them (as JSON, the paths made absolute), so
+/// that a resumed run goes on with the settings it started with.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainSettings {
     /// A folder of class subfolders.
     pub data_dir: PathBuf,
@@ -32,6 +40,7 @@ pub struct TrainSettings {
     /// official test set).
     pub test_dir: Option<PathBuf>,
     /// The model; its input sets the image size and channels, its head is fitted to the classes.
+    #[serde(with = "architecture_text")]
     pub architecture: Architecture,
     /// How images of another aspect ratio reach the input size.
     pub fit: Fit,
@@ -52,13 +61,141 @@ pub struct TrainSettings {
     pub augment: Augment,
     /// Weigh each class's loss by the inverse of its share of the training split.
     pub balance_classes: bool,
-    /// The run folder: model.safetensors, history.csv, training.png, classes.png, and the test
-    /// evaluation (evaluation.txt, evaluation.json, confusion.png).
+    /// The run folder: checkpoint.safetensors, model.safetensors, history.csv, training.png,
+    /// classes.png, and the test evaluation (evaluation.txt, evaluation.json, confusion.png).
+    /// Not stored: a run resumes in the folder it is found in.
+    #[serde(skip)]
     pub out_dir: PathBuf,
-    /// Replace the model of a run folder that holds one (otherwise training refuses to start).
+    /// Replace the model or checkpoint of a run folder that holds one (otherwise training refuses
+    /// to start). Not stored.
+    #[serde(skip)]
     pub overwrite: bool,
     /// What one image file may cost to read and decode; a file over them is skipped and reported.
     pub limits: DecodeLimits,
+    /// Start from this model file's weights (fine-tuning) instead of random ones, with a fresh
+    /// optimizer; its architecture and input must be the run's.
+    pub init: Option<PathBuf>,
+}
+
+impl TrainSettings {
+    /// The settings that differ from `other`'s, each as (the `wgcnn train` flag that sets it,
+    /// this value, the other value). The epochs, the run folder and `overwrite` are not compared.
+    pub fn differences(&self, other: &TrainSettings) -> Vec<(&'static str, String, String)> {
+        let mut found = Vec::new();
+        let mut compare = |flag: &'static str, a: String, b: String| {
+            if a != b {
+                found.push((flag, a, b));
+            }
+        };
+        let path = |p: &Option<PathBuf>| p.as_ref().map_or("none".into(), |p| p.display().to_string());
+        compare("DATA", self.data_dir.display().to_string(), other.data_dir.display().to_string());
+        compare("--test-data", path(&self.test_dir), path(&other.test_dir));
+        let architecture = |a: &Architecture| format!("{a} at {}", a.input);
+        compare("--arch", architecture(&self.architecture), architecture(&other.architecture));
+        compare("--fit", format!("{:?}", self.fit), format!("{:?}", other.fit));
+        compare("--split", format!("{:?}", self.split), format!("{:?}", other.split));
+        compare("--batch-size", self.batch_size.to_string(), other.batch_size.to_string());
+        compare("--lr", self.lr.to_string(), other.lr.to_string());
+        compare("--seed", self.seed.to_string(), other.seed.to_string());
+        compare("--patience", format!("{:?}", self.patience), format!("{:?}", other.patience));
+        compare("--lr-patience", format!("{:?}", self.lr_patience), format!("{:?}", other.lr_patience));
+        compare("--lr-factor", self.lr_factor.to_string(), other.lr_factor.to_string());
+        compare("--min-lr", self.min_lr.to_string(), other.min_lr.to_string());
+        compare("--augment", format!("{:?}", self.augment), format!("{:?}", other.augment));
+        compare("--balance-classes", self.balance_classes.to_string(), other.balance_classes.to_string());
+        compare("--max-image-side", self.limits.max_side.to_string(), other.limits.max_side.to_string());
+        compare("--max-image-mb", self.limits.max_pixel_bytes.to_string(), other.limits.max_pixel_bytes.to_string());
+        compare("--max-file-mb", self.limits.max_file_bytes.to_string(), other.limits.max_file_bytes.to_string());
+        compare("--init", path(&self.init), path(&other.init));
+        found
+    }
+
+    /// These settings with every path made absolute, as a checkpoint stores them (a resume may
+    /// start in another folder). Errors on a path that does not exist.
+    pub fn with_absolute_paths(&self) -> Result<TrainSettings> {
+        let absolute = |path: &Path| {
+            fs::canonicalize(path)
+                .map_err(|e| Error::Invalid(format!("{}: cannot resolve the path: {e}", path.display())))
+        };
+        Ok(TrainSettings {
+            data_dir: absolute(&self.data_dir)?,
+            test_dir: self.test_dir.as_deref().map(absolute).transpose()?,
+            init: self.init.as_deref().map(absolute).transpose()?,
+            ..self.clone()
+        })
+    }
+}
+
+/// An architecture stored as its spec and its input, as the model file stores it.
+mod architecture_text {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::model::spec::Architecture;
+
+    #[derive(Serialize, Deserialize)]
+    struct Text {
+        spec: String,
+        input: String,
+    }
+
+    pub fn serialize<S: Serializer>(architecture: &Architecture, serializer: S) -> Result<S::Ok, S::Error> {
+        Text { spec: architecture.to_string(), input: architecture.input.to_string() }.serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Architecture, D::Error> {
+        let text = Text::deserialize(deserializer)?;
+        let input = text.input.parse().map_err(serde::de::Error::custom)?;
+        Architecture::parse(&text.spec, input).map_err(serde::de::Error::custom)
+    }
+}
+
+/// What a checkpoint's `run_settings` hold: the settings, and the images per class the data
+/// folder gave, which a resumed run must find again.
+#[derive(Serialize, Deserialize)]
+struct RunRecord {
+    settings: TrainSettings,
+    classes: Vec<(String, usize)>,
+}
+
+/// A run folder's checkpoint, read to resume its run.
+pub struct Checkpoint {
+    path: PathBuf,
+    file: ModelFile,
+    record: RunRecord,
+}
+
+impl Checkpoint {
+    /// Reads `run_dir`'s checkpoint; an error names the file and what is wrong with it.
+    pub fn load(run_dir: &Path) -> Result<Checkpoint> {
+        let path = run_dir.join(CHECKPOINT_FILE);
+        if !path.exists() {
+            return Err(Error::Invalid(format!(
+                "{}: no {CHECKPOINT_FILE}: nothing to resume (not a run folder, or its run never began training)",
+                run_dir.display()
+            )));
+        }
+        let file = ModelFile::load_checkpoint(&path)?;
+        let resume = file.resume.as_ref().expect("load_checkpoint checks");
+        let record: RunRecord = serde_json::from_str(&resume.run_settings).map_err(|e| {
+            Error::Invalid(format!("checkpoint {}: `run_settings` are not a run's: {e}", path.display()))
+        })?;
+        Ok(Checkpoint { path, file, record })
+    }
+
+    /// The settings the run was started with, its run folder where it was found.
+    pub fn settings(&self) -> TrainSettings {
+        let out_dir = self.path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        TrainSettings { out_dir, ..self.record.settings.clone() }
+    }
+
+    /// Epochs completed.
+    pub fn epochs_done(&self) -> usize {
+        self.file.history.epochs.len()
+    }
+
+    fn trainer(&self) -> &ResumeState {
+        self.file.resume.as_ref().expect("load_checkpoint checks")
+    }
 }
 
 /// What a training run produced (the load reports came as [`RunEvent::Loaded`]).
@@ -147,18 +284,43 @@ fn load_folder(
 /// Trains a model as [`TrainSettings`] says, writing the run folder; tells `observe` of each
 /// step as it goes (the library prints nothing: `wgcnn train` prints each [`RunEvent`]).
 ///
-/// The run folder changes only when training succeeds: everything is checked first (the data,
-/// the test folder's classes, the split, a model already there), the
-/// outputs are written into a staging folder beside it, and moved in at the end. A failed run
-/// leaves the folder as it was (or absent).
+/// Everything is checked before the run folder changes (the data, the test folder's classes, the
+/// split, an `--init` model, a model or checkpoint already there): a run that fails there leaves
+/// the folder as it was (or absent). Once training begins the folder holds a checkpoint, written
+/// before the first step and after every epoch, and the metrics CSV. The model, the plots and the
+/// evaluations are written into a staging folder beside it and moved in at the end.
 pub fn train(backend: &Backend, settings: &TrainSettings, observe: &mut dyn FnMut(&RunEvent)) -> Result<TrainRun> {
+    train_from(backend, settings, None, &AtomicBool::new(false), observe)
+}
+
+/// [`train`], resuming `checkpoint` when given (with `settings` from [`Checkpoint::settings`],
+/// whose epochs may have grown), and stopping after the step at which `interrupt` is set: the
+/// checkpoint then holds that moment, and the error is [`Error::Interrupted`].
+pub fn train_from(
+    backend: &Backend,
+    settings: &TrainSettings,
+    checkpoint: Option<Checkpoint>,
+    interrupt: &AtomicBool,
+    observe: &mut dyn FnMut(&RunEvent),
+) -> Result<TrainRun> {
     let out = &settings.out_dir;
     let final_model = out.join("model.safetensors");
-    if final_model.exists() && !settings.overwrite {
-        return Err(Error::Invalid(format!(
-            "{}: the run folder already holds a model; pass --overwrite to replace it, or choose another --out",
-            out.display()
-        )));
+    let checkpoint_path = out.join(CHECKPOINT_FILE);
+    match &checkpoint {
+        None => check_fresh_run_folder(settings)?,
+        Some(checkpoint) => {
+            let (done, epochs) = (checkpoint.epochs_done(), settings.epochs);
+            let stopped = checkpoint.trainer().trainer.early_stopping.is_some_and(|es| es.stopped);
+            if (done >= epochs || stopped) && final_model.exists() {
+                let why = match stopped {
+                    true => format!("early stopping ended it after epoch {done}"),
+                    false => {
+                        format!("it ran {done} of {epochs} epochs; give --epochs more than {done} to train it further")
+                    }
+                };
+                return Err(Error::Invalid(format!("{}: the run is finished: {why}", out.display())));
+            }
+        }
     }
     // Found missing after training would be too late.
     if let Some(dir) = settings.test_dir.as_ref().filter(|dir| !dir.is_dir()) {
@@ -174,6 +336,19 @@ pub fn train(backend: &Backend, settings: &TrainSettings, observe: &mut dyn FnMu
     let dataset = load_folder(&settings.data_dir, &format, &options, false, observe)?;
     let classes = dataset.class_names.len();
     let architecture = settings.architecture.clone().with_classes(classes)?;
+    let class_sizes: Vec<(String, usize)> = dataset
+        .class_names
+        .iter()
+        .enumerate()
+        .map(|(c, name)| (name.clone(), dataset.labels.iter().filter(|&&l| l as usize == c).count()))
+        .collect();
+    if let Some(checkpoint) = &checkpoint {
+        check_same_data(checkpoint, &settings.data_dir, &class_sizes, &architecture)?;
+    }
+    let init = match (&checkpoint, &settings.init) {
+        (None, Some(path)) => Some(init_model(path, &architecture)?),
+        _ => None,
+    };
     let test_set = match &settings.test_dir {
         None => None,
         Some(dir) => {
@@ -196,12 +371,8 @@ pub fn train(backend: &Backend, settings: &TrainSettings, observe: &mut dyn FnMu
     if split.train.is_empty() {
         return Err(Error::Invalid("the training split is empty: give it a share in --split, or more data".into()));
     }
-    let staging = Staging::beside(out)?;
-    let out = staging.path();
     let counts = split.class_counts(&dataset.labels, classes);
     observe(&RunEvent::ClassCounts { class_names: &dataset.class_names, counts: &counts });
-    let named: Vec<(&str, Vec<usize>)> = split.parts().iter().map(|(n, _)| *n).zip(counts.iter().cloned()).collect();
-    plots::class_counts(&dataset.class_names, &named, out.join("classes.png"))?;
 
     observe(&RunEvent::Model { summary: &architecture.summary()?, adapter: &backend.describe() });
     let options = TrainOptions {
@@ -209,8 +380,19 @@ pub fn train(backend: &Backend, settings: &TrainSettings, observe: &mut dyn FnMu
         seed: settings.seed,
         ..TrainOptions::default()
     };
-    let weights = architecture.initial_weights(settings.seed)?;
+    let weights = match (&checkpoint, init) {
+        (Some(checkpoint), _) => checkpoint.file.weights.clone(),
+        (None, Some(init)) => init.weights,
+        (None, None) => architecture.initial_weights(settings.seed)?,
+    };
     let mut model = backend.model(&architecture, settings.batch_size, &weights, &options)?;
+    let resume = match &checkpoint {
+        Some(checkpoint) => {
+            model.set_optimizer_state(checkpoint.file.optimizer.as_ref().expect("load_checkpoint checks"))?;
+            Some((checkpoint.file.history.clone(), checkpoint.trainer().trainer.clone()))
+        }
+        None => None,
+    };
     let train_source = ImageBatches::new(&dataset, &split.train)?.with_augment(settings.augment, settings.seed)?;
     let validation_source = ImageBatches::new(&dataset, &split.validation)?;
     let config = FitConfig {
@@ -233,22 +415,58 @@ pub fn train(backend: &Backend, settings: &TrainSettings, observe: &mut dyn FnMu
         }),
         metrics_csv: Some(out.join("history.csv")),
     };
+    // A resumed run's record is its checkpoint's, with the epochs it now runs to.
+    let record = match &checkpoint {
+        Some(checkpoint) => RunRecord {
+            settings: TrainSettings { epochs: settings.epochs, ..checkpoint.record.settings.clone() },
+            classes: class_sizes,
+        },
+        None => RunRecord { settings: settings.with_absolute_paths()?, classes: class_sizes },
+    };
+    let run_settings =
+        serde_json::to_string(&record).map_err(|e| Error::Invalid(format!("storing the run's settings: {e}")))?;
+    let normalisation = normalisation(&format);
+    let mut write_checkpoint = |snapshot: &Snapshot| {
+        fs::create_dir_all(out)
+            .map_err(|e| Error::Invalid(format!("{}: cannot create the run folder: {e}", out.display())))?;
+        let file = ModelFile {
+            architecture: architecture.clone(),
+            class_names: dataset.class_names.clone(),
+            normalisation: normalisation.clone(),
+            history: snapshot.history.clone(),
+            weights: snapshot.model.weights()?,
+            optimizer: Some(snapshot.model.optimizer_state()?),
+            resume: Some(ResumeState { trainer: snapshot.trainer.clone(), run_settings: run_settings.clone() }),
+        };
+        file.save(&checkpoint_path)
+    };
+    remove_stale_temporary_files(out);
     let validation = (!split.validation.is_empty()).then_some(&validation_source as &dyn crate::train::BatchSource);
-    let outcome =
-        fit_with(model.as_mut(), &train_source, validation, &config, &mut |event| observe(&RunEvent::Fit(event)))?;
+    let control = FitControl { resume, checkpoint: &mut write_checkpoint, interrupt };
+    let outcome = fit_from(model.as_mut(), &train_source, validation, &config, control, &mut |event| {
+        observe(&RunEvent::Fit(event))
+    })?;
     observe(&RunEvent::Batches(&outcome.batches));
+    if let StopReason::Interrupted { epoch, step } = outcome.stop {
+        return Err(Error::Interrupted { checkpoint: checkpoint_path, epoch, step });
+    }
 
+    let staging = Staging::beside(out)?;
+    let staged = staging.path();
+    let named: Vec<(&str, Vec<usize>)> = split.parts().iter().map(|(n, _)| *n).zip(counts.iter().cloned()).collect();
+    plots::class_counts(&dataset.class_names, &named, staged.join("classes.png"))?;
     let model_file = ModelFile {
         architecture: architecture.clone(),
         class_names: dataset.class_names.clone(),
-        normalisation: normalisation(&format),
+        normalisation,
         history: outcome.history.clone(),
         weights: model.weights()?,
         optimizer: None,
+        resume: None,
     };
-    model_file.save(out.join("model.safetensors"))?;
+    model_file.save(staged.join("model.safetensors"))?;
     if !outcome.history.epochs.is_empty() {
-        plots::training_curves(&outcome.history, out.join("training.png"))?;
+        plots::training_curves(&outcome.history, staged.join("training.png"))?;
     }
     if let StopReason::NonFinite { .. } = outcome.stop {
         staging.publish(&settings.out_dir)?;
@@ -265,7 +483,7 @@ pub fn train(backend: &Backend, settings: &TrainSettings, observe: &mut dyn FnMu
     } else {
         let evaluation = evaluate(&mut predictor, &dataset, &split.test, &dataset.class_names)?;
         observe(&RunEvent::Evaluated { test_folder: None, images: split.test.len(), evaluation: &evaluation });
-        evaluation.write(out, "evaluation", "test split")?;
+        evaluation.write(staged, "evaluation", "test split")?;
         Some(evaluation)
     };
     let test_dir = match &test_set {
@@ -275,13 +493,96 @@ pub fn train(backend: &Backend, settings: &TrainSettings, observe: &mut dyn FnMu
             let evaluation = evaluate(&mut predictor, test_set, &all, &dataset.class_names)
                 .map_err(|e| Error::Invalid(format!("test folder {}: {e}", dir.display())))?;
             observe(&RunEvent::Evaluated { test_folder: Some(dir), images: all.len(), evaluation: &evaluation });
-            evaluation.write(out, "evaluation-test-folder", &format!("test folder {}", path_name(dir)))?;
+            evaluation.write(staged, "evaluation-test-folder", &format!("test folder {}", path_name(dir)))?;
             Some(evaluation)
         }
     };
     staging.publish(&settings.out_dir)?;
     observe(&RunEvent::Saved(&final_model));
     Ok(TrainRun { model: model_file, model_path: final_model, outcome, test, test_dir })
+}
+
+/// A fresh run never trains into a folder that holds a model or a checkpoint, unless told to.
+fn check_fresh_run_folder(settings: &TrainSettings) -> Result<()> {
+    let out = &settings.out_dir;
+    if settings.overwrite {
+        return Ok(());
+    }
+    if out.join("model.safetensors").exists() {
+        return Err(Error::Invalid(format!(
+            "{}: the run folder already holds a model; pass --overwrite to replace it, or choose another --out",
+            out.display()
+        )));
+    }
+    if out.join(CHECKPOINT_FILE).exists() {
+        return Err(Error::Invalid(format!(
+            "{}: the run folder holds the checkpoint of a run; pass --resume {} to continue it, --overwrite to start again, or choose another --out",
+            out.display(),
+            out.display()
+        )));
+    }
+    Ok(())
+}
+
+/// A resumed run must find the data its checkpoint was trained on: the same classes with as many
+/// images each, and the architecture the checkpoint holds.
+fn check_same_data(
+    checkpoint: &Checkpoint,
+    data_dir: &Path,
+    class_sizes: &[(String, usize)],
+    architecture: &Architecture,
+) -> Result<()> {
+    let describe =
+        |sizes: &[(String, usize)]| sizes.iter().map(|(name, n)| format!("{name} {n}")).collect::<Vec<_>>().join(", ");
+    if class_sizes != checkpoint.record.classes {
+        return Err(Error::Dataset {
+            path: data_dir.to_path_buf(),
+            reason: format!(
+                "it now holds {}, the run of {} began on {}: resume on the same data",
+                describe(class_sizes),
+                checkpoint.path.display(),
+                describe(&checkpoint.record.classes)
+            ),
+        });
+    }
+    if *architecture != checkpoint.file.architecture {
+        return Err(Error::Invalid(format!(
+            "checkpoint {}: it holds architecture {}, its settings give {architecture}",
+            checkpoint.path.display(),
+            checkpoint.file.architecture
+        )));
+    }
+    Ok(())
+}
+
+/// The model file `--init` names, which must be of `architecture` (its layers and its input).
+fn init_model(path: &Path, architecture: &Architecture) -> Result<ModelFile> {
+    let model = ModelFile::load(path)?;
+    let theirs = &model.architecture;
+    let difference = if theirs.input != architecture.input {
+        Some(format!("its input is {}, this run's is {}", theirs.input, architecture.input))
+    } else if theirs != architecture {
+        Some(format!("its architecture is {theirs}, this run's is {architecture}"))
+    } else {
+        None
+    };
+    match difference {
+        Some(difference) => Err(Error::Invalid(format!("--init {}: {difference}", path.display()))),
+        None => Ok(model),
+    }
+}
+
+/// Removes what an earlier process killed while writing left: the temporary files of the
+/// checkpoint and the metrics CSV (the files themselves are whole, written by rename).
+fn remove_stale_temporary_files(out: &Path) {
+    let Ok(entries) = fs::read_dir(out) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let temporary = [CHECKPOINT_FILE, "history.csv"].iter().any(|file| name.starts_with(&format!(".{file}.")));
+        if temporary && name.ends_with(".tmp") {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// A run's outputs before they are the run folder's: a hidden folder beside it, removed (with a

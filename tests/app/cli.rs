@@ -344,6 +344,7 @@ fn model_and_image(dir: &Path, spec: &str, name: &str) {
         normalisation: "rgb/255 stretch".into(),
         history: History::default(),
         optimizer: None,
+        resume: None,
     };
     file.save(dir.join(name)).unwrap();
     face(Emotion::Happy, 24, 0, 0).unwrap().0.save(dir.join("face.png")).unwrap();

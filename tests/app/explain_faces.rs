@@ -131,6 +131,7 @@ fn grad_cam_points_at_the_mouth() {
         history: outcome.history.clone(),
         weights: model.weights().unwrap(),
         optimizer: None,
+        resume: None,
     };
     file.save(&path).unwrap();
     let test = faces(2, 0, TEST_PAIRS);

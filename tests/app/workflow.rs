@@ -55,6 +55,7 @@ fn train_tells_its_observer_each_step_in_order_and_returns_the_run() {
         out_dir: tmp.path().join("run"),
         overwrite: false,
         limits: DecodeLimits::default(),
+        init: None,
     };
     let backend = Backend::new(&DeviceChoice::Cpu).unwrap();
     let (mut kinds, mut steps, mut text) = (Vec::<&str>::new(), 0, String::new());

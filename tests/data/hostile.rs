@@ -93,6 +93,7 @@ fn save_model(path: &Path, spec: &str, classes: &[&str]) -> ModelFile {
         normalisation: "rgb/255 stretch".into(),
         history: History::default(),
         optimizer: None,
+        resume: None,
     };
     file.save(path).unwrap();
     file

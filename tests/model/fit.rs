@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use wgcnn::model::{NamedTensor, PADDING_LABEL, StepProfile, StepStats, Trainable};
+use wgcnn::model::{NamedTensor, OptimizerState, PADDING_LABEL, StepProfile, StepStats, Trainable};
 use wgcnn::train::fit::{EarlyStopping, FitConfig, FitOutcome, Monitor, ReduceLrOnPlateau, StopReason, fit};
 use wgcnn::train::{BatchSource, InMemoryDataset};
 use wgcnn::{Error, Result};
@@ -127,6 +127,14 @@ impl Trainable for MockModel {
 
     fn weights(&self) -> Result<Vec<NamedTensor>> {
         Ok(vec![self.weights.clone()])
+    }
+    /// No moments; the steps taken.
+    fn optimizer_state(&self) -> Result<OptimizerState> {
+        let lr = self.lrs.last().copied().unwrap_or(0.0);
+        Ok(OptimizerState { step: self.train_batches.len() as u64, lr, m: Vec::new(), v: Vec::new() })
+    }
+    fn set_optimizer_state(&mut self, _state: &OptimizerState) -> Result<()> {
+        Ok(())
     }
 
     fn set_weights(&mut self, weights: &[NamedTensor]) -> Result<()> {
@@ -457,6 +465,12 @@ impl Trainable for SlowModel {
     }
     fn set_weights(&mut self, weights: &[NamedTensor]) -> Result<()> {
         self.model.set_weights(weights)
+    }
+    fn optimizer_state(&self) -> Result<OptimizerState> {
+        self.model.optimizer_state()
+    }
+    fn set_optimizer_state(&mut self, state: &OptimizerState) -> Result<()> {
+        self.model.set_optimizer_state(state)
     }
 }
 

@@ -116,6 +116,7 @@ fn a_saved_and_reloaded_model_predicts_the_same_numbers() {
         history: Default::default(),
         weights: model.weights().unwrap(),
         optimizer: None,
+        resume: None,
     };
     file.save(&path).unwrap();
     let loaded = ModelFile::load(&path).unwrap();

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use wgcnn::model::NamedTensor;
-use wgcnn::model::file::{ModelFile, OptimizerState};
+use wgcnn::model::OptimizerState;
+use wgcnn::model::file::ModelFile;
 use wgcnn::model::history::{EpochRecord, History};
 use wgcnn::model::spec::{Architecture, InputShape};
 
@@ -88,6 +89,7 @@ fn sample_model(with_optimizer: bool) -> ModelFile {
         history,
         weights,
         optimizer,
+        resume: None,
     }
 }
 

@@ -37,10 +37,10 @@ impl TrainProgress {
             TrainEvent::EpochStarted { epoch, epochs, steps } if self.bars => {
                 self.bar = Some(epoch_bar(epoch, epochs, steps));
             }
-            TrainEvent::StepDone { loss, accuracy, .. } => {
+            TrainEvent::StepDone { step, loss, accuracy, .. } => {
                 if let Some(bar) = &self.bar {
                     bar.set_message(format!("- loss {loss:.4} - accuracy {accuracy:.4}"));
-                    bar.inc(1);
+                    bar.set_position(step as u64);
                 }
             }
             TrainEvent::Validating => {
