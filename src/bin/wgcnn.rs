@@ -381,7 +381,13 @@ fn settings_from_args(
     fallback: Option<&TrainSettings>,
 ) -> anyhow::Result<TrainSettings> {
     let preset = typed(Preset::named(args.preset.as_deref().unwrap_or(Preset::DEFAULT)))?;
-    let channels = if args.grayscale { 1 } else { 3 };
+    // Resuming, what no flag names is the run's own: its architecture, channels and batch size.
+    let run_default = fallback.filter(|_| args.preset.is_none());
+    let channels = match (args.grayscale, fallback) {
+        (true, _) => 1,
+        (false, Some(run)) => run.architecture.input.channels,
+        (false, None) => 3,
+    };
     let architecture = match (&args.arch, args.size) {
         (Some(_), None) => {
             return Err(Usage(
@@ -393,7 +399,7 @@ fn settings_from_args(
         }
         (Some(spec), Some(size)) => typed(Architecture::parse(spec, InputShape::new(channels, size, size)))?,
         (None, size) => {
-            let base = preset.architecture.clone();
+            let base = run_default.map_or(&preset.architecture, |run| &run.architecture).clone();
             let size = size.unwrap_or(base.input.height);
             base.with_input(InputShape::new(channels, size, size))
         }
@@ -410,7 +416,7 @@ fn settings_from_args(
         fit: args.fit,
         split: args.split,
         epochs: args.epochs,
-        batch_size: args.batch_size.unwrap_or(preset.batch_size),
+        batch_size: args.batch_size.unwrap_or(run_default.map_or(preset.batch_size, |run| run.batch_size)),
         lr: args.lr,
         seed: args.seed,
         patience: (args.patience > 0).then_some(args.patience),
@@ -845,10 +851,12 @@ fn main() -> ExitCode {
     let given = |id: &str| {
         let sub = matches.subcommand().map(|(_, sub)| sub);
         [Some(&matches), sub].into_iter().flatten().any(|m| {
-            matches!(
-                m.try_get_raw(id).ok().flatten().and(m.value_source(id)),
-                Some(clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable)
-            )
+            // value_source panics on an id the command does not have.
+            m.try_get_raw(id).is_ok_and(|raw| raw.is_some())
+                && matches!(
+                    m.value_source(id),
+                    Some(clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable)
+                )
         })
     };
     let result = cli.limits.limits().and_then(|limits| run(cli.command, &cli.device, limits, &given));

@@ -509,8 +509,12 @@ fn check_fresh_run_folder(settings: &TrainSettings) -> Result<()> {
         return Ok(());
     }
     if out.join("model.safetensors").exists() {
+        let extend = match out.join(CHECKPOINT_FILE).exists() {
+            true => format!(" (with its checkpoint: --resume {} --epochs N trains it further)", out.display()),
+            false => String::new(),
+        };
         return Err(Error::Invalid(format!(
-            "{}: the run folder already holds a model; pass --overwrite to replace it, or choose another --out",
+            "{}: the run folder already holds a model{extend}; pass --overwrite to replace it, or choose another --out",
             out.display()
         )));
     }

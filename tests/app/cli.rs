@@ -13,15 +13,15 @@ use wgcnn::model::history::History;
 use wgcnn::model::spec::{Architecture, InputShape};
 
 /// What a run of the binary gave.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 /// Runs `wgcnn args...` in `dir`; whatever it exits with, it must not panic.
 #[track_caller]
-fn wgcnn(dir: &Path, args: &[&str]) -> Run {
+pub(crate) fn wgcnn(dir: &Path, args: &[&str]) -> Run {
     let output = Command::new(env!("CARGO_BIN_EXE_wgcnn"))
         .args(args)
         .current_dir(dir)
@@ -46,7 +46,7 @@ fn wgcnn(dir: &Path, args: &[&str]) -> Run {
 
 /// Runs `wgcnn args...` and asserts it succeeded.
 #[track_caller]
-fn ok(dir: &Path, args: &[&str]) -> Run {
+pub(crate) fn ok(dir: &Path, args: &[&str]) -> Run {
     let run = wgcnn(dir, args);
     assert_eq!(run.code, 0, "wgcnn {args:?} failed:\n{}\n{}", run.stdout, run.stderr);
     run
@@ -55,7 +55,7 @@ fn ok(dir: &Path, args: &[&str]) -> Run {
 /// Runs `wgcnn args...` and asserts exit code 1 with one line on stderr, `wgcnn: ...`, that
 /// contains each of `names`; returns that line.
 #[track_caller]
-fn fails(dir: &Path, args: &[&str], names: &[&str]) -> String {
+pub(crate) fn fails(dir: &Path, args: &[&str], names: &[&str]) -> String {
     let run = wgcnn(dir, args);
     assert_eq!(run.code, 1, "wgcnn {args:?}: exit code\nstdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
     let lines: Vec<&str> = run.stderr.lines().collect();

@@ -8,4 +8,5 @@ mod cli;
 mod explain;
 mod explain_faces;
 mod report;
+mod resume;
 mod workflow;
