@@ -361,20 +361,7 @@ fn init_starts_from_a_models_weights_and_refuses_another_architecture_or_input()
     );
     fails(
         dir,
-        &[
-            "train",
-            "data",
-            "--size",
-            "20",
-            "--epochs",
-            "1",
-            "--out",
-            "bigger",
-            "--arch",
-            "c4-p-f-d1",
-            &init[0],
-            &init[1],
-        ],
+        &["train", "data", "--size", "20", "--epochs", "1", "--out", "bigger", "--arch", "c4-p-f-d1", init[0], init[1]],
         &["--init", "input", "3x16x16", "3x20x20"],
     );
     assert!(!dir.join("wider").exists() && !dir.join("bigger").exists());

@@ -3,9 +3,12 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use wgcnn::model::{NamedTensor, OptimizerState, PADDING_LABEL, StepProfile, StepStats, Trainable};
-use wgcnn::train::fit::{EarlyStopping, FitConfig, FitOutcome, Monitor, ReduceLrOnPlateau, StopReason, fit};
+use wgcnn::train::fit::{
+    EarlyStopping, FitConfig, FitControl, FitOutcome, Monitor, ReduceLrOnPlateau, Snapshot, StopReason, fit, fit_from,
+};
 use wgcnn::train::{BatchSource, InMemoryDataset};
 use wgcnn::{Error, Result};
 
@@ -491,4 +494,105 @@ fn the_next_batch_is_prepared_while_the_model_trains_and_sources_see_the_epoch()
     assert!(timing.first_batch_seconds >= 2.0 * 0.03, "each epoch waits for its first batch: {timing:?}");
     // Ten later training batches took 30 ms each to prepare, all while the 60 ms steps ran.
     assert!(timing.wait_seconds < 0.15, "the model waited for prefetched batches: {timing:?}");
+}
+
+/// The mock model, setting `interrupt` during its training step `at` (1-based, over the run).
+struct InterruptingModel<'a> {
+    model: MockModel,
+    interrupt: &'a AtomicBool,
+    at: usize,
+}
+
+impl Trainable for InterruptingModel<'_> {
+    fn batch_size(&self) -> usize {
+        self.model.batch_size()
+    }
+    fn train_step(&mut self, images: &[f32], labels: &[u32], lr: f32) -> Result<StepStats> {
+        let stats = self.model.train_step(images, labels, lr);
+        if self.model.train_batches.len() == self.at {
+            self.interrupt.store(true, Ordering::Relaxed);
+        }
+        stats
+    }
+    fn profile_step(&mut self, images: &[f32], labels: &[u32], lr: f32) -> Result<StepProfile> {
+        self.model.profile_step(images, labels, lr)
+    }
+    fn evaluate(&mut self, images: &[f32], labels: &[u32]) -> Result<StepStats> {
+        self.model.evaluate(images, labels)
+    }
+    fn predict(&mut self, images: &[f32]) -> Result<Vec<f32>> {
+        self.model.predict(images)
+    }
+    fn weights(&self) -> Result<Vec<NamedTensor>> {
+        self.model.weights()
+    }
+    fn set_weights(&mut self, weights: &[NamedTensor]) -> Result<()> {
+        self.model.set_weights(weights)
+    }
+    fn optimizer_state(&self) -> Result<OptimizerState> {
+        self.model.optimizer_state()
+    }
+    fn set_optimizer_state(&mut self, state: &OptimizerState) -> Result<()> {
+        self.model.set_optimizer_state(state)
+    }
+}
+
+#[test]
+fn a_run_interrupted_at_any_step_and_resumed_from_its_snapshot_is_the_uninterrupted_run() {
+    let (data, validation) = (dataset(8), dataset(4));
+    // Three steps an epoch (the last short); the rate is halved twice and early stopping ends the
+    // run after epoch 8, restoring epoch 4's weights.
+    let scripted = |model: &mut MockModel| {
+        model.val_losses = vec![1.0, 0.9, 0.95, 0.8, 0.85, 0.86, 0.87, 0.88, 0.7, 0.6];
+        model.train_losses = vec![2.0, 1.5, 1.4, 1.3, 1.2, 1.1, 1.0, 0.9, 0.8, 0.7];
+    };
+    let config = FitConfig {
+        epochs: 10,
+        early_stopping: Some(EarlyStopping { patience: 4, restore_best_weights: true, ..EarlyStopping::default() }),
+        reduce_lr: Some(ReduceLrOnPlateau { factor: 0.5, patience: 1, ..ReduceLrOnPlateau::default() }),
+        ..silent(10)
+    };
+    let mut whole = MockModel::new(3, 8);
+    scripted(&mut whole);
+    let expected = train(&mut whole, &data, Some(&validation), &config);
+    assert_eq!(expected.stop, StopReason::EarlyStopped { best_epoch: 4 });
+    let total_steps = whole.train_batches.len();
+    assert_eq!(total_steps, 8 * 3);
+
+    for at in 1..total_steps {
+        let interrupt = AtomicBool::new(false);
+        let mut model = InterruptingModel { model: MockModel::new(3, 8), interrupt: &interrupt, at };
+        scripted(&mut model.model);
+        let mut snapshot = None;
+        let mut keep = |s: &Snapshot| {
+            snapshot = Some((s.history.clone(), s.trainer.clone(), s.model.weights()?));
+            Ok(())
+        };
+        let control = FitControl { resume: None, checkpoint: &mut keep, interrupt: &interrupt };
+        let first =
+            fit_from(&mut model, &data, Some(&validation as &dyn BatchSource), &config, control, &mut |_| {}).unwrap();
+        let (epoch, step) = (at.div_ceil(3), (at - 1) % 3 + 1);
+        assert_eq!(first.stop, StopReason::Interrupted { epoch, step }, "interrupted at step {at}");
+        assert_eq!(model.model.train_batches.len(), at, "no step after the interrupting one");
+
+        // The model keeps its state (as a checkpoint's weights and Adam state would give it back).
+        let (history, trainer, weights) = snapshot.take().unwrap();
+        assert_eq!(history.epochs.len(), epoch - usize::from(step < 3), "step {at}");
+        model.model.set_weights(&weights).unwrap();
+        interrupt.store(false, Ordering::Relaxed);
+        model.at = usize::MAX;
+        let control =
+            FitControl { resume: Some((history, trainer)), checkpoint: &mut |_| Ok(()), interrupt: &interrupt };
+        let resumed =
+            fit_from(&mut model, &data, Some(&validation as &dyn BatchSource), &config, control, &mut |_| {}).unwrap();
+        assert_eq!(resumed.stop, expected.stop, "step {at}");
+        assert_eq!(resumed.best_epoch, expected.best_epoch, "step {at}");
+        let records = |o: &FitOutcome| {
+            o.history.epochs.iter().map(|r| (r.epoch, r.loss, r.accuracy, r.val_loss, r.lr)).collect::<Vec<_>>()
+        };
+        assert_eq!(records(&resumed), records(&expected), "step {at}");
+        assert_eq!(model.model.lrs, whole.lrs, "step {at}: the rate of every step");
+        assert_eq!(model.model.train_batches, whole.train_batches, "step {at}: the samples of every step");
+        assert_eq!(model.model.updates(), whole.updates(), "step {at}: the restored best weights");
+    }
 }

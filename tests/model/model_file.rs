@@ -8,7 +8,8 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use wgcnn::model::NamedTensor;
 use wgcnn::model::OptimizerState;
-use wgcnn::model::file::ModelFile;
+use wgcnn::model::file::{ModelFile, ResumeState};
+use wgcnn::model::history::{EarlyStoppingProgress, EpochProgress, PlateauState, TrainerState};
 use wgcnn::model::history::{EpochRecord, History};
 use wgcnn::model::spec::{Architecture, InputShape};
 
@@ -173,6 +174,67 @@ fn save_then_load_keeps_every_bit() {
         }
     }
     assert_eq!(dir.entries(), ["model-false.safetensors", "model-true.safetensors"], "no temporary file is left");
+}
+
+#[test]
+fn a_checkpoint_keeps_the_trainers_state_and_its_weight_sets_and_needs_adams_state() {
+    let dir = TempDir::new("checkpoint");
+    let mut rng = StdRng::seed_from_u64(8);
+    let mut checkpoint = sample_model(true);
+    let other = |rng: &mut StdRng| checkpoint_weights(&checkpoint.weights, rng);
+    let trainer = TrainerState {
+        lr: 2.5e-4,
+        early_stopping: Some(EarlyStoppingProgress {
+            plateau: PlateauState { best: Some(0.123456789), epochs_without_improvement: 2 },
+            best_epoch: Some(1),
+            stopped: false,
+        }),
+        reduce_lr: Some(PlateauState { best: None, epochs_without_improvement: 0 }),
+        epoch_in_progress: Some(EpochProgress {
+            epoch: 3,
+            steps_done: 7,
+            loss_sum: 4.1 / 3.0,
+            correct: 9,
+            count: 14,
+            seconds: 0.25,
+        }),
+        best_weights: Some(other(&mut rng)),
+        epoch_start_weights: Some(other(&mut rng)),
+    };
+    checkpoint.resume = Some(ResumeState { trainer: trainer.clone(), run_settings: "{\"any\": \"json\"}".into() });
+    let path = dir.0.join("checkpoint.safetensors");
+    checkpoint.save(&path).unwrap();
+    let loaded = ModelFile::load_checkpoint(&path).unwrap();
+    let resume = loaded.resume.as_ref().unwrap();
+    assert_eq!(resume.run_settings, "{\"any\": \"json\"}");
+    let weight_sets = |t: &TrainerState| (t.best_weights.clone().unwrap(), t.epoch_start_weights.clone().unwrap());
+    let ((best, start), (want_best, want_start)) = (weight_sets(&resume.trainer), weight_sets(&trainer));
+    assert_same_tensors("best", &best, &want_best);
+    assert_same_tensors("epoch_start", &start, &want_start);
+    let without_tensors =
+        |t: &TrainerState| TrainerState { best_weights: None, epoch_start_weights: None, ..t.clone() };
+    assert_eq!(without_tensors(&resume.trainer), without_tensors(&trainer));
+    // A checkpoint is also a model: `eval` and `predict` read it.
+    assert_same_tensors("weights", &ModelFile::load(&path).unwrap().weights, &checkpoint.weights);
+
+    // A model file is not a checkpoint; a checkpoint needs Adam's state.
+    let model = dir.0.join("model.safetensors");
+    sample_model(true).save(&model).unwrap();
+    let error = ModelFile::load_checkpoint(&model).unwrap_err().to_string();
+    assert!(error.contains("model.safetensors") && error.contains("not a checkpoint"), "{error}");
+    let without_adam = ModelFile { optimizer: None, ..checkpoint.clone() };
+    let error = without_adam.save(dir.0.join("no-adam.safetensors")).unwrap_err().to_string();
+    assert!(error.contains("Adam"), "{error}");
+    // A weight set of the wrong shape is named.
+    let mut bad = checkpoint.clone();
+    bad.resume.as_mut().unwrap().trainer.best_weights.as_mut().unwrap()[0].shape.push(1);
+    let error = bad.save(dir.0.join("bad.safetensors")).unwrap_err().to_string();
+    assert!(error.contains("best.conv1.weight"), "{error}");
+}
+
+/// Weights of the same names and shapes as `weights`, other values.
+fn checkpoint_weights(weights: &[NamedTensor], rng: &mut StdRng) -> Vec<NamedTensor> {
+    weights.iter().map(|t| random_like(t, rng)).collect()
 }
 
 #[test]
