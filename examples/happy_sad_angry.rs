@@ -7,6 +7,10 @@
 //! 48x48 grayscale faces: `--data ../shared/data/emotions3 --test-data ../shared/data/emotions3_test
 //! --size 48 --grayscale --augment flip,shift=0.1,zoom=0.1 --epochs 60` (69% on the test folder;
 //! `--arch` tries another model and `--split 0.9,0.1,0` leaves no face idle, see the README).
+//! `--preset fer48` trains the model and settings chosen on FER-2013's validation faces instead
+//! (its input, 1x48x48, its batch, epochs, split, augmentation and class weights): with
+//! `--data ../shared/data/emotions3_full --test-data ../shared/data/emotions3_test` it is the
+//! README's FER result.
 //! With no `--data` it draws synthetic faces first (the embedded default): 300 triples at 64x64
 //! (Model B's layers on a 64x64 input), few enough to train in minutes on two CPU cores and
 //! enough to be learnt, not memorised.
@@ -23,6 +27,7 @@ use wgcnn::data::synth::Emotion;
 use wgcnn::gpu::DeviceChoice;
 use wgcnn::model::backend::Backend;
 use wgcnn::model::spec::{Architecture, InputShape};
+use wgcnn::workflow::preset::Preset;
 use wgcnn::workflow::train::TrainSettings;
 
 #[derive(Parser)]
@@ -37,8 +42,11 @@ struct Args {
     out: PathBuf,
     /// An architecture spec instead of Model B, e.g. the deeper one with batch norm that the README
     /// measures on FER-2013.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "preset")]
     arch: Option<String>,
+    /// A preset's model and training settings instead of Model B and the flags below: fer48.
+    #[arg(long)]
+    preset: Option<String>,
     /// Train, validation and test shares (with `--test-data`, 0.9,0.1,0 leaves no faces idle).
     #[arg(long, default_value = "0.8,0.1,0.1")]
     split: SplitRatios,
@@ -72,15 +80,18 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let (data, size) = common::example_dataset(args.data, args.size, 128, &Emotion::ALL, &args.out, args.seed)?;
-    let channels = if args.grayscale { 1 } else { 3 };
+    let preset = args.preset.as_deref().map(Preset::named).transpose()?;
+    let default_size = preset.as_ref().map_or(128, |p| p.architecture.input.height);
+    let (data, size) =
+        common::example_dataset(args.data, args.size, default_size, &Emotion::ALL, &args.out, args.seed)?;
     let model_b = Architecture::preset("emotions3")?;
-    let architecture = match &args.arch {
-        Some(spec) => Architecture::parse(spec, model_b.input)?,
-        None => model_b,
+    let (architecture, channels) = match (&preset, &args.arch) {
+        (Some(preset), _) => (preset.architecture.clone(), preset.architecture.input.channels),
+        (None, Some(spec)) => (Architecture::parse(spec, model_b.input)?, if args.grayscale { 1 } else { 3 }),
+        (None, None) => (model_b, if args.grayscale { 1 } else { 3 }),
     };
     let backend = Backend::new(&args.device)?;
-    let settings = TrainSettings {
+    let mut settings = TrainSettings {
         data_dir: data,
         test_dir: args.test_data,
         architecture: architecture.with_input(InputShape::new(channels, size, size)),
@@ -102,6 +113,19 @@ fn main() -> anyhow::Result<()> {
         limits: DecodeLimits::default(),
         init: None,
     };
+    if let Some(preset) = &preset {
+        let training = preset.training;
+        settings = TrainSettings {
+            batch_size: preset.batch_size,
+            split: training.split,
+            epochs: training.epochs,
+            augment: training.augment,
+            patience: Some(training.patience).filter(|&p| p > 0),
+            lr_patience: Some(training.lr_patience).filter(|&p| p > 0),
+            balance_classes: training.balance_classes,
+            ..settings
+        };
+    }
     let run = common::train(&backend, &settings)?;
     common::finish_example(&run, &backend, &args.out)?;
     Ok(())

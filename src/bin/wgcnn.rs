@@ -80,7 +80,7 @@ enum Command {
     /// Measure training speed: images/s of whole training steps (forward, loss, backward, Adam)
     /// on random data, the median over the timed steps after a warm-up.
     BenchTrain {
-        /// happy-sad (Model A, 3x256x256) or emotions3 (Model B, 3x128x128).
+        /// happy-sad (Model A, 3x256x256), emotions3 (Model B, 3x128x128) or fer48 (1x48x48).
         #[arg(long, default_value = "emotions3")]
         preset: String,
         /// Images per step (default: 32 for happy-sad, 64 for emotions3).
@@ -265,7 +265,9 @@ struct TrainArgs {
     /// the run's architecture and input.
     #[arg(long, value_name = "MODEL")]
     init: Option<PathBuf>,
-    /// A reference model: happy-sad (Model A, 3x256x256; the default) or emotions3 (Model B, 3x128x128).
+    /// A reference model: happy-sad (Model A, 3x256x256; the default), emotions3 (Model B,
+    /// 3x128x128) or fer48 (FER-2013's 1x48x48 faces: the VGG-style model and the training
+    /// settings chosen on FER-2013's validation faces).
     #[arg(long, conflicts_with = "arch")]
     preset: Option<String>,
     /// An architecture spec instead of a preset, e.g. c16-p-c32-p-f-d64-d1 (see the README); its
@@ -281,33 +283,35 @@ struct TrainArgs {
     /// How images of another aspect ratio reach the input: stretch, crop or pad.
     #[arg(long, default_value = "stretch")]
     fit: Fit,
-    /// The most epochs (early stopping may end sooner).
-    #[arg(long, default_value_t = 20, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
-    epochs: usize,
-    /// Images per step (default: the preset's, 32).
+    /// The most epochs (early stopping may end sooner); default: the preset's (20; fer48: 35).
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    epochs: Option<usize>,
+    /// Images per step (default: the preset's, 32; fer48: 64).
     #[arg(long)]
     batch_size: Option<usize>,
     /// Adam's starting learning rate.
     #[arg(long, default_value_t = 1e-3)]
     lr: f64,
-    /// Train, validation and test shares.
-    #[arg(long, default_value = "0.7,0.2,0.1")]
-    split: SplitRatios,
-    /// Training-split augmentation: off, moderate, or a list such as flip,rotate=10,shift=0.1,zoom=0.1,brightness=0.1,contrast=0.1.
-    #[arg(long, default_value = "off")]
-    augment: Augment,
+    /// Train, validation and test shares; default: the preset's (0.7,0.2,0.1; fer48: 0.85,0.1,0.05).
+    #[arg(long)]
+    split: Option<SplitRatios>,
+    /// Training-split augmentation: off, moderate, or a list such as flip,rotate=10,shift=0.1,zoom=0.1,brightness=0.1,contrast=0.1;
+    /// default: the preset's (off; fer48: flip,rotate=10,shift=0.1,zoom=0.1).
+    #[arg(long)]
+    augment: Option<Augment>,
     /// Early stopping: epochs without a lower validation loss before stopping (the best epoch's
-    /// weights are restored); 0 turns it off.
-    #[arg(long, default_value_t = 5)]
-    patience: usize,
-    /// Learning rate times --lr-factor after this many epochs without a lower validation loss; 0 turns it off.
-    #[arg(long, default_value_t = 3)]
-    lr_patience: usize,
+    /// weights are restored); 0 turns it off. Default: the preset's (5; fer48: 8).
+    #[arg(long)]
+    patience: Option<usize>,
+    /// Learning rate times --lr-factor after this many epochs without a lower validation loss; 0
+    /// turns it off. Default: the preset's (3).
+    #[arg(long)]
+    lr_patience: Option<usize>,
     #[arg(long, default_value_t = 0.5)]
     lr_factor: f64,
     #[arg(long, default_value_t = 1e-6)]
     min_lr: f64,
-    /// Weigh each class's loss by the inverse of its share (for imbalanced data).
+    /// Weigh each class's loss by the inverse of its share (for imbalanced data; fer48 does).
     #[arg(long)]
     balance_classes: bool,
     /// A second folder of the same classes to evaluate on after training (e.g. an official test set).
@@ -383,9 +387,10 @@ fn settings_from_args(
     let preset = typed(Preset::named(args.preset.as_deref().unwrap_or(Preset::DEFAULT)))?;
     // Resuming, what no flag names is the run's own: its architecture, channels and batch size.
     let run_default = fallback.filter(|_| args.preset.is_none());
-    let channels = match (args.grayscale, fallback) {
+    let channels = match (args.grayscale, run_default) {
         (true, _) => 1,
         (false, Some(run)) => run.architecture.input.channels,
+        (false, None) if args.arch.is_none() => preset.architecture.input.channels,
         (false, None) => 3,
     };
     let architecture = match (&args.arch, args.size) {
@@ -414,17 +419,17 @@ fn settings_from_args(
         test_dir: args.test_data.clone(),
         architecture,
         fit: args.fit,
-        split: args.split,
-        epochs: args.epochs,
+        split: args.split.unwrap_or(preset.training.split),
+        epochs: args.epochs.unwrap_or(preset.training.epochs),
         batch_size: args.batch_size.unwrap_or(run_default.map_or(preset.batch_size, |run| run.batch_size)),
         lr: args.lr,
         seed: args.seed,
-        patience: (args.patience > 0).then_some(args.patience),
-        lr_patience: (args.lr_patience > 0).then_some(args.lr_patience),
+        patience: Some(args.patience.unwrap_or(preset.training.patience)).filter(|&p| p > 0),
+        lr_patience: Some(args.lr_patience.unwrap_or(preset.training.lr_patience)).filter(|&p| p > 0),
         lr_factor: args.lr_factor,
         min_lr: args.min_lr,
-        augment: args.augment,
-        balance_classes: args.balance_classes,
+        augment: args.augment.unwrap_or(preset.training.augment),
+        balance_classes: args.balance_classes || preset.training.balance_classes,
         out_dir: given_or_fallback(&args.out, fallback.map(|f| &f.out_dir)),
         overwrite: args.overwrite,
         limits,
@@ -462,7 +467,7 @@ fn resumed_settings(
             .into());
         }
     }
-    Ok(TrainSettings { epochs: if given("epochs") { args.epochs } else { stored.epochs }, ..stored })
+    Ok(TrainSettings { epochs: args.epochs.unwrap_or(stored.epochs), ..stored })
 }
 
 fn train(

@@ -79,6 +79,10 @@ impl PlanarShape {
 }
 
 impl Augment {
+    /// No augmentation.
+    pub const OFF: Augment =
+        Augment { flip: false, rotate_deg: 0.0, shift: 0.0, zoom: 0.0, brightness: 0.0, contrast: 0.0 };
+
     /// Moderate settings for photos: flip, 10 degrees, 10% shift, 10% zoom, 0.1 brightness, 0.1 contrast.
     pub fn moderate() -> Self {
         Self { flip: true, rotate_deg: 10.0, shift: 0.1, zoom: 0.1, brightness: 0.1, contrast: 0.1 }
