@@ -266,8 +266,8 @@ struct TrainArgs {
     #[arg(long, value_name = "MODEL")]
     init: Option<PathBuf>,
     /// A reference model: happy-sad (Model A, 3x256x256; the default), emotions3 (Model B,
-    /// 3x128x128) or fer48 (FER-2013's 1x48x48 faces: the VGG-style model and the training
-    /// settings chosen on FER-2013's validation faces).
+    /// 3x128x128) or fer48 (FER-2013's 1x48x48 faces: a VGG-style model with batch norm and its
+    /// training settings, as the README measures them).
     #[arg(long, conflicts_with = "arch")]
     preset: Option<String>,
     /// An architecture spec instead of a preset, e.g. c16-p-c32-p-f-d64-d1 (see the README); its

@@ -18,7 +18,8 @@ pub struct Preset {
     pub training: PresetTraining,
 }
 
-/// A preset's training settings: for `fer48`, the ones chosen on FER-2013's validation faces.
+/// A preset's training settings: for `fer48`, the ones the README measures on FER-2013's
+/// validation faces.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct PresetTraining {
     pub epochs: usize,

@@ -440,49 +440,14 @@ impl BatchSource for SlowSource {
     }
 }
 
-/// The mock model, taking `delay` per training step.
-struct SlowModel {
-    model: MockModel,
-    delay: std::time::Duration,
-}
-
-impl Trainable for SlowModel {
-    fn batch_size(&self) -> usize {
-        self.model.batch_size()
-    }
-    fn train_step(&mut self, images: &[f32], labels: &[u32], lr: f32) -> Result<StepStats> {
-        std::thread::sleep(self.delay);
-        self.model.train_step(images, labels, lr)
-    }
-    fn profile_step(&mut self, images: &[f32], labels: &[u32], lr: f32) -> Result<StepProfile> {
-        self.model.profile_step(images, labels, lr)
-    }
-    fn evaluate(&mut self, images: &[f32], labels: &[u32]) -> Result<StepStats> {
-        self.model.evaluate(images, labels)
-    }
-    fn predict(&mut self, images: &[f32]) -> Result<Vec<f32>> {
-        self.model.predict(images)
-    }
-    fn weights(&self) -> Result<Vec<NamedTensor>> {
-        self.model.weights()
-    }
-    fn set_weights(&mut self, weights: &[NamedTensor]) -> Result<()> {
-        self.model.set_weights(weights)
-    }
-    fn optimizer_state(&self) -> Result<OptimizerState> {
-        self.model.optimizer_state()
-    }
-    fn set_optimizer_state(&mut self, state: &OptimizerState) -> Result<()> {
-        self.model.set_optimizer_state(state)
-    }
-}
-
 #[test]
 fn the_next_batch_is_prepared_while_the_model_trains_and_sources_see_the_epoch() {
     let ms = std::time::Duration::from_millis;
     let train_source = SlowSource { data: dataset(24), delay: ms(30), epochs: Default::default() };
     let validation = SlowSource { data: dataset(5), delay: ms(0), epochs: Default::default() };
-    let mut model = SlowModel { model: MockModel::new(4, 24), delay: ms(60) };
+    // Each training step takes 60 ms.
+    let mut model =
+        HookedModel { model: MockModel::new(4, 24), after_step: |_: &MockModel| std::thread::sleep(ms(60)) };
     let outcome = fit(&mut model, &train_source, Some(&validation as &dyn BatchSource), &silent(2)).unwrap();
     assert_eq!(model.model.train_batches.len(), 12, "the same batches as without prefetching");
     assert_eq!(*train_source.epochs.lock().unwrap(), [1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2]);
@@ -496,22 +461,20 @@ fn the_next_batch_is_prepared_while_the_model_trains_and_sources_see_the_epoch()
     assert!(timing.wait_seconds < 0.15, "the model waited for prefetched batches: {timing:?}");
 }
 
-/// The mock model, setting `interrupt` during its training step `at` (1-based, over the run).
-struct InterruptingModel<'a> {
+/// The mock model, calling `after_step` with itself after every training step (to take time, or
+/// to raise an interrupt).
+struct HookedModel<F> {
     model: MockModel,
-    interrupt: &'a AtomicBool,
-    at: usize,
+    after_step: F,
 }
 
-impl Trainable for InterruptingModel<'_> {
+impl<F: FnMut(&MockModel)> Trainable for HookedModel<F> {
     fn batch_size(&self) -> usize {
         self.model.batch_size()
     }
     fn train_step(&mut self, images: &[f32], labels: &[u32], lr: f32) -> Result<StepStats> {
         let stats = self.model.train_step(images, labels, lr);
-        if self.model.train_batches.len() == self.at {
-            self.interrupt.store(true, Ordering::Relaxed);
-        }
+        (self.after_step)(&self.model);
         stats
     }
     fn profile_step(&mut self, images: &[f32], labels: &[u32], lr: f32) -> Result<StepProfile> {
@@ -561,7 +524,14 @@ fn a_run_interrupted_at_any_step_and_resumed_from_its_snapshot_is_the_uninterrup
 
     for at in 1..total_steps {
         let interrupt = AtomicBool::new(false);
-        let mut model = InterruptingModel { model: MockModel::new(3, 8), interrupt: &interrupt, at };
+        // Raises the interrupt during step `at` (1-based, over the run), until told otherwise.
+        let interrupt_at = std::cell::Cell::new(at);
+        let after_step = |model: &MockModel| {
+            if model.train_batches.len() == interrupt_at.get() {
+                interrupt.store(true, Ordering::Relaxed);
+            }
+        };
+        let mut model = HookedModel { model: MockModel::new(3, 8), after_step };
         scripted(&mut model.model);
         let mut snapshot = None;
         let mut keep = |s: &Snapshot| {
@@ -580,7 +550,7 @@ fn a_run_interrupted_at_any_step_and_resumed_from_its_snapshot_is_the_uninterrup
         assert_eq!(history.epochs.len(), epoch - usize::from(step < 3), "step {at}");
         model.model.set_weights(&weights).unwrap();
         interrupt.store(false, Ordering::Relaxed);
-        model.at = usize::MAX;
+        interrupt_at.set(usize::MAX);
         let control =
             FitControl { resume: Some((history, trainer)), checkpoint: &mut |_| Ok(()), interrupt: &interrupt };
         let resumed =
