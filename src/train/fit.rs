@@ -300,8 +300,7 @@ pub fn fit_from(
                 let trainer = trainer_state(lr, &early_stopping, &lr_reducer, Some(progress), Some(last_good_weights));
                 checkpoint(&Snapshot { history: &history, trainer: &trainer, model: &*model })?;
                 stop = StopReason::Interrupted { epoch, step: steps_done };
-                observe(&TrainEvent::Stopped(stop));
-                return Ok(FitOutcome { history, stop, best_epoch: None, batches: timing });
+                break;
             }
         };
         if validation.is_some() {
@@ -337,14 +336,14 @@ pub fn fit_from(
         }
         if epoch < config.epochs && interrupt.load(Ordering::Relaxed) {
             stop = StopReason::Interrupted { epoch, step: steps };
-            observe(&TrainEvent::Stopped(stop));
-            return Ok(FitOutcome { history, stop, best_epoch: None, batches: timing });
+            break;
         }
     }
 
     observe(&TrainEvent::Stopped(stop));
+    // An interrupted run is unfinished: its model goes on from its last weights when resumed.
     let restore = match (&stop, &early_stopping) {
-        (StopReason::NonFinite { .. }, _) | (_, None) => None,
+        (StopReason::NonFinite { .. } | StopReason::Interrupted { .. }, _) | (_, None) => None,
         (_, Some(es)) => es.weights_to_restore(history.epochs.len()),
     };
     if let Some((best_epoch, weights)) = restore {
