@@ -283,7 +283,7 @@ struct TrainArgs {
     /// How images of another aspect ratio reach the input: stretch, crop or pad.
     #[arg(long, default_value = "stretch")]
     fit: Fit,
-    /// The most epochs (early stopping may end sooner); default: the preset's (20; fer48: 35).
+    /// The most epochs (early stopping may end sooner); default: the preset's (20; fer48: 50).
     #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     epochs: Option<usize>,
     /// Images per step (default: the preset's, 32; fer48: 64).
@@ -300,11 +300,11 @@ struct TrainArgs {
     #[arg(long)]
     augment: Option<Augment>,
     /// Early stopping: epochs without a lower validation loss before stopping (the best epoch's
-    /// weights are restored); 0 turns it off. Default: the preset's (5; fer48: 8).
+    /// weights are restored); 0 turns it off. Default: the preset's (5; fer48: 10).
     #[arg(long)]
     patience: Option<usize>,
     /// Learning rate times --lr-factor after this many epochs without a lower validation loss; 0
-    /// turns it off. Default: the preset's (3).
+    /// turns it off. Default: the preset's (3; fer48: 5).
     #[arg(long)]
     lr_patience: Option<usize>,
     #[arg(long, default_value_t = 0.5)]
