@@ -66,6 +66,7 @@ fn main() -> anyhow::Result<()> {
         min_lr: 1e-6,
         augment: args.augment,
         balance_classes: false,
+        test_time_augment: Default::default(),
         out_dir: args.out.clone(),
         // An example reruns into its own folder: each run replaces the last.
         overwrite: true,

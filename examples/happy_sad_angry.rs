@@ -107,6 +107,7 @@ fn main() -> anyhow::Result<()> {
         min_lr: 1e-6,
         augment: args.augment,
         balance_classes: false,
+        test_time_augment: Default::default(),
         out_dir: args.out.clone(),
         // An example reruns into its own folder: each run replaces the last.
         overwrite: true,
@@ -123,6 +124,7 @@ fn main() -> anyhow::Result<()> {
             patience: Some(training.patience).filter(|&p| p > 0),
             lr_patience: Some(training.lr_patience).filter(|&p| p > 0),
             balance_classes: training.balance_classes,
+            test_time_augment: training.test_time_augment,
             ..settings
         };
     }

@@ -13,19 +13,20 @@ use wgcnn::data::folder::{ImageFolder, LoadOptions};
 use wgcnn::data::image::{DecodeLimits, Fit, decode_rgb};
 use wgcnn::data::split::SplitRatios;
 use wgcnn::data::synth::{Emotion, FacePairing, write_dataset};
-use wgcnn::gpu::DeviceChoice;
-use wgcnn::gpu::device::{DEVICE_ENV, describe_adapter, list_adapters};
+use wgcnn::gpu::device::{DEVICE_ENV, KERNELS_ENV, describe_adapter, list_adapters};
+use wgcnn::gpu::{DeviceChoice, KernelChoice};
 use wgcnn::model::TrainOptions;
 use wgcnn::model::backend::Backend;
 use wgcnn::model::explain::ExplainMethod;
 use wgcnn::model::spec::{Architecture, InputShape};
+use wgcnn::model::test_time::TestTimeAugment;
 use wgcnn::report::GridItem;
 use wgcnn::serve::ServeOptions;
 use wgcnn::train::throughput::{measure_inference, measure_training, profile_training};
 use wgcnn::workflow;
 use wgcnn::workflow::preset::Preset;
 use wgcnn::workflow::session::{INFERENCE_BATCH, ModelSession};
-use wgcnn::workflow::train::{Checkpoint, RunEvent, TrainSettings};
+use wgcnn::workflow::train::{Checkpoint, RunEvent, TrainSettings, run_split};
 
 #[derive(Parser)]
 #[command(
@@ -112,7 +113,17 @@ enum Command {
         /// A model.safetensors written by `wgcnn train`.
         model: PathBuf,
         /// A folder of class subfolders named as the model's classes.
-        data: PathBuf,
+        #[arg(required_unless_present = "split")]
+        data: Option<PathBuf>,
+        /// Instead of DATA, a part of the split the model's run trained on: train, validation or
+        /// test, found again from the checkpoint in the model's run folder (its data folder, split
+        /// ratios and seed). Compare settings such as --tta on validation, not on a test set.
+        #[arg(long, conflicts_with = "data", value_parser = ["train", "validation", "test"])]
+        split: Option<String>,
+        /// Test-time augmentation: none, or mirror (each image's probabilities averaged with its
+        /// left-right mirror's). Default: the model file's.
+        #[arg(long, value_parser = |s: &str| s.parse::<TestTimeAugment>())]
+        tta: Option<TestTimeAugment>,
         /// Print the report as JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -136,6 +147,10 @@ enum Command {
         /// when the image's folder names its true class).
         #[arg(long)]
         grid: Option<PathBuf>,
+        /// Test-time augmentation: none, or mirror (each image's probabilities averaged with its
+        /// left-right mirror's). Default: the model file's.
+        #[arg(long, value_parser = |s: &str| s.parse::<TestTimeAugment>())]
+        tta: Option<TestTimeAugment>,
     },
     /// Explain predictions: per image, OUT/<stem>-<method>.png shows the image as the model takes
     /// it and a heat map of where the evidence for the class lies, captioned with the predicted
@@ -209,6 +224,10 @@ struct ServeArgs {
     /// Seconds a request's body may take to arrive (408 after).
     #[arg(long, default_value_t = ServeOptions::default().body_timeout.as_secs_f64())]
     body_timeout_s: f64,
+    /// Test-time augmentation: none, or mirror (each image's probabilities averaged with its
+    /// left-right mirror's). Default: the model file's.
+    #[arg(long, value_parser = |s: &str| s.parse::<TestTimeAugment>())]
+    tta: Option<TestTimeAugment>,
 }
 
 /// `HOST:PORT` as an address: an IP address as it is, a host name resolved (its first address).
@@ -239,6 +258,7 @@ fn serve(choice: &DeviceChoice, args: &ServeArgs, limits: DecodeLimits) -> anyho
         decode_queue: args.decode_queue,
         body_timeout: std::time::Duration::from_secs_f64(args.body_timeout_s),
         stop_on_signals: true,
+        test_time_augment: args.tta,
     };
     let (backend, why) = chosen_backend(choice)?;
     println!("adapter: {}{}", backend.describe(), because(&why));
@@ -314,6 +334,11 @@ struct TrainArgs {
     /// Weigh each class's loss by the inverse of its share (for imbalanced data; fer48 does).
     #[arg(long)]
     balance_classes: bool,
+    /// Test-time augmentation the model file tells eval, predict and serve to use, and the test
+    /// evaluations after training: none, or mirror (each image's probabilities averaged with its
+    /// left-right mirror's). Default: the preset's (none).
+    #[arg(long, value_parser = |s: &str| s.parse::<TestTimeAugment>())]
+    tta: Option<TestTimeAugment>,
     /// A second folder of the same classes to evaluate on after training (e.g. an official test set).
     #[arg(long)]
     test_data: Option<PathBuf>,
@@ -430,6 +455,7 @@ fn settings_from_args(
         min_lr: args.min_lr,
         augment: args.augment.unwrap_or(preset.training.augment),
         balance_classes: args.balance_classes || preset.training.balance_classes,
+        test_time_augment: args.tta.unwrap_or(preset.training.test_time_augment),
         out_dir: given_or_fallback(&args.out, fallback.map(|f| &f.out_dir)),
         overwrite: args.overwrite,
         limits,
@@ -531,32 +557,54 @@ run folder: {}",
     Ok(())
 }
 
+/// What `wgcnn eval` scores a model on.
+enum EvalData {
+    /// Every image of a folder of class subfolders.
+    Folder(PathBuf),
+    /// A part (train, validation, test) of the split of the run that trained the model.
+    RunSplit(String),
+}
+
 fn eval(
     choice: &DeviceChoice,
     limits: DecodeLimits,
     model: &Path,
-    data: &Path,
+    data: &EvalData,
+    tta: Option<TestTimeAugment>,
     json: bool,
     out: Option<&Path>,
 ) -> anyhow::Result<()> {
     let mut loaded = ModelSession::open(model, &backend(choice)?, &[INFERENCE_BATCH], limits)?;
-    // A subset of the model's classes is a normal test set: one class folder is enough.
-    let options = LoadOptions { limits, min_classes: 1, ..LoadOptions::default() };
-    let (dataset, report) = ImageFolder::load(data, &loaded.format(), &options)?;
+    if let Some(tta) = tta {
+        loaded.set_test_time_augment(tta);
+    }
+    let (dataset, report, indices, name) = match data {
+        EvalData::Folder(dir) => {
+            // A subset of the model's classes is a normal test set: one class folder is enough.
+            let options = LoadOptions { limits, min_classes: 1, ..LoadOptions::default() };
+            let (dataset, report) = ImageFolder::load(dir, &loaded.format(), &options)?;
+            let all: Vec<usize> = (0..dataset.len()).collect();
+            (dataset, report, all, workflow::path_name(dir))
+        }
+        EvalData::RunSplit(part) => {
+            let run_dir = model.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let found = run_split(run_dir, part)?;
+            (found.dataset, found.report, found.indices, format!("{part}-split"))
+        }
+    };
     if !json {
         print!("{report}");
+        println!("test-time augmentation: {}", loaded.test_time_augment());
     }
-    let all: Vec<usize> = (0..dataset.len()).collect();
     let evaluation = loaded
-        .evaluate(&dataset, &all)
-        .with_context(|| format!("evaluating {} on {}", model.display(), data.display()))?;
+        .evaluate(&dataset, &indices)
+        .with_context(|| format!("evaluating {} on {name} ({} images)", model.display(), indices.len()))?;
     let written = match out {
         None => None,
         Some(out) => {
             std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create the folder", out.display()))?;
-            let name = workflow::path_name(data);
             let png = out.join(format!("confusion-{name}.png"));
-            let title = format!("Confusion matrix: {name} ({} images)", dataset.len());
+            let title = format!("Confusion matrix: {name} ({} images)", indices.len());
             wgcnn::report::plots::confusion_matrix(&evaluation.confusion, &title, &png)?;
             Some(png)
         }
@@ -577,11 +625,15 @@ fn predict(
     limits: DecodeLimits,
     model: &Path,
     images: &[PathBuf],
+    tta: Option<TestTimeAugment>,
     json: bool,
     grid: Option<&Path>,
 ) -> anyhow::Result<()> {
     no_folders(images)?;
     let mut loaded = ModelSession::open(model, &backend(choice)?, &[INFERENCE_BATCH.min(images.len())], limits)?;
+    if let Some(tta) = tta {
+        loaded.set_test_time_augment(tta);
+    }
     let files = read_files(images, &limits);
     let bytes: Vec<&[u8]> = files.iter().map(|f| f.as_deref().unwrap_or_default()).collect();
     let predictions = loaded.predict_bytes(&bytes)?;
@@ -779,7 +831,9 @@ fn info(choice: &DeviceChoice) -> anyhow::Result<()> {
     match &backend {
         Backend::Gpu(gpu) => {
             let l = &gpu.limits;
-            println!("chosen: {}  (kernel variants: {:?}){}", gpu.describe(), gpu.profile, because(&why));
+            println!("chosen: {}{}", gpu.describe(), because(&why));
+            let (_, chosen_by) = typed(KernelChoice::from_env())?.variant(gpu.profile);
+            println!("  kernels:             {} ({chosen_by}; {KERNELS_ENV}=tiled|software|auto)", gpu.kernels);
             println!("  max storage binding: {} MiB", l.max_storage_buffer_binding_size / (1 << 20));
             println!("  max buffer:          {} MiB", l.max_buffer_size / (1 << 20));
             println!("  max workgroup:       {} invocations", l.max_compute_invocations_per_workgroup);
@@ -911,9 +965,16 @@ fn run(
             synth(&out, per_class, &classes, size, seed, pairing)
         }
         Command::Train(args) => train(device, &args, limits, given),
-        Command::Eval { model, data, json, out } => eval(device, limits, &model, &data, json, out.as_deref()),
-        Command::Predict { model, images, json, grid } => {
-            predict(device, limits, &model, &images, json, grid.as_deref())
+        Command::Eval { model, data, split, tta, json, out } => {
+            let data = match (data, split) {
+                (Some(dir), _) => EvalData::Folder(dir),
+                (None, Some(part)) => EvalData::RunSplit(part),
+                (None, None) => return Err(Usage("eval needs DATA or --split".into()).into()),
+            };
+            eval(device, limits, &model, &data, tta, json, out.as_deref())
+        }
+        Command::Predict { model, images, json, grid, tta } => {
+            predict(device, limits, &model, &images, tta, json, grid.as_deref())
         }
         Command::Serve(args) => serve(device, &args, limits),
         Command::Explain { model, images, method, class, out } => {

@@ -7,7 +7,7 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
-use super::device::{DeviceChoice, GpuDevice};
+use super::device::{DeviceChoice, GpuDevice, KernelChoice};
 use super::kernel::{Dispatch, Kernel, KernelCache, KernelSpec, record};
 use super::tensor::{GpuTensor, read_all_after};
 use crate::error::Result;
@@ -33,9 +33,16 @@ impl std::fmt::Debug for Gpu {
 }
 
 impl Gpu {
-    /// Opens the adapter `choice` names. The CPU backends are not GPUs and are refused here.
+    /// Opens the adapter `choice` names, with the kernel variant `WGCNN_KERNELS` forces or its
+    /// type suits. The CPU backends are not GPUs and are refused here.
     pub fn new(choice: &DeviceChoice) -> Result<Arc<Gpu>> {
-        Ok(Arc::new(Gpu { opened: GpuDevice::new(choice)?, kernels: KernelCache::default() }))
+        Self::with_kernels(choice, KernelChoice::from_env()?)
+    }
+
+    /// [`Gpu::new`] with the kernel variant chosen by `kernels` (the tests run both variants on
+    /// one adapter).
+    pub fn with_kernels(choice: &DeviceChoice, kernels: KernelChoice) -> Result<Arc<Gpu>> {
+        Ok(Arc::new(Gpu { opened: GpuDevice::new(choice, kernels)?, kernels: KernelCache::default() }))
     }
 
     /// The pipeline for `spec` with the given override constants, compiled on first use.

@@ -7,6 +7,9 @@ use crate::error::{Error, Result};
 /// Environment variable that chooses the device when no `--device` flag is given.
 pub const DEVICE_ENV: &str = "WGCNN_DEVICE";
 
+/// Environment variable that forces a kernel variant: `tiled`, `software` or `auto`.
+pub const KERNELS_ENV: &str = "WGCNN_KERNELS";
+
 /// What the user asked to run on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeviceChoice {
@@ -65,6 +68,66 @@ pub enum AdapterProfile {
     Hardware,
 }
 
+/// The family of kernels a device runs where there are two (the convolutions and the dense
+/// layers' matrix products).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelVariant {
+    /// Shaped for software adapters (lavapipe): small per-invocation tiles, broadcast operands,
+    /// no workgroup memory (`shaders/conv2d.wgsl`, `matmul`).
+    Software,
+    /// Shaped for GPUs: implicit-GEMM tiles staged in workgroup memory, a 4 x 4 register tile per
+    /// invocation (`shaders/conv2d_mm.wgsl`, `matmul_tiled`).
+    Tiled,
+}
+
+impl std::fmt::Display for KernelVariant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KernelVariant::Software => "software",
+            KernelVariant::Tiled => "tiled",
+        })
+    }
+}
+
+/// How the kernel variant is chosen: by the adapter's type, or forced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelChoice {
+    /// Software kernels on a software adapter, tiled ones on any other.
+    Auto,
+    Forced(KernelVariant),
+}
+
+impl std::str::FromStr for KernelChoice {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "" | "auto" => Ok(KernelChoice::Auto),
+            "software" => Ok(KernelChoice::Forced(KernelVariant::Software)),
+            "tiled" => Ok(KernelChoice::Forced(KernelVariant::Tiled)),
+            _ => Err(Error::Invalid(format!("{KERNELS_ENV}={s:?}: expected tiled, software or auto"))),
+        }
+    }
+}
+
+impl KernelChoice {
+    /// `WGCNN_KERNELS` if set, else [`KernelChoice::Auto`].
+    pub fn from_env() -> Result<Self> {
+        match std::env::var(KERNELS_ENV) {
+            Ok(s) => s.parse(),
+            Err(_) => Ok(KernelChoice::Auto),
+        }
+    }
+
+    /// The variant for an adapter of `profile`, and why, in words.
+    pub fn variant(self, profile: AdapterProfile) -> (KernelVariant, &'static str) {
+        match (self, profile) {
+            (KernelChoice::Forced(variant), _) => (variant, "forced by WGCNN_KERNELS"),
+            (KernelChoice::Auto, AdapterProfile::Software) => (KernelVariant::Software, "auto: a software adapter"),
+            (KernelChoice::Auto, AdapterProfile::Hardware) => (KernelVariant::Tiled, "auto: a hardware adapter"),
+        }
+    }
+}
+
 /// An open wgpu device with its queue and the adapter's description.
 pub struct GpuDevice {
     pub device: wgpu::Device,
@@ -72,6 +135,8 @@ pub struct GpuDevice {
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     pub profile: AdapterProfile,
+    /// The kernels its convolutions and matrix products run.
+    pub kernels: KernelVariant,
     uncaptured: Arc<Mutex<Vec<String>>>,
 }
 
@@ -111,8 +176,9 @@ pub fn list_adapters() -> Vec<wgpu::Adapter> {
 }
 
 impl GpuDevice {
-    /// Opens the adapter `choice` names. The CPU backends are not GPUs and are refused here.
-    pub fn new(choice: &DeviceChoice) -> Result<GpuDevice> {
+    /// Opens the adapter `choice` names, with the kernels `kernels` chooses. The CPU backends are
+    /// not GPUs and are refused here.
+    pub fn new(choice: &DeviceChoice, kernels: KernelChoice) -> Result<GpuDevice> {
         // Lavapipe warns on every start without it; harmless to set for everyone else.
         if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
             // SAFETY: set before any thread of ours reads the environment.
@@ -149,10 +215,10 @@ impl GpuDevice {
             };
             return Err(Error::AdapterNotFound { wanted, found: found() });
         };
-        Self::open(adapter)
+        Self::open(adapter, kernels)
     }
 
-    fn open(adapter: &wgpu::Adapter) -> Result<GpuDevice> {
+    fn open(adapter: &wgpu::Adapter, kernels: KernelChoice) -> Result<GpuDevice> {
         let info = adapter.get_info();
         // Ask for everything the adapter offers: the binding-size limits decide the largest batch.
         let limits = adapter.limits();
@@ -172,7 +238,8 @@ impl GpuDevice {
         }));
         let profile =
             if info.device_type == wgpu::DeviceType::Cpu { AdapterProfile::Software } else { AdapterProfile::Hardware };
-        Ok(GpuDevice { device, queue, info, limits, profile, uncaptured })
+        let (kernels, _) = kernels.variant(profile);
+        Ok(GpuDevice { device, queue, info, limits, profile, kernels, uncaptured })
     }
 
     /// "name (backend, device type)".

@@ -7,6 +7,6 @@ pub mod ops;
 pub mod tensor;
 
 pub use context::Gpu;
-pub use device::{AdapterProfile, DeviceChoice, GpuDevice};
+pub use device::{AdapterProfile, DeviceChoice, GpuDevice, KernelChoice, KernelVariant};
 pub use kernel::{Dispatch, grid};
 pub use tensor::GpuTensor;

@@ -10,6 +10,7 @@ use super::gpu::GpuModel;
 use super::native::NativeModel;
 use super::reference::ReferenceModel;
 use super::spec::Architecture;
+use super::test_time::TestTimeAugment;
 use super::{NamedTensor, TrainOptions, Trainable};
 use crate::gpu::{DeviceChoice, Gpu};
 use crate::{Error, Result};
@@ -47,7 +48,7 @@ impl Backend {
     /// The backend in words, as `wgcnn info` prints it.
     pub fn describe(&self) -> String {
         match self {
-            Backend::Gpu(gpu) => gpu.describe(),
+            Backend::Gpu(gpu) => format!("{}, {} kernels", gpu.describe(), gpu.kernels),
             Backend::Native => {
                 format!("the native CPU backend ({} threads, GEMMs by the gemm crate)", rayon::current_num_threads())
             }
@@ -92,7 +93,10 @@ impl Backend {
 pub struct Predictor {
     model: Box<dyn Trainable + Send>,
     sample_len: usize,
+    /// Values per image row, the span a mirror reverses.
+    width: usize,
     outputs: usize,
+    test_time: TestTimeAugment,
 }
 
 impl Predictor {
@@ -104,7 +108,23 @@ impl Predictor {
 
     /// A predictor over a model already built (e.g. the one just trained) of `architecture`.
     pub fn from_model(model: Box<dyn Trainable + Send>, architecture: &Architecture) -> Self {
-        Self { model, sample_len: architecture.input.elements(), outputs: architecture.outputs() }
+        Self {
+            model,
+            sample_len: architecture.input.elements(),
+            width: architecture.input.width,
+            outputs: architecture.outputs(),
+            test_time: TestTimeAugment::None,
+        }
+    }
+
+    /// This predictor averaging each image's probabilities over `test_time`'s copies of it.
+    pub fn with_test_time_augment(mut self, test_time: TestTimeAugment) -> Self {
+        self.test_time = test_time;
+        self
+    }
+
+    pub fn set_test_time_augment(&mut self, test_time: TestTimeAugment) {
+        self.test_time = test_time;
     }
 
     /// Values per image (channels x height x width).
@@ -118,8 +138,26 @@ impl Predictor {
     }
 
     /// The model's output probabilities for each image of `images` (NCHW f32, any count): one row
-    /// of `outputs` values per image (one sigmoid value for a binary model).
+    /// of `outputs` values per image (one sigmoid value for a binary model), the mean over the
+    /// test-time copies when there are any.
     pub fn predict(&mut self, images: &[f32]) -> Result<Vec<Vec<f32>>> {
+        let mut rows = self.predict_once(images)?;
+        let copies = self.test_time.copies(images, self.width);
+        if copies.is_empty() {
+            return Ok(rows);
+        }
+        for copy in &copies {
+            for (row, other) in rows.iter_mut().zip(self.predict_once(copy)?) {
+                row.iter_mut().zip(other).for_each(|(sum, p)| *sum += p);
+            }
+        }
+        let passes = self.test_time.passes() as f32;
+        rows.iter_mut().flatten().for_each(|p| *p /= passes);
+        Ok(rows)
+    }
+
+    /// [`Self::predict`] of the images as they are.
+    fn predict_once(&mut self, images: &[f32]) -> Result<Vec<Vec<f32>>> {
         if !images.len().is_multiple_of(self.sample_len) {
             return Err(Error::shape(
                 "predictor images",

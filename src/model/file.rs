@@ -1,6 +1,7 @@
 //! The model file: one `.safetensors` file holding the weights as f32 tensors under their names
 //! (`conv1.weight`), and as string metadata the architecture, the class names, the input
-//! normalisation, the training history and, to resume training, Adam's step and learning rate (its
+//! normalisation, the test-time augmentation to predict with (`none` or `mirror`; absent in older
+//! files: none), the training history and, to resume training, Adam's step and learning rate (its
 //! moments are tensors `adam.m.<name>` and `adam.v.<name>`). A checkpoint is a model file that
 //! also holds the trainer's state (`trainer`, JSON, with the weight sets it keeps as tensors
 //! `best.<name>` and `epoch_start.<name>`) and the run's settings (`run_settings`).
@@ -17,6 +18,7 @@ use safetensors::tensor::{Metadata, TensorView};
 use crate::files::read_bounded;
 use crate::model::history::{History, TrainerState};
 use crate::model::spec::{Architecture, ParamInfo};
+use crate::model::test_time::TestTimeAugment;
 use crate::model::weights::{NamedTensor, OptimizerState};
 use crate::{Error, Result};
 
@@ -46,6 +48,9 @@ pub struct ModelFile {
     pub class_names: Vec<String>,
     /// How images become inputs, e.g. `rgb/255`.
     pub normalisation: String,
+    /// How the model is meant to predict: the image alone or averaged with copies of it. Files
+    /// written before this setting read as [`TestTimeAugment::None`].
+    pub test_time_augment: TestTimeAugment,
     pub history: History,
     /// Every parameter and running statistic, in [`Architecture::params`] order.
     pub weights: Vec<NamedTensor>,
@@ -108,6 +113,7 @@ impl ModelFile {
             ("input".to_string(), self.architecture.input.to_string()),
             ("class_names".to_string(), json(&self.class_names)?),
             ("normalisation".to_string(), self.normalisation.clone()),
+            ("test_time_augment".to_string(), self.test_time_augment.to_string()),
             ("history".to_string(), json(&self.history)?),
         ]);
         fn store<'t>(
@@ -243,7 +249,20 @@ impl ModelFile {
             }
         };
         let normalisation = field("normalisation")?.to_string();
-        Ok(ModelFile { architecture, class_names, normalisation, history, weights, optimizer, resume })
+        let test_time_augment = match metadata.get("test_time_augment") {
+            None => TestTimeAugment::None,
+            Some(text) => text.parse().map_err(|e: Error| format!("`test_time_augment`: {e}"))?,
+        };
+        Ok(ModelFile {
+            architecture,
+            class_names,
+            normalisation,
+            test_time_augment,
+            history,
+            weights,
+            optimizer,
+            resume,
+        })
     }
 }
 

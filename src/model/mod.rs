@@ -11,6 +11,7 @@ pub mod native;
 mod plan;
 pub mod reference;
 pub mod spec;
+pub mod test_time;
 mod walk;
 pub mod weights;
 

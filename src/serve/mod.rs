@@ -48,6 +48,7 @@ use crate::data::image::{DecodeError, DecodeLimits, InputFormat, decode_and_resi
 use crate::files::human_bytes;
 use crate::model::backend::Backend;
 use crate::model::explain::{ExplainMethod, HEAT_ALPHA, overlay_heatmap};
+use crate::model::test_time::TestTimeAugment;
 use crate::workflow::session::ModelSession;
 use crate::{Error, Result};
 use batcher::{BatchOptions, BatcherHandle, SubmitError};
@@ -78,6 +79,8 @@ pub struct ServeOptions {
     pub body_timeout: Duration,
     /// Stop on Ctrl-C (SIGINT) and SIGTERM.
     pub stop_on_signals: bool,
+    /// Predict with this test-time augmentation instead of the model file's.
+    pub test_time_augment: Option<TestTimeAugment>,
 }
 
 impl Default for ServeOptions {
@@ -91,6 +94,7 @@ impl Default for ServeOptions {
             decode_queue: 64,
             body_timeout: Duration::from_secs(30),
             stop_on_signals: false,
+            test_time_augment: None,
         }
     }
 }
@@ -138,8 +142,11 @@ impl Server {
         if options.batch.max_batch == 0 {
             return Err(Error::Invalid("batching: max batch must be at least 1".into()));
         }
-        let session =
+        let mut session =
             ModelSession::open(model_path, &backend, &batcher::batch_sizes(options.batch.max_batch), options.limits)?;
+        if let Some(test_time) = options.test_time_augment {
+            session.set_test_time_augment(test_time);
+        }
         let (file, format) = (session.file(), session.format());
         let name = model_name(model_path);
         let model_info = json!({
@@ -153,6 +160,7 @@ impl Server {
             },
             "architecture": file.architecture.to_string(),
             "outputs": file.architecture.outputs(),
+            "test_time_augment": session.test_time_augment().to_string(),
             "grad_cam": session.method_for(ExplainMethod::GradCam).method == ExplainMethod::GradCam,
             "adapter": backend.describe(),
             "max_batch": options.batch.max_batch,

@@ -5,6 +5,7 @@ use crate::Result;
 use crate::data::augment::Augment;
 use crate::data::split::SplitRatios;
 use crate::model::spec::Architecture;
+use crate::model::test_time::TestTimeAugment;
 
 /// A built-in model ([`crate::model::spec::PRESETS`]), its batch sizes and its training settings.
 #[derive(Clone, Debug)]
@@ -30,6 +31,8 @@ pub struct PresetTraining {
     pub lr_patience: usize,
     /// Weigh each class's loss by the inverse of its share.
     pub balance_classes: bool,
+    /// What the model file tells `eval`, `predict` and `serve` to predict with.
+    pub test_time_augment: TestTimeAugment,
 }
 
 impl PresetTraining {
@@ -42,6 +45,7 @@ impl PresetTraining {
         patience: 5,
         lr_patience: 3,
         balance_classes: false,
+        test_time_augment: TestTimeAugment::None,
     };
 }
 
@@ -64,6 +68,7 @@ impl Preset {
                     patience: 10,
                     lr_patience: 5,
                     balance_classes: true,
+                    test_time_augment: TestTimeAugment::None,
                 },
             },
             _ => Preset {

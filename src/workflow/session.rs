@@ -16,6 +16,7 @@ use crate::data::image::{
 use crate::model::backend::{Backend, Predictor};
 use crate::model::explain::{Explain, ExplainMethod, grad_cam_layer};
 use crate::model::file::ModelFile;
+use crate::model::test_time::TestTimeAugment;
 use crate::report::Prediction;
 use crate::workflow::evaluate::{Evaluation, evaluate};
 use crate::workflow::explanation::ExplainedImage;
@@ -56,6 +57,8 @@ pub struct ModelSession {
     format: InputFormat,
     /// Ascending batch sizes: a call runs through the smallest that holds it.
     predictors: Vec<Predictor>,
+    /// What every predictor averages over.
+    test_time: TestTimeAugment,
     /// What one image may cost to decode (and, for the caller, to read).
     limits: DecodeLimits,
     backend: Backend,
@@ -78,10 +81,35 @@ impl ModelSession {
         }
         let predictors = sizes
             .iter()
-            .map(|&batch| Predictor::new(backend, &file.architecture, &file.weights, batch))
+            .map(|&batch| {
+                let predictor = Predictor::new(backend, &file.architecture, &file.weights, batch)?;
+                Ok(predictor.with_test_time_augment(file.test_time_augment))
+            })
             .collect::<Result<_>>()?;
         let has_convolution = grad_cam_layer(&file.architecture.layers_info()?).is_some();
-        Ok(Self { file, format, predictors, limits, backend: backend.clone(), explainer: None, has_convolution })
+        let test_time = file.test_time_augment;
+        Ok(Self {
+            file,
+            format,
+            predictors,
+            test_time,
+            limits,
+            backend: backend.clone(),
+            explainer: None,
+            has_convolution,
+        })
+    }
+
+    /// Predicts (and evaluates, and explains the predictions) with `test_time` instead of the
+    /// model file's setting.
+    pub fn set_test_time_augment(&mut self, test_time: TestTimeAugment) {
+        self.test_time = test_time;
+        self.predictors.iter_mut().for_each(|p| p.set_test_time_augment(test_time));
+    }
+
+    /// The test-time augmentation predictions use: the model file's, unless set.
+    pub fn test_time_augment(&self) -> TestTimeAugment {
+        self.test_time
     }
 
     pub fn file(&self) -> &ModelFile {
@@ -160,9 +188,12 @@ impl ModelSession {
                 self.file.class_names.len()
             )));
         }
+        // The predictions as `predict` makes them (with test-time augmentation), so that an
+        // explanation answers with the label and confidence a prediction would.
+        let predictions = self.predict(images)?;
         let classes: Vec<u32> = match class {
             Some(class) => vec![class as u32; n],
-            None => self.predict(images)?.iter().map(|p| p.index as u32).collect(),
+            None => predictions.iter().map(|p| p.index as u32).collect(),
         };
         if self.explainer.is_none() {
             let largest = self.predictors.last().expect("at least one predictor").batch_size();
@@ -171,20 +202,21 @@ impl ModelSession {
         }
         let choice = self.method_for(asked);
         let explainer = self.explainer.as_mut().expect("built above");
-        explainer
+        Ok(explainer
             .explain(images, &classes)?
             .into_iter()
-            .map(|e| {
+            .zip(predictions)
+            .map(|(e, prediction)| {
                 let class = e.class as usize;
-                Ok(Explained {
-                    prediction: Prediction::from_row(&e.probabilities, &self.file.class_names)?,
+                Explained {
+                    probability: prediction.probabilities[class].1,
+                    prediction,
                     class,
-                    probability: e.probabilities[class],
                     heat: e.heat(choice.method).expect("saliency always, Grad-CAM only with a convolution"),
                     choice: choice.clone(),
-                })
+                }
             })
-            .collect()
+            .collect())
     }
 
     /// Decodes images given as file bytes and explains each one's prediction (as

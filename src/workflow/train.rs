@@ -20,6 +20,7 @@ use crate::model::TrainOptions;
 use crate::model::backend::{Backend, Predictor};
 use crate::model::file::{ModelFile, ResumeState};
 use crate::model::spec::Architecture;
+use crate::model::test_time::TestTimeAugment;
 use crate::report::plots;
 use crate::train::callbacks::{EarlyStopping, Monitor, ReduceLrOnPlateau};
 use crate::train::fit::{BatchTiming, FitConfig, FitControl, FitOutcome, Snapshot, StopReason, TrainEvent, fit_from};
@@ -61,6 +62,10 @@ pub struct TrainSettings {
     pub augment: Augment,
     /// Weigh each class's loss by the inverse of its share of the training split.
     pub balance_classes: bool,
+    /// What the model file tells `eval`, `predict` and `serve` to predict with, and what the test
+    /// evaluations after training use. Checkpoints from before it read as none.
+    #[serde(default)]
+    pub test_time_augment: TestTimeAugment,
     /// The run folder: checkpoint.safetensors, model.safetensors, history.csv, training.png,
     /// classes.png, and the test evaluation (evaluation.txt, evaluation.json, confusion.png).
     /// Not stored: a run resumes in the folder it is found in.
@@ -103,11 +108,18 @@ impl TrainSettings {
         compare("--min-lr", self.min_lr.to_string(), other.min_lr.to_string());
         compare("--augment", format!("{:?}", self.augment), format!("{:?}", other.augment));
         compare("--balance-classes", self.balance_classes.to_string(), other.balance_classes.to_string());
+        compare("--tta", self.test_time_augment.to_string(), other.test_time_augment.to_string());
         compare("--max-image-side", self.limits.max_side.to_string(), other.limits.max_side.to_string());
         compare("--max-image-mb", self.limits.max_pixel_bytes.to_string(), other.limits.max_pixel_bytes.to_string());
         compare("--max-file-mb", self.limits.max_file_bytes.to_string(), other.limits.max_file_bytes.to_string());
         compare("--init", path(&self.init), path(&other.init));
         found
+    }
+
+    /// How the run's images reach its model's input.
+    pub fn input_format(&self) -> InputFormat {
+        let input = self.architecture.input;
+        InputFormat { channels: input.channels, size: (input.height as u32, input.width as u32), fit: self.fit }
     }
 
     /// These settings with every path made absolute, as a checkpoint stores them (a resume may
@@ -329,21 +341,21 @@ pub fn train_from(
             reason: "the test folder does not exist or is not a folder".into(),
         });
     }
-    let input = settings.architecture.input;
-    let format =
-        InputFormat { channels: input.channels, size: (input.height as u32, input.width as u32), fit: settings.fit };
+    let format = settings.input_format();
     let options = LoadOptions { limits: settings.limits, ..LoadOptions::default() };
     let dataset = load_folder(&settings.data_dir, &format, &options, false, observe)?;
     let classes = dataset.class_names.len();
     let architecture = settings.architecture.clone().with_classes(classes)?;
-    let class_sizes: Vec<(String, usize)> = dataset
-        .class_names
-        .iter()
-        .enumerate()
-        .map(|(c, name)| (name.clone(), dataset.labels.iter().filter(|&&l| l as usize == c).count()))
-        .collect();
+    let class_sizes = class_sizes(&dataset);
     if let Some(checkpoint) = &checkpoint {
-        check_same_data(checkpoint, &settings.data_dir, &class_sizes, &architecture)?;
+        check_same_data(checkpoint, &settings.data_dir, &class_sizes)?;
+        if architecture != checkpoint.file.architecture {
+            return Err(Error::Invalid(format!(
+                "checkpoint {}: it holds architecture {}, its settings give {architecture}",
+                checkpoint.path.display(),
+                checkpoint.file.architecture
+            )));
+        }
     }
     let init = match (&checkpoint, &settings.init) {
         (None, Some(path)) => Some(init_model(path, &architecture)?),
@@ -433,6 +445,7 @@ pub fn train_from(
             architecture: architecture.clone(),
             class_names: dataset.class_names.clone(),
             normalisation: normalisation.clone(),
+            test_time_augment: settings.test_time_augment,
             history: snapshot.history.clone(),
             weights: snapshot.model.weights()?,
             optimizer: Some(snapshot.model.optimizer_state()?),
@@ -459,6 +472,7 @@ pub fn train_from(
         architecture: architecture.clone(),
         class_names: dataset.class_names.clone(),
         normalisation,
+        test_time_augment: settings.test_time_augment,
         history: outcome.history.clone(),
         weights: model.weights()?,
         optimizer: None,
@@ -477,7 +491,7 @@ pub fn train_from(
         )));
     }
 
-    let mut predictor = Predictor::from_model(model, &architecture);
+    let mut predictor = Predictor::from_model(model, &architecture).with_test_time_augment(settings.test_time_augment);
     let test = if split.test.is_empty() {
         None
     } else {
@@ -528,14 +542,16 @@ fn check_fresh_run_folder(settings: &TrainSettings) -> Result<()> {
     Ok(())
 }
 
-/// A resumed run must find the data its checkpoint was trained on: the same classes with as many
-/// images each, and the architecture the checkpoint holds.
-fn check_same_data(
-    checkpoint: &Checkpoint,
-    data_dir: &Path,
-    class_sizes: &[(String, usize)],
-    architecture: &Architecture,
-) -> Result<()> {
+/// Images per class of `dataset`, by name, as a checkpoint records them.
+fn class_sizes(dataset: &Dataset) -> Vec<(String, usize)> {
+    let mut counts = vec![0; dataset.class_names.len()];
+    dataset.labels.iter().for_each(|&l| counts[l as usize] += 1);
+    dataset.class_names.iter().cloned().zip(counts).collect()
+}
+
+/// A resumed run, or a look back at a run's split, must find the data its checkpoint was trained
+/// on: the same classes with as many images each.
+fn check_same_data(checkpoint: &Checkpoint, data_dir: &Path, class_sizes: &[(String, usize)]) -> Result<()> {
     let describe =
         |sizes: &[(String, usize)]| sizes.iter().map(|(name, n)| format!("{name} {n}")).collect::<Vec<_>>().join(", ");
     if class_sizes != checkpoint.record.classes {
@@ -549,14 +565,42 @@ fn check_same_data(
             ),
         });
     }
-    if *architecture != checkpoint.file.architecture {
+    Ok(())
+}
+
+/// One part of the split a run trained on, found again from its checkpoint.
+pub struct RunSplit {
+    /// The run's data folder, loaded as the run loaded it.
+    pub dataset: Dataset,
+    pub report: LoadReport,
+    /// The images of the part asked for.
+    pub indices: Vec<usize>,
+}
+
+/// The images of `part` (train, validation or test) of the split the run in `run_dir` trained on:
+/// its data folder loaded at the run's input, cut by the run's ratios and seed, so that settings
+/// can be compared on the validation images the run kept out. Errors when the folder holds no
+/// checkpoint or no longer holds the images per class the run began on.
+pub fn run_split(run_dir: &Path, part: &str) -> Result<RunSplit> {
+    if !run_dir.join(CHECKPOINT_FILE).exists() {
         return Err(Error::Invalid(format!(
-            "checkpoint {}: it holds architecture {}, its settings give {architecture}",
-            checkpoint.path.display(),
-            checkpoint.file.architecture
+            "{}: no {CHECKPOINT_FILE}: a split is found again from the checkpoint of the run that trained the model",
+            run_dir.display()
         )));
     }
-    Ok(())
+    let checkpoint = Checkpoint::load(run_dir)?;
+    let settings = checkpoint.settings();
+    let options = LoadOptions { limits: settings.limits, ..LoadOptions::default() };
+    let (dataset, report) = ImageFolder::load(&settings.data_dir, &settings.input_format(), &options)?;
+    check_same_data(&checkpoint, &settings.data_dir, &class_sizes(&dataset))?;
+    let split = stratified_split(&dataset.labels, settings.split, settings.seed)?;
+    let indices = split
+        .parts()
+        .into_iter()
+        .find(|(name, _)| *name == part)
+        .map(|(_, indices)| indices.to_vec())
+        .ok_or_else(|| Error::Invalid(format!("unknown split {part:?}: expected train, validation or test")))?;
+    Ok(RunSplit { dataset, report, indices })
 }
 
 /// The model file `--init` names, which must be of `architecture` (its layers and its input).

@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
+use image::imageops::FilterType;
 use serde_json::Value;
 use wgcnn::data::synth::{Emotion, face};
 use wgcnn::model::file::ModelFile;
@@ -221,6 +222,29 @@ fn synth_train_eval_predict_explain() {
     assert!(run.stdout.contains("accuracy") && run.stdout.contains("confusion matrix"), "{}", run.stdout);
     decodes_as_png(&dir.join("evaluated/confusion-data.png"));
 
+    // eval --split: the run's own split, found again from its checkpoint: the test split gives
+    // the confusion matrix training wrote, the validation split has its 16 images (20% of 80).
+    let written = json(&std::fs::read_to_string(run_dir.join("evaluation.json")).unwrap());
+    let run = ok(dir, &["eval", "run/model.safetensors", "--split", "test", "--json"]);
+    assert_eq!(json(&run.stdout)["confusion"], written["confusion"]);
+    let run = ok(dir, &["eval", "run/model.safetensors", "--split", "validation", "--json"]);
+    assert_eq!(check_report(&json(&run.stdout), &classes), 16);
+    let run = ok(dir, &["eval", "run/model.safetensors", "data", "--tta", "mirror"]);
+    assert!(run.stdout.contains("test-time augmentation: mirror"), "{}", run.stdout);
+
+    // --tta mirror: each probability is the mean of the image's and its mirror's (at the model's
+    // input size, so that no resize stands between them).
+    let face = image::open(dir.join("data/happy/happy_00.png")).unwrap().resize_exact(32, 32, FilterType::Triangle);
+    face.save(dir.join("face.png")).unwrap();
+    face.fliph().save(dir.join("mirrored.png")).unwrap();
+    let happy = |args: &[&str]| {
+        let run = ok(dir, &[&["predict", "run/model.safetensors", "--json"][..], args].concat());
+        json(&run.stdout)[0]["prediction"]["probabilities"]["happy"].as_f64().unwrap()
+    };
+    let (own, mirrored, averaged) =
+        (happy(&["face.png"]), happy(&["mirrored.png"]), happy(&["face.png", "--tta", "mirror"]));
+    assert!((averaged - (own + mirrored) / 2.0).abs() < 1e-5, "{averaged} is not the mean of {own} and {mirrored}");
+
     // predict: one entry per image, in order; the grid.
     let images = ["data/happy/happy_00.png", "data/sad/sad_00.png", "data/sad/sad_01.png"];
     let run =
@@ -342,6 +366,7 @@ fn model_and_image(dir: &Path, spec: &str, name: &str) {
         architecture,
         class_names: vec!["happy".into(), "sad".into()],
         normalisation: "rgb/255 stretch".into(),
+        test_time_augment: Default::default(),
         history: History::default(),
         optimizer: None,
         resume: None,

@@ -128,6 +128,7 @@ fn grad_cam_points_at_the_mouth() {
         architecture: architecture.clone(),
         class_names: vec!["happy".into(), "sad".into()],
         normalisation: "rgb/255 stretch".into(),
+        test_time_augment: Default::default(),
         history: outcome.history.clone(),
         weights: model.weights().unwrap(),
         optimizer: None,

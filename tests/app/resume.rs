@@ -386,6 +386,7 @@ fn init_starts_from_a_models_weights_and_refuses_another_architecture_or_input()
             min_lr: 1e-6,
             augment: Augment::default(),
             balance_classes: false,
+            test_time_augment: Default::default(),
             out_dir: dir.join(out),
             overwrite: false,
             limits: DecodeLimits::default(),

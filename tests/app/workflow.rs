@@ -52,6 +52,7 @@ fn train_tells_its_observer_each_step_in_order_and_returns_the_run() {
         min_lr: 1e-6,
         augment: Augment::default(),
         balance_classes: false,
+        test_time_augment: Default::default(),
         out_dir: tmp.path().join("run"),
         overwrite: false,
         limits: DecodeLimits::default(),

@@ -91,6 +91,7 @@ fn save_model(path: &Path, spec: &str, classes: &[&str]) -> ModelFile {
         architecture,
         class_names: classes.iter().map(|c| c.to_string()).collect(),
         normalisation: "rgb/255 stretch".into(),
+        test_time_augment: Default::default(),
         history: History::default(),
         optimizer: None,
         resume: None,

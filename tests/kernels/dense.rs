@@ -3,13 +3,13 @@
 
 use crate::common::*;
 use wgcnn::gpu::ops::dense::{self, Matmul, MatmulVariant, Operand};
-use wgcnn::gpu::{AdapterProfile, Gpu};
+use wgcnn::gpu::{Gpu, KernelVariant};
 use wgcnn::reference;
 use wgcnn::shape::DenseShape;
 
 /// Both kernel variants run on any adapter, so the tiled one is tested on lavapipe too.
 fn variants() -> [MatmulVariant; 2] {
-    [MatmulVariant::for_profile(AdapterProfile::Software), MatmulVariant::for_profile(AdapterProfile::Hardware)]
+    [MatmulVariant::for_kernels(KernelVariant::Software), MatmulVariant::for_kernels(KernelVariant::Tiled)]
 }
 
 fn dense_shape(batch: usize, inputs: usize, outputs: usize) -> DenseShape {

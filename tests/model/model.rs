@@ -7,6 +7,7 @@ use wgcnn::model::gpu::GpuModel;
 use wgcnn::model::native::NativeModel;
 use wgcnn::model::reference::ReferenceModel;
 use wgcnn::model::spec::{Architecture, InputShape};
+use wgcnn::model::test_time::TestTimeAugment;
 use wgcnn::model::{NamedTensor, TrainOptions, Trainable};
 
 /// A small model with every layer kind: conv (same and valid), batch norm, pool, flatten, dense,
@@ -113,6 +114,7 @@ fn a_saved_and_reloaded_model_predicts_the_same_numbers() {
         architecture: arch.clone(),
         class_names: vec!["angry".into(), "happy".into(), "sad".into()],
         normalisation: "rgb/255".into(),
+        test_time_augment: Default::default(),
         history: Default::default(),
         weights: model.weights().unwrap(),
         optimizer: None,
@@ -148,6 +150,33 @@ fn predictor_pads_the_last_batch_and_matches_one_full_batch() {
     }
     // A length that is not whole images is an error, not a panic.
     assert!(by_two.predict(&images[1..]).is_err());
+}
+
+/// Mirror test-time augmentation: each image's probabilities are the mean of its own and its
+/// left-right mirror's (mirrored here by hand), for any count of images.
+#[test]
+fn a_mirroring_predictor_averages_each_image_with_its_mirror() {
+    let arch = small_architecture(3);
+    let weights = arch.initial_weights(6).unwrap();
+    let (images, _) = batch(10, 5, arch.input.elements(), 3);
+    let width = arch.input.width;
+    let mirrored: Vec<f32> = images.chunks(width).flat_map(|row| row.iter().rev().copied()).collect();
+    assert_ne!(images, mirrored);
+    let mut plain = Predictor::new(&Backend::Reference, &arch, &weights, 2).unwrap();
+    let (own, of_mirror) = (plain.predict(&images).unwrap(), plain.predict(&mirrored).unwrap());
+    let mut mirroring = Predictor::new(&Backend::Reference, &arch, &weights, 2)
+        .unwrap()
+        .with_test_time_augment(TestTimeAugment::Mirror);
+    let averaged = mirroring.predict(&images).unwrap();
+    assert_eq!(averaged.len(), 5);
+    for (i, ((got, a), b)) in averaged.iter().zip(&own).zip(&of_mirror).enumerate() {
+        let want: Vec<f32> = a.iter().zip(b).map(|(a, b)| (a + b) / 2.0).collect();
+        assert_close(&format!("image {i}"), got, &want, 1e-7, 1e-6);
+        assert!((got.iter().sum::<f32>() - 1.0).abs() < 1e-5, "row {i} still sums to 1: {got:?}");
+    }
+    // Turned off again, it predicts the images alone.
+    mirroring.set_test_time_augment(TestTimeAugment::None);
+    assert_eq!(mirroring.predict(&images).unwrap(), own);
 }
 
 /// A short last batch (its real rows, then padding labelled PADDING_LABEL) trains as a batch of

@@ -12,6 +12,7 @@ use wgcnn::model::file::{ModelFile, ResumeState};
 use wgcnn::model::history::{EarlyStoppingProgress, EpochProgress, PlateauState, TrainerState};
 use wgcnn::model::history::{EpochRecord, History};
 use wgcnn::model::spec::{Architecture, InputShape};
+use wgcnn::model::test_time::TestTimeAugment;
 
 /// A fresh empty folder under the system's temp dir, removed when dropped.
 struct TempDir(PathBuf);
@@ -87,6 +88,7 @@ fn sample_model(with_optimizer: bool) -> ModelFile {
         architecture,
         class_names: vec!["angry".into(), "happy".into(), "sad ☹".into()],
         normalisation: "rgb/255".into(),
+        test_time_augment: Default::default(),
         history,
         weights,
         optimizer,
@@ -161,6 +163,7 @@ fn save_then_load_keeps_every_bit() {
         assert_eq!(loaded.architecture, model.architecture);
         assert_eq!(loaded.class_names, model.class_names);
         assert_eq!(loaded.normalisation, model.normalisation);
+        assert_eq!(loaded.test_time_augment, model.test_time_augment);
         assert_eq!(loaded.history, model.history);
         assert_same_tensors("weights", &loaded.weights, &model.weights);
         match (&loaded.optimizer, &model.optimizer) {
@@ -371,6 +374,24 @@ fn a_newer_format_version_is_refused() {
         metadata.insert("format_version".into(), "2".into());
     });
     assert_mentions(&error, &["format version \"2\"", "not supported"]);
+}
+
+/// The test-time augmentation a model predicts with is kept; a file from before the setting reads
+/// as none; an unknown one is named.
+#[test]
+fn the_test_time_augmentation_is_kept_and_older_files_have_none() {
+    let dir = TempDir::new("test-time");
+    let path = dir.0.join("mirror.safetensors");
+    ModelFile { test_time_augment: TestTimeAugment::Mirror, ..sample_model(false) }.save(&path).unwrap();
+    assert_eq!(ModelFile::load(&path).unwrap().test_time_augment, TestTimeAugment::Mirror);
+    rewrite(&path, |metadata, _| {
+        metadata.remove("test_time_augment");
+    });
+    assert_eq!(ModelFile::load(&path).unwrap().test_time_augment, TestTimeAugment::None);
+    let message = load_error_after(&dir, |metadata, _| {
+        metadata.insert("test_time_augment".into(), "rotate".into());
+    });
+    assert_mentions(&message, &["`test_time_augment`", "\"rotate\"", "none or mirror"]);
 }
 
 #[test]

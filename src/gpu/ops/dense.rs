@@ -5,7 +5,7 @@
 
 use super::elementwise_grid;
 use crate::gpu::kernel::{Access::*, KernelSpec, MAX_WORKGROUPS_PER_DIM, Shader};
-use crate::gpu::{AdapterProfile, Dispatch, Gpu, GpuTensor};
+use crate::gpu::{Dispatch, Gpu, GpuTensor, KernelVariant};
 use crate::shape::DenseShape;
 use crate::{Error, Result, shader};
 
@@ -209,26 +209,25 @@ pub enum MatmulVariant {
 }
 
 impl MatmulVariant {
-    /// The variant for an adapter.
+    /// The matmul of a kernel variant.
     ///
-    /// Software adapters (lavapipe): an invocation is one SIMD lane and a workgroup runs on one
+    /// Software kernels (lavapipe): an invocation is one SIMD lane and a workgroup runs on one
     /// CPU thread, so register tiles spill and workgroup memory buys nothing; the broadcast kernel
     /// with 64 columns x 8 rows did best on a 1024^3 product (about 1.6 GFLOP/s per core; 4 rows
     /// 1.25, the tiled kernel 1.0; 32 or 128 columns within noise of 64).
-    /// Hardware GPUs: the classic shared-memory tiling, 16 x 16 invocations computing a 64 x 64
-    /// block, so each operand element loaded from memory serves 64 multiply-adds. (Untested for
-    /// speed: no hardware GPU was at hand; the tests run it on lavapipe for correctness.)
-    pub fn for_profile(profile: AdapterProfile) -> Self {
-        match profile {
-            AdapterProfile::Software => MatmulVariant::Broadcast { wg: 64, rows: 8 },
-            AdapterProfile::Hardware => MatmulVariant::Tiled { tile: 16 },
+    /// Tiled kernels (GPUs): the classic shared-memory tiling, 16 x 16 invocations computing a
+    /// 64 x 64 block, so each operand element loaded from memory serves 64 multiply-adds.
+    pub fn for_kernels(kernels: KernelVariant) -> Self {
+        match kernels {
+            KernelVariant::Software => MatmulVariant::Broadcast { wg: 64, rows: 8 },
+            KernelVariant::Tiled => MatmulVariant::Tiled { tile: 16 },
         }
     }
 }
 
-/// `c = a @ b (+ bias) (then ReLU)` with the variant that suits `gpu`'s adapter.
+/// `c = a @ b (+ bias) (then ReLU)` with the variant of `gpu`'s kernels.
 pub fn matmul(gpu: &Gpu, product: &Matmul) -> Result<Dispatch> {
-    matmul_with(gpu, product, MatmulVariant::for_profile(gpu.profile))
+    matmul_with(gpu, product, MatmulVariant::for_kernels(gpu.kernels))
 }
 
 /// `c = a @ b (+ bias) (then ReLU)` with an explicit variant (tests and tuning run every variant
