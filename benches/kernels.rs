@@ -5,13 +5,15 @@
 //! same shapes, into buffers allocated before timing.
 //! Besides criterion's own report, each prints one line: GFLOP/s (or GB/s) and the backend.
 //!
+//! The convolutions and the dense layers' products are timed in both kernel variants (named
+//! `<pass>/<layer>/software` and `.../tiled`), unless `WGCNN_KERNELS` forces one.
 //! `cargo bench --bench kernels -- conv2d_forward/B` runs a subset (criterion's filter).
 
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use wgcnn::gpu::ops::{activation, adam, batch_norm, conv2d, dense, dropout, loss, max_pool2d};
-use wgcnn::gpu::{DeviceChoice, Dispatch, Gpu, GpuTensor};
+use wgcnn::gpu::{DeviceChoice, Dispatch, Gpu, GpuTensor, KernelChoice, KernelVariant};
 use wgcnn::shape::DropoutConfig;
 use wgcnn::shape::{AdamConfig, BatchNormConfig, BatchNormShape, Conv2dShape, DenseShape, Padding, Pool2dShape};
 
@@ -40,7 +42,8 @@ fn time_pass(c: &mut Criterion, gpu: &Gpu, pass: &Pass) {
     }
     let refs: Vec<&Dispatch> = pass.dispatches.iter().collect();
     gpu.run(&refs).expect("warm-up run"); // first run compiles lazily on some drivers
-    time(c, &pass.name, &pass.work, &gpu.describe(), &mut || gpu.run(&refs).expect("kernel run"));
+    let backend = format!("{}, {} kernels", gpu.describe(), gpu.kernels);
+    time(c, &pass.name, &pass.work, &backend, &mut || gpu.run(&refs).expect("kernel run"));
 }
 
 fn time_native_pass(c: &mut Criterion, pass: &mut NativePass) {
@@ -206,7 +209,8 @@ fn conv_layers() -> Vec<(String, Conv2dShape)> {
 fn conv_passes(gpu: &Gpu) -> Vec<Pass> {
     let mut passes = Vec::new();
     for (layer, s) in conv_layers() {
-        let wanted = |pass: &str| c_filter_matches(&format!("conv2d_{pass}/{layer}"));
+        let kernels = gpu.kernels;
+        let wanted = |pass: &str| c_filter_matches(&format!("conv2d_{pass}/{layer}/{kernels}"));
         if !["forward", "backward_input", "backward_weight"].iter().any(|p| wanted(p)) {
             continue;
         }
@@ -216,7 +220,7 @@ fn conv_passes(gpu: &Gpu) -> Vec<Pass> {
         let y = tensor(gpu, "y", &s.output_dims());
         let flops = s.forward_flops();
         passes.push(Pass {
-            name: format!("conv2d_forward/{layer}"),
+            name: format!("conv2d_forward/{layer}/{}", gpu.kernels),
             dispatches: conv2d::conv2d_forward(gpu, &s, &x, &w, &b, &y, true).unwrap(),
             work: Work::Flops(flops),
         });
@@ -224,7 +228,7 @@ fn conv_passes(gpu: &Gpu) -> Vec<Pass> {
         if s.in_channels > 3 {
             let dx = tensor(gpu, "dx", &s.input_dims());
             passes.push(Pass {
-                name: format!("conv2d_backward_input/{layer}"),
+                name: format!("conv2d_backward_input/{layer}/{}", gpu.kernels),
                 dispatches: conv2d::conv2d_backward_input(gpu, &s, &y, &w, &dx).unwrap(),
                 work: Work::Flops(flops),
             });
@@ -232,7 +236,7 @@ fn conv_passes(gpu: &Gpu) -> Vec<Pass> {
         let dw = tensor(gpu, "dw", &s.weight_dims());
         let db = tensor(gpu, "db", &[s.out_channels]);
         passes.push(Pass {
-            name: format!("conv2d_backward_weight/{layer}"),
+            name: format!("conv2d_backward_weight/{layer}/{}", gpu.kernels),
             dispatches: conv2d::conv2d_backward_weight(gpu, &s, &x, &y, &dw, &db).unwrap(),
             work: Work::Flops(flops),
         });
@@ -312,7 +316,7 @@ fn dense_passes(gpu: &Gpu) -> Vec<Pass> {
     for (layer, s) in dense_layers() {
         if !["forward", "backward_input", "backward_weight", "backward_bias"]
             .iter()
-            .any(|p| c_filter_matches(&format!("dense_{p}/{layer}")))
+            .any(|p| c_filter_matches(&format!("dense_{p}/{layer}/{}", gpu.kernels)))
         {
             continue;
         }
@@ -322,23 +326,23 @@ fn dense_passes(gpu: &Gpu) -> Vec<Pass> {
         let y = tensor(gpu, "y", &[s.batch, s.outputs]);
         let flops = Work::Flops(s.forward_flops());
         passes.push(Pass {
-            name: format!("dense_forward/{layer}"),
+            name: format!("dense_forward/{layer}/{}", gpu.kernels),
             dispatches: vec![dense::dense_forward(gpu, &s, &x, &w, &b, &y, true).unwrap()],
             work: flops,
         });
         passes.push(Pass {
-            name: format!("dense_backward_input/{layer}"),
+            name: format!("dense_backward_input/{layer}/{}", gpu.kernels),
             dispatches: vec![dense::dense_backward_input(gpu, &s, &y, &w, &x).unwrap()],
             work: Work::Flops(s.forward_flops()),
         });
         let dw = tensor(gpu, "dw", &[s.inputs, s.outputs]);
         passes.push(Pass {
-            name: format!("dense_backward_weight/{layer}"),
+            name: format!("dense_backward_weight/{layer}/{}", gpu.kernels),
             dispatches: vec![dense::dense_backward_weight(gpu, &s, &x, &y, &dw).unwrap()],
             work: Work::Flops(s.forward_flops()),
         });
         passes.push(Pass {
-            name: format!("dense_backward_bias/{layer}"),
+            name: format!("dense_backward_bias/{layer}/{}", gpu.kernels),
             dispatches: vec![dense::dense_backward_bias(gpu, &s, &y, &b).unwrap()],
             work: bytes(s.batch * s.outputs + s.outputs),
         });
@@ -449,9 +453,26 @@ fn other_passes(gpu: &Gpu) -> Vec<Pass> {
 
 fn kernels(c: &mut Criterion) {
     let choice = DeviceChoice::resolve(None).expect("WGCNN_DEVICE");
-    let gpu = Gpu::new(&choice).unwrap_or_else(|e| panic!("the kernel benchmarks need an adapter: {e}"));
-    println!("adapter: {}", gpu.describe());
-    for family in [conv_passes, pool_passes, dense_passes, other_passes] {
+    // The convolutions and matrix products in each kernel variant (only the one WGCNN_KERNELS
+    // forces, if it does); the other kernels have one variant.
+    let variants = match KernelChoice::from_env().expect("WGCNN_KERNELS") {
+        KernelChoice::Forced(variant) => vec![variant],
+        KernelChoice::Auto => vec![KernelVariant::Software, KernelVariant::Tiled],
+    };
+    let open = |kernels| {
+        Gpu::with_kernels(&choice, kernels).unwrap_or_else(|e| panic!("the kernel benchmarks need an adapter: {e}"))
+    };
+    for variant in variants {
+        let gpu = open(KernelChoice::Forced(variant));
+        println!("adapter: {}, {} kernels", gpu.describe(), gpu.kernels);
+        for family in [conv_passes, dense_passes] {
+            for pass in family(&gpu) {
+                time_pass(c, &gpu, &pass);
+            }
+        }
+    }
+    let gpu = open(KernelChoice::Auto);
+    for family in [pool_passes, other_passes] {
         for pass in family(&gpu) {
             time_pass(c, &gpu, &pass);
         }

@@ -5,7 +5,7 @@
 use std::sync::{Arc, OnceLock};
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use wgcnn::gpu::{DeviceChoice, Gpu, GpuTensor};
+use wgcnn::gpu::{DeviceChoice, Gpu, GpuTensor, KernelChoice, KernelVariant};
 
 /// The adapter the tests run on: `WGCNN_DEVICE` if set, else the best one found. A machine with no
 /// adapter fails the tests (CI must not pass without exercising the kernels).
@@ -16,6 +16,22 @@ pub fn gpu() -> Arc<Gpu> {
         let gpu = Gpu::new(&choice).unwrap_or_else(|e| panic!("the GPU tests need an adapter: {e}"));
         eprintln!("testing on {}", gpu.describe());
         gpu
+    })
+    .clone()
+}
+
+/// The adapter under test once per kernel variant, software then tiled: both run on any adapter,
+/// so the tiled kernels meant for GPUs are held to the reference on lavapipe too.
+pub fn gpus() -> Vec<Arc<Gpu>> {
+    static GPUS: OnceLock<Vec<Arc<Gpu>>> = OnceLock::new();
+    GPUS.get_or_init(|| {
+        let choice = DeviceChoice::resolve(None).expect("WGCNN_DEVICE");
+        [KernelVariant::Software, KernelVariant::Tiled]
+            .map(|variant| {
+                Gpu::with_kernels(&choice, KernelChoice::Forced(variant))
+                    .unwrap_or_else(|e| panic!("the GPU tests need an adapter: {e}"))
+            })
+            .to_vec()
     })
     .clone()
 }

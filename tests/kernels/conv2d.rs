@@ -1,7 +1,11 @@
-//! Conv2d: every pass on the GPU against the CPU reference on ragged shapes, gradient checks of
-//! the reference against finite differences, and determinism.
+//! Conv2d: every pass on the GPU, in both kernel variants (software and tiled), against the CPU
+//! reference on ragged shapes, gradient checks of the reference against finite differences, and
+//! determinism.
+
+use std::sync::Arc;
 
 use crate::common::*;
+use wgcnn::gpu::Gpu;
 use wgcnn::gpu::ops::conv2d;
 use wgcnn::reference;
 use wgcnn::shape::{Conv2dShape, Padding};
@@ -31,7 +35,10 @@ fn shape(
 }
 
 /// Ragged shapes: batch 1 and 3; channels 1, 3, 5; odd sizes; stride 1 and 2; both paddings;
-/// more output channels than one 8-row tile (11) and a kernel larger than 3.
+/// more output channels than one 8-row tile (11) and a kernel larger than 3. For the tiled
+/// kernels: channel counts that fill none of their 16-, 32- or 64-row tiles (20, 40), filters of
+/// a multiple of 4 values (48, 36, 72: the forward pass's vec4 loads) and of other counts (the
+/// scalar loads), output pixels of a multiple of 4 (64: the weight gradient's vec4 loads) and not.
 pub fn ragged_shapes() -> Vec<Conv2dShape> {
     use Padding::*;
     vec![
@@ -42,18 +49,20 @@ pub fn ragged_shapes() -> Vec<Conv2dShape> {
         shape(3, 1, 8, 8, 3, 5, 2, Same),
         shape(1, 5, 9, 7, 16, 1, 1, Valid),
         shape(3, 3, 10, 12, 4, 4, 3, Same),
+        shape(2, 4, 9, 11, 20, 3, 1, Same),
+        shape(2, 8, 8, 8, 40, 3, 1, Same),
     ]
 }
 
-/// Long sums of products: the GPU's fma order differs from the CPU's, so allow a few ulps of the
-/// largest terms (inputs in [-1, 1], at most 5*5*5 = 125 terms per output).
+/// Long sums of products: the GPU's fma order differs from the CPU's (and the tiled kernels add in
+/// 16-deep slices), so allow a few ulps of the largest terms (inputs in [-1, 1], at most
+/// 8*3*3 = 72 terms per output of the forward pass).
 const ATOL: f32 = 1e-5;
 const RTOL: f32 = 1e-4;
 
 #[test]
 fn forward_matches_cpu() {
-    let gpu = gpu();
-    for (i, s) in ragged_shapes().into_iter().enumerate() {
+    for (gpu, i, s) in each_variant_and_shape() {
         for relu in [false, true] {
             let x = random(10 + i as u64, s.input_dims().iter().product(), -1.0, 1.0);
             let w = random(20 + i as u64, s.weight_dims().iter().product(), -1.0, 1.0);
@@ -67,15 +76,23 @@ fn forward_matches_cpu() {
             gpu.run(&conv2d::conv2d_forward(&gpu, &s, &xg, &wg, &bg, &yg, relu).unwrap().iter().collect::<Vec<_>>())
                 .unwrap();
             let want = reference::conv2d::conv2d_forward(&s, &x, &w, &b, relu);
-            assert_close(&format!("conv2d forward {s:?} relu={relu}"), &download(&gpu, &yg), &want, ATOL, RTOL);
+            let what = format!("{} conv2d forward {s:?} relu={relu}", gpu.kernels);
+            assert_close(&what, &download(&gpu, &yg), &want, ATOL, RTOL);
         }
     }
 }
 
+/// Every (GPU context, shape index, shape): each ragged shape in each kernel variant.
+fn each_variant_and_shape() -> Vec<(Arc<Gpu>, usize, Conv2dShape)> {
+    gpus()
+        .into_iter()
+        .flat_map(|gpu| ragged_shapes().into_iter().enumerate().map(move |(i, s)| (gpu.clone(), i, s)))
+        .collect()
+}
+
 #[test]
 fn backward_matches_cpu() {
-    let gpu = gpu();
-    for (i, s) in ragged_shapes().into_iter().enumerate() {
+    for (gpu, i, s) in each_variant_and_shape() {
         let x = random(40 + i as u64, s.input_dims().iter().product(), -1.0, 1.0);
         let w = random(50 + i as u64, s.weight_dims().iter().product(), -1.0, 1.0);
         let dy = random(60 + i as u64, s.output_dims().iter().product(), -1.0, 1.0);
@@ -93,11 +110,13 @@ fn backward_matches_cpu() {
         dispatches.extend(conv2d::conv2d_backward_weight(&gpu, &s, &xg, &dyg, &dwg, &dbg).unwrap());
         gpu.run(&dispatches.iter().collect::<Vec<_>>()).unwrap();
         let (dx, dw, db) = reference::conv2d::conv2d_backward(&s, &x, &w, &dy);
-        assert_close(&format!("conv2d dx {s:?}"), &download(&gpu, &dxg), &dx, ATOL, RTOL);
-        // dw and db sum over batch * out_h * out_w (up to 3*16*17 = 816) products in another
-        // order (split chunks, then the chunks): relative error grows with the count.
-        assert_close(&format!("conv2d dw {s:?}"), &download(&gpu, &dwg), &dw, 1e-4, 1e-4);
-        assert_close(&format!("conv2d db {s:?}"), &download(&gpu, &dbg), &db, 1e-4, 1e-4);
+        let kernels = gpu.kernels;
+        // dx sums up to 40*3*3 = 360 products, dw and db over batch * out_h * out_w (up to
+        // 3*16*17 = 816) in another order (split chunks, then the chunks): relative error grows
+        // with the count.
+        assert_close(&format!("{kernels} conv2d dx {s:?}"), &download(&gpu, &dxg), &dx, 1e-4, 1e-4);
+        assert_close(&format!("{kernels} conv2d dw {s:?}"), &download(&gpu, &dwg), &dw, 1e-4, 1e-4);
+        assert_close(&format!("{kernels} conv2d db {s:?}"), &download(&gpu, &dbg), &db, 1e-4, 1e-4);
     }
 }
 
@@ -123,7 +142,12 @@ fn gradients_match_finite_differences() {
 
 #[test]
 fn every_pass_is_deterministic() {
-    let gpu = gpu();
+    for gpu in gpus() {
+        passes_are_deterministic(gpu);
+    }
+}
+
+fn passes_are_deterministic(gpu: Arc<Gpu>) {
     let s = shape(3, 5, 31, 33, 11, 3, 1, Padding::Same);
     let x = upload(&gpu, "x", &s.input_dims(), &random(70, s.input_dims().iter().product(), -1.0, 1.0));
     let w = upload(&gpu, "w", &s.weight_dims(), &random(71, s.weight_dims().iter().product(), -1.0, 1.0));
@@ -144,13 +168,18 @@ fn every_pass_is_deterministic() {
     };
     let (first, second) = (run(), run());
     for (name, (a, b)) in ["y", "dx", "dw", "db"].iter().zip(first.iter().zip(&second)) {
-        assert_bits_equal(&format!("conv2d {name}"), a, b);
+        assert_bits_equal(&format!("{} conv2d {name}", gpu.kernels), a, b);
     }
 }
 
 #[test]
 fn bad_shapes_are_errors() {
-    let gpu = gpu();
+    for gpu in gpus() {
+        bad_shapes_fail(gpu);
+    }
+}
+
+fn bad_shapes_fail(gpu: Arc<Gpu>) {
     let s = shape(1, 3, 7, 9, 4, 3, 1, Padding::Valid);
     let x = zeros(&gpu, "x", &s.input_dims());
     let w = zeros(&gpu, "w", &[4, 3, 3, 2]);

@@ -1,8 +1,10 @@
-//! Conv2d forward, input gradient, and weight + bias gradient (`shaders/conv2d.wgsl`).
+//! Conv2d forward, input gradient, and weight + bias gradient: the software kernels
+//! (`shaders/conv2d.wgsl`) or, on a device with the tiled variant, the implicit GEMMs of
+//! [`super::conv2d_mm`], whose weight-gradient partials this module sums.
 
-use super::elementwise_grid;
+use super::{ConvParams, conv2d_mm, elementwise_grid};
 use crate::gpu::kernel::{Access::*, KernelSpec, MAX_WORKGROUPS_PER_DIM, Shader};
-use crate::gpu::{AdapterProfile, Dispatch, Gpu, GpuTensor, grid};
+use crate::gpu::{AdapterProfile, Dispatch, Gpu, GpuTensor, KernelVariant, grid};
 use crate::shader;
 use crate::shape::{Conv2dShape, Padding};
 use crate::{Error, Result};
@@ -62,47 +64,6 @@ pub fn tiling(profile: AdapterProfile) -> ConvTiling {
     }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    batch: u32,
-    in_c: u32,
-    in_h: u32,
-    in_w: u32,
-    out_c: u32,
-    out_h: u32,
-    out_w: u32,
-    k_h: u32,
-    k_w: u32,
-    stride: u32,
-    pad_top: u32,
-    pad_left: u32,
-    relu: u32,
-    split_len: u32,
-    splits: u32,
-    _pad: u32,
-}
-
-impl Params {
-    fn new(s: &Conv2dShape) -> Self {
-        Params {
-            batch: s.batch as u32,
-            in_c: s.in_channels as u32,
-            in_h: s.in_h as u32,
-            in_w: s.in_w as u32,
-            out_c: s.out_channels as u32,
-            out_h: s.out_h() as u32,
-            out_w: s.out_w() as u32,
-            k_h: s.kernel_h as u32,
-            k_w: s.kernel_w as u32,
-            stride: s.stride as u32,
-            pad_top: s.pad_top() as u32,
-            pad_left: s.pad_left() as u32,
-            ..Default::default()
-        }
-    }
-}
-
 fn expect_shape(what: &str, t: &GpuTensor, dims: &[usize]) -> Result<()> {
     if t.shape() != dims {
         return Err(Error::shape(format!("conv2d {what}"), dims, t.shape()));
@@ -127,12 +88,15 @@ pub fn conv2d_forward(
     expect_shape("weight", w, &shape.weight_dims())?;
     expect_shape("bias", b, &[shape.out_channels])?;
     expect_shape("output", y, &shape.output_dims())?;
+    if gpu.kernels == KernelVariant::Tiled {
+        return Ok(vec![conv2d_mm::forward(gpu, shape, x, w, b, y, relu)?]);
+    }
     let ckk = shape.in_channels * shape.kernel_h * shape.kernel_w;
     let out_c4 = shape.out_channels.div_ceil(4);
     let packed = GpuTensor::zeros(gpu, "conv2d packed weights", &[ckk, out_c4 * 4])?;
     let pack = gpu.kernel(&PACK_WEIGHTS, &[("WG", 256.0)])?;
     Ok(vec![
-        gpu.dispatch(&pack, &Params::new(shape), &[w, &packed], elementwise_grid(ckk * out_c4 * 4, 256))?,
+        gpu.dispatch(&pack, &ConvParams::new(shape), &[w, &packed], elementwise_grid(ckk * out_c4 * 4, 256))?,
         forward_pass(gpu, shape, x, &packed, b, y, relu)?,
     ])
 }
@@ -148,7 +112,7 @@ fn forward_pass(
     relu: bool,
 ) -> Result<Dispatch> {
     let t = tiling(gpu.profile);
-    let params = Params { relu: relu as u32, ..Params::new(shape) };
+    let params = ConvParams { relu: relu as u32, ..ConvParams::new(shape) };
     let padded = shape.pad_top() > 0 || shape.pad_left() > 0 || shape.padding == Padding::Same;
     let forward = gpu.kernel(&FORWARD, &[("WG", t.workgroup as f64), ("PADDED", padded as u8 as f64)])?;
     // One invocation per 4 output pixels of a row and 4 output channels.
@@ -173,6 +137,9 @@ pub fn conv2d_backward_input(
     expect_shape("output gradient", dy, &shape.output_dims())?;
     expect_shape("weight", w, &shape.weight_dims())?;
     expect_shape("input gradient", dx, &shape.input_dims())?;
+    if gpu.kernels == KernelVariant::Tiled {
+        return Ok(vec![conv2d_mm::backward_input(gpu, shape, dy, w, dx)?]);
+    }
     let taps = shape.kernel_h * shape.kernel_w;
     let in_c4 = shape.in_channels.div_ceil(4);
     let packed = GpuTensor::zeros(gpu, "conv2d transposed weights", &[shape.out_channels * taps, in_c4 * 4])?;
@@ -190,7 +157,7 @@ pub fn conv2d_backward_input(
     };
     let spread = GpuTensor::zeros(gpu, "conv2d spread output gradient", &transposed.input_dims())?;
     let no_bias = GpuTensor::zeros(gpu, "conv2d zero bias", &[shape.in_channels])?;
-    let params = Params::new(shape);
+    let params = ConvParams::new(shape);
     let pack = gpu.kernel(&PACK_WEIGHTS_BY_INPUT, &[("WG", 256.0)])?;
     let spread_kernel =
         gpu.kernel(&SPREAD_OUTPUT_GRADIENT, &[("WG", SPREAD_WG as f64), ("SPREAD_ROWS", SPREAD_ROWS as f64)])?;
@@ -218,8 +185,14 @@ pub fn conv2d_backward_weight(
     expect_shape("output gradient", dy, &shape.output_dims())?;
     expect_shape("weight gradient", dw, &shape.weight_dims())?;
     expect_shape("bias gradient", db, &[shape.out_channels])?;
-    let t = tiling(gpu.profile);
     let ckk = shape.in_channels * shape.kernel_h * shape.kernel_w;
+    let reduce_kernel = gpu.kernel(&REDUCE_WEIGHT, &[("WG", 256.0)])?;
+    let reduce_grid = elementwise_grid(shape.out_channels * (ckk + 1), 256);
+    if gpu.kernels == KernelVariant::Tiled {
+        let (partials, partial, params) = conv2d_mm::backward_weight_partials(gpu, shape, x, dy)?;
+        return Ok(vec![partials, gpu.dispatch(&reduce_kernel, &params, &[&partial, dw, db], reduce_grid)?]);
+    }
+    let t = tiling(gpu.profile);
     // One invocation per (ci, ky, 4 columns of the kernel), and one for the bias.
     let lanes = (shape.in_channels * shape.kernel_h * shape.kernel_w.div_ceil(4) + 1) as u32;
     // As few workgroups across the lanes as fit, each as small as holds its share (a first layer
@@ -233,16 +206,10 @@ pub fn conv2d_backward_weight(
     let splits = rows.div_ceil(split_len);
     let partial =
         GpuTensor::zeros(gpu, "conv2d weight-gradient partial sums", &[splits as usize, shape.out_channels, ckk + 1])?;
-    let params = Params { split_len, splits, ..Params::new(shape) };
+    let params = ConvParams { split_len, splits, ..ConvParams::new(shape) };
     let partial_kernel = gpu.kernel(&BACKWARD_WEIGHT, &[("WG", workgroup as f64)])?;
-    let reduce_kernel = gpu.kernel(&REDUCE_WEIGHT, &[("WG", 256.0)])?;
     Ok(vec![
         gpu.dispatch(&partial_kernel, &params, &[x, dy, &partial], [column_groups, splits, row_groups])?,
-        gpu.dispatch(
-            &reduce_kernel,
-            &params,
-            &[&partial, dw, db],
-            elementwise_grid(shape.out_channels * (ckk + 1), 256),
-        )?,
+        gpu.dispatch(&reduce_kernel, &params, &[&partial, dw, db], reduce_grid)?,
     ])
 }
