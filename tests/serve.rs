@@ -24,6 +24,7 @@ use wgcnn::model::backend::Backend;
 use wgcnn::model::file::ModelFile;
 use wgcnn::model::gpu::GpuModel;
 use wgcnn::model::spec::{Architecture, InputShape};
+use wgcnn::model::test_time::TestTimeAugment;
 use wgcnn::model::{TrainOptions, Trainable};
 use wgcnn::serve::batcher::BatchOptions;
 use wgcnn::serve::{ServeOptions, Server};
@@ -310,6 +311,7 @@ fn good_and_bad_uploads_get_the_right_status_and_json() {
     assert_eq!(model["input"]["channels"], 3);
     assert_eq!(model["architecture"], ARCHITECTURE);
     assert!(model["adapter"].as_str().is_some_and(|a| !a.is_empty()), "adapter in {model}");
+    assert_eq!(model["test_time_augment"], "none", "the model file's setting");
 
     let page = get(&agent, &format!("{base}/"));
     assert_eq!(page.status, 200);
@@ -324,6 +326,32 @@ fn good_and_bad_uploads_get_the_right_status_and_json() {
         assert!(!html.contains(external), "the page must not load anything from outside ({external})");
     }
     server.shutdown().unwrap();
+}
+
+/// `serve --tta mirror`: /model says so, and each answer is the mean of a plain server's answers
+/// for the image and for its mirror (at the model's input size, so no resize stands between them).
+#[test]
+fn a_mirroring_server_averages_each_upload_with_its_mirror() {
+    let happy_of = |server: &Server, image: &RgbImage| {
+        let answer = post_raw(&agent(), &format!("http://{}/predict", server.addr()), &encode(image, ImageFormat::Png));
+        check_prediction(&answer).2[0].1
+    };
+    let face = face(Emotion::Happy, TEST_SEED, 3);
+    let mirrored = image::imageops::flip_horizontal(&face);
+    let plain = start(1 << 20, BatchOptions::default());
+    let (own, of_mirror) = (happy_of(&plain, &face), happy_of(&plain, &mirrored));
+    plain.shutdown().unwrap();
+    let options = ServeOptions {
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        test_time_augment: Some(TestTimeAugment::Mirror),
+        ..ServeOptions::default()
+    };
+    let mirroring = Server::start(model_path(), own_device(), options).unwrap();
+    let model = get(&agent(), &format!("http://{}/model", mirroring.addr())).json();
+    assert_eq!(model["test_time_augment"], "mirror");
+    let averaged = happy_of(&mirroring, &face);
+    assert!((averaged - (own + of_mirror) / 2.0).abs() < 1e-5, "{averaged} is not the mean of {own} and {of_mirror}");
+    mirroring.shutdown().unwrap();
 }
 
 #[test]
