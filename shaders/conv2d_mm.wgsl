@@ -42,6 +42,7 @@ override TILE_N: u32 = 32u;
 override TILE_K: u32 = 16u;
 override VEC4: bool = false;
 
+// conv2d.wgsl's Params (ConvParams on the host): one uniform block for both variants.
 struct Params {
     batch: u32,
     in_c: u32,
@@ -93,6 +94,37 @@ fn multiply_slice(acc: ptr<function, array<vec4<f32>, 4>>, lx: u32, ly: u32) {
         (*acc)[1] += a.y * bv;
         (*acc)[2] += a.z * bv;
         (*acc)[3] += a.w * bv;
+    }
+}
+
+// The end of a slice: wait for the whole workgroup's staging, multiply, and wait again before the
+// next slice overwrites the tiles. Called from workgroup-uniform control flow only.
+fn multiply_staged(acc: ptr<function, array<vec4<f32>, 4>>, local: vec3<u32>) {
+    workgroupBarrier();
+    multiply_slice(acc, local.x, local.y);
+    workgroupBarrier();
+}
+
+// Stores the register tile of a product whose rows are channels and whose columns are (image,
+// pixel) pairs, into an NCHW tensor of `channels` planes of `pixels`: plus `bias` (per row of the
+// tile), then ReLU if `relu`.
+fn store_planes(acc: ptr<function, array<vec4<f32>, 4>>, bias: vec4<f32>, relu: bool, m0: u32, n0: u32,
+                local: vec3<u32>, channels: u32, pixels: u32, columns: u32) {
+    for (var i = 0u; i < 4u; i++) {
+        let m = m0 + 4u * local.y + i;
+        if (m >= channels) {
+            break;
+        }
+        for (var j = 0u; j < 4u; j++) {
+            let n = n0 + 4u * local.x + j;
+            if (n < columns) {
+                var v = (*acc)[i][j] + bias[i];
+                if (relu) {
+                    v = max(v, 0.0);
+                }
+                y[((n / pixels) * channels + m) * pixels + n % pixels] = v;
+            }
+        }
     }
 }
 
@@ -168,26 +200,13 @@ fn conv2d_mm_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
             let n = e % TILE_N;
             stage_b(kk, n, im2col(k0 + kk, n0 + n));
         }
-        workgroupBarrier();
-        multiply_slice(&acc, local.x, local.y);
-        workgroupBarrier();
+        multiply_staged(&acc, local);
     }
+    var bias = vec4<f32>(0.0);
     for (var i = 0u; i < 4u; i++) {
-        let m = m0 + 4u * local.y + i;
-        if (m >= p.out_c) {
-            break;
-        }
-        for (var j = 0u; j < 4u; j++) {
-            let n = n0 + 4u * local.x + j;
-            if (n < columns) {
-                var v = acc[i][j] + b[m];
-                if (p.relu != 0u) {
-                    v = max(v, 0.0);
-                }
-                y[((n / pixels) * p.out_c + m) * pixels + n % pixels] = v;
-            }
-        }
+        bias[i] = b[min(m0 + 4u * local.y + i, p.out_c - 1u)];
     }
+    store_planes(&acc, bias, p.relu != 0u, m0, n0, local, p.out_c, pixels, columns);
 }
 
 // dy at the output pixel that tap (ky, kx) of input pixel (iy, ix) came from, channel `co` of
@@ -248,22 +267,9 @@ fn conv2d_mm_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_
             }
             stage_b(kk, n, v);
         }
-        workgroupBarrier();
-        multiply_slice(&acc, local.x, local.y);
-        workgroupBarrier();
+        multiply_staged(&acc, local);
     }
-    for (var i = 0u; i < 4u; i++) {
-        let m = m0 + 4u * local.y + i;
-        if (m >= p.in_c) {
-            break;
-        }
-        for (var j = 0u; j < 4u; j++) {
-            let n = n0 + 4u * local.x + j;
-            if (n < columns) {
-                y[((n / pixels) * p.in_c + m) * pixels + n % pixels] = acc[i][j];
-            }
-        }
-    }
+    store_planes(&acc, vec4<f32>(0.0), false, m0, n0, local, p.in_c, pixels, columns);
 }
 
 @compute @workgroup_size(TILE_N / 4u, TILE_M / 4u)
@@ -319,9 +325,7 @@ fn conv2d_mm_backward_weight(@builtin(workgroup_id) wid: vec3<u32>,
             }
             stage_b(kk, n, v);
         }
-        workgroupBarrier();
-        multiply_slice(&acc, local.x, local.y);
-        workgroupBarrier();
+        multiply_staged(&acc, local);
     }
     for (var i = 0u; i < 4u; i++) {
         let m = m0 + 4u * local.y + i;
