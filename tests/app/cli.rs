@@ -680,3 +680,32 @@ fn without_batch_size_train_and_bench_train_take_the_presets_batch_sizes() {
         assert!(run.stdout.contains(&format!(", batch {batch}\n")), "{name}: not at batch {batch}:\n{}", run.stdout);
     }
 }
+
+/// `wgcnn info` names the kernel variant a model would use and why; `WGCNN_KERNELS` forces one,
+/// and a value it does not know is a one-line error naming the variable.
+#[test]
+fn info_names_the_kernel_variant_and_wgcnn_kernels_forces_one() {
+    let info = |kernels: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wgcnn"));
+        command.args(["--device", "software", "info"]).env("XDG_RUNTIME_DIR", std::env::temp_dir());
+        match kernels {
+            Some(value) => command.env("WGCNN_KERNELS", value),
+            None => command.env_remove("WGCNN_KERNELS"),
+        };
+        let output = command.output().expect("the wgcnn binary runs");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, _) = info(None);
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("kernels:             software (auto: a software adapter"), "{stdout}");
+    let (code, stdout, _) = info(Some("tiled"));
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("kernels:             tiled (forced by WGCNN_KERNELS"), "{stdout}");
+    let (code, _, stderr) = info(Some("fast"));
+    assert_eq!(code, Some(1));
+    assert!(stderr.trim() == "wgcnn: WGCNN_KERNELS=\"fast\": expected tiled, software or auto", "{stderr}");
+}
