@@ -336,7 +336,7 @@ struct TrainArgs {
     balance_classes: bool,
     /// Test-time augmentation the model file tells eval, predict and serve to use, and the test
     /// evaluations after training: none, or mirror (each image's probabilities averaged with its
-    /// left-right mirror's). Default: the preset's (none).
+    /// left-right mirror's). Default: the preset's (none; fer48: mirror).
     #[arg(long, value_parser = |s: &str| s.parse::<TestTimeAugment>())]
     tta: Option<TestTimeAugment>,
     /// A second folder of the same classes to evaluate on after training (e.g. an official test set).

@@ -68,7 +68,8 @@ impl Preset {
                     patience: 10,
                     lr_patience: 5,
                     balance_classes: true,
-                    test_time_augment: TestTimeAugment::None,
+                    // Chosen on validation: 82.6% with the mirror, 82.0% without (README).
+                    test_time_augment: TestTimeAugment::Mirror,
                 },
             },
             _ => Preset {
