@@ -151,7 +151,8 @@ impl Predictor {
                 row.iter_mut().zip(other).for_each(|(sum, p)| *sum += p);
             }
         }
-        let passes = self.test_time.passes() as f32;
+        // The images themselves, and each copy.
+        let passes = (1 + copies.len()) as f32;
         rows.iter_mut().flatten().for_each(|p| *p /= passes);
         Ok(rows)
     }

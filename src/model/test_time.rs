@@ -21,14 +21,6 @@ pub enum TestTimeAugment {
 }
 
 impl TestTimeAugment {
-    /// Forward passes per image.
-    pub fn passes(self) -> usize {
-        match self {
-            TestTimeAugment::None => 1,
-            TestTimeAugment::Mirror => 2,
-        }
-    }
-
     /// The transformed copies of `images` (NCHW rows `width` values long, any count) besides the
     /// images themselves, one batch per extra pass, each as long as `images`.
     pub fn copies(self, images: &[f32], width: usize) -> Vec<Vec<f32>> {
