@@ -120,10 +120,8 @@ enum Command {
         /// ratios and seed). Compare settings such as --tta on validation, not on a test set.
         #[arg(long, conflicts_with = "data", value_parser = ["train", "validation", "test"])]
         split: Option<String>,
-        /// Test-time augmentation: none, or mirror (each image's probabilities averaged with its
-        /// left-right mirror's). Default: the model file's.
-        #[arg(long, value_parser = |s: &str| s.parse::<TestTimeAugment>())]
-        tta: Option<TestTimeAugment>,
+        #[command(flatten)]
+        tta: TtaArg,
         /// Print the report as JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -147,10 +145,8 @@ enum Command {
         /// when the image's folder names its true class).
         #[arg(long)]
         grid: Option<PathBuf>,
-        /// Test-time augmentation: none, or mirror (each image's probabilities averaged with its
-        /// left-right mirror's). Default: the model file's.
-        #[arg(long, value_parser = |s: &str| s.parse::<TestTimeAugment>())]
-        tta: Option<TestTimeAugment>,
+        #[command(flatten)]
+        tta: TtaArg,
     },
     /// Explain predictions: per image, OUT/<stem>-<method>.png shows the image as the model takes
     /// it and a heat map of where the evidence for the class lies, captioned with the predicted
@@ -224,10 +220,26 @@ struct ServeArgs {
     /// Seconds a request's body may take to arrive (408 after).
     #[arg(long, default_value_t = ServeOptions::default().body_timeout.as_secs_f64())]
     body_timeout_s: f64,
+    #[command(flatten)]
+    tta: TtaArg,
+}
+
+/// `--tta` of the commands that predict with a saved model (eval, predict, serve).
+#[derive(clap::Args)]
+struct TtaArg {
     /// Test-time augmentation: none, or mirror (each image's probabilities averaged with its
     /// left-right mirror's). Default: the model file's.
-    #[arg(long, value_parser = |s: &str| s.parse::<TestTimeAugment>())]
-    tta: Option<TestTimeAugment>,
+    #[arg(long = "tta", value_name = "none|mirror", value_parser = |s: &str| s.parse::<TestTimeAugment>())]
+    chosen: Option<TestTimeAugment>,
+}
+
+impl TtaArg {
+    /// Makes `session` predict as asked, if asked.
+    fn apply(&self, session: &mut ModelSession) {
+        if let Some(test_time) = self.chosen {
+            session.set_test_time_augment(test_time);
+        }
+    }
 }
 
 /// `HOST:PORT` as an address: an IP address as it is, a host name resolved (its first address).
@@ -258,7 +270,7 @@ fn serve(choice: &DeviceChoice, args: &ServeArgs, limits: DecodeLimits) -> anyho
         decode_queue: args.decode_queue,
         body_timeout: std::time::Duration::from_secs_f64(args.body_timeout_s),
         stop_on_signals: true,
-        test_time_augment: args.tta,
+        test_time_augment: args.tta.chosen,
     };
     let (backend, why) = chosen_backend(choice)?;
     println!("adapter: {}{}", backend.describe(), because(&why));
@@ -570,14 +582,12 @@ fn eval(
     limits: DecodeLimits,
     model: &Path,
     data: &EvalData,
-    tta: Option<TestTimeAugment>,
+    tta: &TtaArg,
     json: bool,
     out: Option<&Path>,
 ) -> anyhow::Result<()> {
     let mut loaded = ModelSession::open(model, &backend(choice)?, &[INFERENCE_BATCH], limits)?;
-    if let Some(tta) = tta {
-        loaded.set_test_time_augment(tta);
-    }
+    tta.apply(&mut loaded);
     let (dataset, report, indices, name) = match data {
         EvalData::Folder(dir) => {
             // A subset of the model's classes is a normal test set: one class folder is enough.
@@ -625,15 +635,13 @@ fn predict(
     limits: DecodeLimits,
     model: &Path,
     images: &[PathBuf],
-    tta: Option<TestTimeAugment>,
+    tta: &TtaArg,
     json: bool,
     grid: Option<&Path>,
 ) -> anyhow::Result<()> {
     no_folders(images)?;
     let mut loaded = ModelSession::open(model, &backend(choice)?, &[INFERENCE_BATCH.min(images.len())], limits)?;
-    if let Some(tta) = tta {
-        loaded.set_test_time_augment(tta);
-    }
+    tta.apply(&mut loaded);
     let files = read_files(images, &limits);
     let bytes: Vec<&[u8]> = files.iter().map(|f| f.as_deref().unwrap_or_default()).collect();
     let predictions = loaded.predict_bytes(&bytes)?;
@@ -971,10 +979,10 @@ fn run(
                 (None, Some(part)) => EvalData::RunSplit(part),
                 (None, None) => return Err(Usage("eval needs DATA or --split".into()).into()),
             };
-            eval(device, limits, &model, &data, tta, json, out.as_deref())
+            eval(device, limits, &model, &data, &tta, json, out.as_deref())
         }
         Command::Predict { model, images, json, grid, tta } => {
-            predict(device, limits, &model, &images, tta, json, grid.as_deref())
+            predict(device, limits, &model, &images, &tta, json, grid.as_deref())
         }
         Command::Serve(args) => serve(device, &args, limits),
         Command::Explain { model, images, method, class, out } => {
