@@ -1,6 +1,7 @@
 //! The web app over real HTTP on loopback: good and bad uploads, the heat map, 500 requests from 32
 //! clients batched into fewer model calls with the answers one image alone gets, a clean shutdown
-//! with a request in flight, a full decode queue (503) and a slow body (408), a burst of bombs and
+//! with a request in flight, hundreds of stalled uploads beside good ones (408 for them, 200 for
+//! the good ones), the upload idle longest shed when the budget is full (503), a burst of bombs and
 //! broken uploads among good ones with the server's memory measured, and the page driven in
 //! headless Chromium.
 //!
@@ -493,36 +494,200 @@ fn shutdown_lets_a_request_in_flight_finish() {
     assert!(TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_err(), "still listening after shutdown");
 }
 
+/// A client that opens an upload of `promised` bytes, sends `sent` of them, and then stalls.
+fn stalled_upload(addr: SocketAddr, promised: usize, sent: usize) -> TcpStream {
+    use std::io::Write;
+    let mut stream = TcpStream::connect(addr).unwrap();
+    let head = format!("POST /predict HTTP/1.1\r\nhost: test\r\ncontent-length: {promised}\r\n\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(&vec![b'x'; sent]).unwrap();
+    stream
+}
+
+/// What the server answered a stalled upload, and how long after `since` (its start) it came.
+fn stalled_answer(mut stream: TcpStream, since: Instant) -> (String, Duration) {
+    use std::io::Read;
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    (answer, since.elapsed())
+}
+
+fn upload_stats(server: &Server) -> Value {
+    get(&agent(), &format!("http://{}/stats", server.addr())).json()["uploads"].clone()
+}
+
+/// The regression of a queue taken before the body arrived: 300 clients open a 1 MiB upload each,
+/// send 1000 bytes and stall. They hold 300 kB of the 4 MiB budget and nothing else, so uploads
+/// from other clients meanwhile are answered 200, each in well under a second; the stalled ones
+/// end with 408 at the body timeout.
 #[test]
-fn a_full_decode_queue_answers_503_and_a_slow_body_408() {
-    use std::io::{Read, Write};
+fn hundreds_of_stalled_uploads_never_keep_a_good_one_waiting() {
+    const STALLED: usize = 300;
+    const BUDGET: usize = 4 << 20;
+    let body_timeout = Duration::from_secs(3);
     let options = ServeOptions {
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        max_upload_bytes: 1 << 20,
+        upload_budget_bytes: BUDGET,
         decode_threads: 1,
-        decode_queue: 0,
-        body_timeout: Duration::from_secs(1),
+        body_timeout,
         ..ServeOptions::default()
     };
     let server = Server::start(model_path(), own_device(), options).unwrap();
     let url = format!("http://{}/predict", server.addr());
+    let opened = Instant::now();
+    let stalled: Vec<TcpStream> = (0..STALLED).map(|_| stalled_upload(server.addr(), 1 << 20, 1000)).collect();
+    // Every stalled body has reached the server (it counts them arriving) before the good uploads.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let stats = upload_stats(&server);
+        if stats["arriving"] == STALLED && stats["held_bytes"] == STALLED * 1000 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the stalled uploads reach the server, 1000 bytes each: {stats}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let mut slowest = Duration::ZERO;
+    for i in 0..10 {
+        let emotion = CLASSES[i % 2];
+        let sent = Instant::now();
+        let (label, _, _) =
+            check_prediction(&post_raw(&agent(), &url, &encode(&face(emotion, TEST_SEED, i), ImageFormat::Png)));
+        slowest = slowest.max(sent.elapsed());
+        assert_eq!(label, emotion.name());
+    }
+    eprintln!(
+        "10 good uploads beside {STALLED} stalled ones: the slowest answered in {:.1} ms",
+        slowest.as_secs_f64() * 1e3
+    );
+    assert!(slowest < Duration::from_millis(500), "a good upload waited {slowest:?} behind stalled ones");
+    assert!(opened.elapsed() < body_timeout, "the good uploads were sent while the stalled ones were held");
+
+    let answers: Vec<(String, Duration)> = stalled.into_iter().map(|stream| stalled_answer(stream, opened)).collect();
+    for (answer, after) in &answers {
+        assert!(answer.starts_with("HTTP/1.1 408"), "a stalled body is timed out: {answer:?}");
+        assert!(answer.contains("did not arrive within 3 s"), "{answer}");
+        assert!(*after < body_timeout + Duration::from_secs(3), "408 after {after:?}");
+    }
+    let stats = upload_stats(&server);
+    assert!(stats["peak_bytes"].as_u64().unwrap() <= BUDGET as u64, "{stats}");
+    assert_eq!(stats["held_bytes"].as_u64().unwrap(), 0, "every body gave its bytes back: {stats}");
+    assert_eq!(stats["shed"].as_u64().unwrap(), 0, "{stats}");
+    server.shutdown().unwrap();
+}
+
+/// Twelve clients each send 100 kB of a 512 kB upload and stall, one after another, into a budget
+/// of 1 MiB: the bytes held never pass it, because each upload that needs room sheds the one idle
+/// longest (the oldest) with 503. A good upload from another client, and the newest stalled ones,
+/// are kept.
+#[test]
+fn when_stalled_uploads_fill_the_budget_the_one_idle_longest_is_shed() {
+    const STALLED: usize = 12;
+    const SENT: usize = 100_000;
+    const BUDGET: usize = 1 << 20;
+    let body_timeout = Duration::from_secs(4);
+    let options = ServeOptions {
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        max_upload_bytes: 512 << 10,
+        upload_budget_bytes: BUDGET,
+        body_timeout,
+        ..ServeOptions::default()
+    };
+    let server = Server::start(model_path(), own_device(), options).unwrap();
+    let opened = Instant::now();
+    let mut stalled = Vec::new();
+    for k in 0..STALLED {
+        stalled.push(stalled_upload(server.addr(), 512 << 10, SENT));
+        // Each has arrived in full before the next starts, so their ages are in order.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let stats = upload_stats(&server);
+            let counted = stats["arriving"].as_u64().unwrap() + stats["shed"].as_u64().unwrap();
+            if counted == k as u64 + 1 && stats["held_bytes"].as_u64().unwrap() % SENT as u64 == 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "stalled upload {k} reaches the server: {stats}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let url = format!("http://{}/predict", server.addr());
     let png = encode(&face(Emotion::Happy, TEST_SEED, 0), ImageFormat::Png);
-
-    // A client that promises 1000 bytes and sends 10 holds the one permit while its body is read.
-    let mut slow = TcpStream::connect(server.addr()).unwrap();
-    slow.write_all(b"POST /predict HTTP/1.1\r\nhost: test\r\ncontent-length: 1000\r\n\r\n0123456789").unwrap();
-    std::thread::sleep(Duration::from_millis(300));
     let sent = Instant::now();
-    post_raw(&agent(), &url, &png).assert_error(503, "busy");
-    assert!(sent.elapsed() < Duration::from_millis(500), "refused at once, not queued: {:?}", sent.elapsed());
-
-    let mut answer = String::new();
-    slow.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let _ = slow.read_to_string(&mut answer);
-    assert!(answer.starts_with("HTTP/1.1 408"), "the slow body is timed out: {answer:?}");
-    assert!(answer.contains("did not arrive within 1 s"), "{answer}");
-    // The permit is back.
     let (label, _, _) = check_prediction(&post_raw(&agent(), &url, &png));
     assert_eq!(label, "happy");
+    assert!(sent.elapsed() < Duration::from_millis(500), "the good upload waited {:?}", sent.elapsed());
+
+    let answers: Vec<(String, Duration)> = stalled.into_iter().map(|stream| stalled_answer(stream, opened)).collect();
+    let shed: Vec<bool> = answers.iter().map(|(answer, _)| answer.starts_with("HTTP/1.1 503")).collect();
+    let kept = shed.iter().filter(|s| !**s).count();
+    assert!(kept * SENT <= BUDGET && (kept + 1) * SENT > BUDGET - png.len(), "{kept} kept of {STALLED}: {shed:?}");
+    assert!(shed.iter().take_while(|s| **s).count() == STALLED - kept, "the oldest are shed first: {shed:?}");
+    for ((answer, after), shed) in answers.iter().zip(&shed) {
+        if *shed {
+            assert!(answer.contains("idle longest"), "{answer}");
+        } else {
+            assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+            assert!(*after < body_timeout + Duration::from_secs(3), "408 after {after:?}");
+        }
+    }
+    let stats = upload_stats(&server);
+    eprintln!("{STALLED} stalled uploads of {SENT} bytes into {BUDGET}: {kept} kept, {stats}");
+    assert!(stats["peak_bytes"].as_u64().unwrap() <= BUDGET as u64, "{stats}");
+    assert_eq!(stats["shed"].as_u64().unwrap() as usize, STALLED - kept, "{stats}");
+    server.shutdown().unwrap();
+}
+
+/// Whether the server has closed `stream` (end of stream or a reset) within `wait`.
+fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
+    use std::io::Read;
+    stream.set_read_timeout(Some(wait)).unwrap();
+    match stream.read(&mut [0u8; 256]) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+    }
+}
+
+/// Eight clients send half a request head and stall, filling all 8 connection slots: a new
+/// client is served at once and closes the one idle longest (the first), and the rest are
+/// closed at the idle timeout.
+#[test]
+fn a_new_client_closes_the_connection_idle_longest_and_stalled_heads_time_out() {
+    use std::io::Write;
+    const SLOTS: usize = 8;
+    let idle_timeout = Duration::from_secs(2);
+    let options = ServeOptions {
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        max_connections: SLOTS,
+        idle_timeout,
+        ..ServeOptions::default()
+    };
+    let server = Server::start(model_path(), own_device(), options).unwrap();
+    let opened = Instant::now();
+    let mut stalled: Vec<TcpStream> = (0..SLOTS)
+        .map(|_| {
+            let mut stream = TcpStream::connect(server.addr()).unwrap();
+            stream.write_all(b"POST /predict HTTP/1.1\r\nhost: test\r\n").unwrap();
+            std::thread::sleep(Duration::from_millis(30));
+            stream
+        })
+        .collect();
+    let png = encode(&face(Emotion::Sad, TEST_SEED, 1), ImageFormat::Png);
+    let sent = Instant::now();
+    let (label, _, _) = check_prediction(&post_raw(&agent(), &format!("http://{}/predict", server.addr()), &png));
+    assert_eq!(label, "sad");
+    assert!(sent.elapsed() < Duration::from_millis(500), "the new client waited {:?}", sent.elapsed());
+    assert!(closed_within(&mut stalled[0], Duration::from_secs(1)), "the connection idle longest is closed");
+    assert!(!closed_within(&mut stalled[SLOTS - 1], Duration::from_millis(100)), "the newest stalled one stays");
+    for (k, stream) in stalled.iter_mut().enumerate().skip(1) {
+        assert!(closed_within(stream, idle_timeout + Duration::from_secs(2)), "stalled head {k} is timed out");
+    }
+    let elapsed = opened.elapsed();
+    assert!(elapsed >= idle_timeout && elapsed < idle_timeout + Duration::from_secs(3), "closed after {elapsed:?}");
+    let stats = get(&agent(), &format!("http://{}/stats", server.addr())).json();
+    assert!(stats["connections"]["closed_to_make_room"].as_u64().unwrap() >= 1, "{stats}");
     server.shutdown().unwrap();
 }
 

@@ -214,12 +214,20 @@ struct ServeArgs {
     /// Images decoded at once (default: one per core).
     #[arg(long)]
     decode_threads: Option<usize>,
-    /// Uploads that may wait to be decoded; beyond them the answer is 503.
-    #[arg(long, default_value_t = ServeOptions::default().decode_queue)]
-    decode_queue: usize,
+    /// The most memory the bodies of all uploads may hold together, in MiB: a body costs the bytes
+    /// of it that have arrived, and when they would pass this, the upload idle longest is answered
+    /// 503 to make room.
+    #[arg(long, default_value_t = (ServeOptions::default().upload_budget_bytes >> 20) as f64)]
+    upload_budget_mb: f64,
     /// Seconds a request's body may take to arrive (408 after).
     #[arg(long, default_value_t = ServeOptions::default().body_timeout.as_secs_f64())]
     body_timeout_s: f64,
+    /// Connections held at once; a new client beyond them closes the connection idle longest.
+    #[arg(long, default_value_t = ServeOptions::default().max_connections)]
+    max_connections: usize,
+    /// Seconds a connection may pass without a byte read or written before it is closed.
+    #[arg(long, default_value_t = ServeOptions::default().idle_timeout.as_secs_f64())]
+    idle_timeout_s: f64,
     #[command(flatten)]
     tta: TtaArg,
 }
@@ -252,8 +260,16 @@ fn resolve_addr(text: &str) -> Result<std::net::SocketAddr, String> {
 fn serve(choice: &DeviceChoice, args: &ServeArgs, limits: DecodeLimits) -> anyhow::Result<()> {
     use wgcnn::serve::{Server, batcher::BatchOptions};
     anyhow::ensure!(args.max_upload_mb > 0.0, "--max-upload-mb must be more than 0");
+    anyhow::ensure!(
+        args.upload_budget_mb >= args.max_upload_mb,
+        "--upload-budget-mb ({}) must hold at least one upload of --max-upload-mb ({})",
+        args.upload_budget_mb,
+        args.max_upload_mb
+    );
     anyhow::ensure!(args.max_wait_ms >= 0.0, "--max-wait-ms must not be negative");
     anyhow::ensure!(args.body_timeout_s > 0.0, "--body-timeout-s must be more than 0");
+    anyhow::ensure!(args.idle_timeout_s > 0.0, "--idle-timeout-s must be more than 0");
+    anyhow::ensure!(args.max_connections > 0, "--max-connections must be at least 1");
     let batch = BatchOptions {
         max_batch: args.max_batch,
         max_wait: std::time::Duration::from_secs_f64(args.max_wait_ms / 1e3),
@@ -267,8 +283,10 @@ fn serve(choice: &DeviceChoice, args: &ServeArgs, limits: DecodeLimits) -> anyho
         batch,
         limits,
         decode_threads: args.decode_threads.unwrap_or(defaults.decode_threads),
-        decode_queue: args.decode_queue,
+        upload_budget_bytes: (args.upload_budget_mb * (1 << 20) as f64) as usize,
         body_timeout: std::time::Duration::from_secs_f64(args.body_timeout_s),
+        max_connections: args.max_connections,
+        idle_timeout: std::time::Duration::from_secs_f64(args.idle_timeout_s),
         stop_on_signals: true,
         test_time_augment: args.tta.chosen,
     };

@@ -11,19 +11,21 @@
 //! - Bad input gets 400 (empty, truncated, unreadable, no `file` field), 415 (not an image), 413
 //!   (over the upload limit, or an image whose header declares more pixels than the decode limits),
 //!   408 (the body did not arrive in time), 404 and 405, each with `{"error": "..."}` in words; 503
-//!   when the decoders' queue is full.
+//!   for an upload shed to make room for others (the one idle longest), or when the model's queue
+//!   is full.
 //!
-//! Memory is held: at most `decode_threads + decode_queue` uploads are read or wait to decode at
-//! once (one more is answered 503 before its body is read), each body at most `max_upload_bytes`
-//! and read within `body_timeout`, and at most `decode_threads` images decode at once, each within
-//! [`DecodeLimits`] (about three times `max_pixel_bytes` at the peak: the pixels as stored, as
-//! converted, and resized). So uploads take at most `(decode_threads + decode_queue) x
-//! max_upload_bytes x 2` (the body and its multipart field) plus `decode_threads x 3 x
-//! max_pixel_bytes`. The model runs on its own thread ([`batcher`]), which runs
-//! requests that arrive together as one batch. The server stops on Ctrl-C or SIGTERM (when asked
-//! to listen for them) or [`Server::shutdown`], letting requests in flight finish.
+//! Memory is held: the bodies of all uploads together hold at most `upload_budget_bytes` (charged
+//! as their bytes arrive, [`uploads`]), each at most `max_upload_bytes` and read within
+//! `body_timeout`. Only a complete body waits for one of the `decode_threads` decoders; while it
+//! decodes, its multipart field is a second copy of it, and its image is decoded within
+//! [`DecodeLimits`]. So uploads take at most `upload_budget_bytes + decode_threads x
+//! (max_upload_bytes + the decode's peak)`. The model runs on its own thread ([`batcher`]), which
+//! runs requests that arrive together as one batch. The server stops on Ctrl-C or SIGTERM (when
+//! asked to listen for them) or [`Server::shutdown`], letting requests in flight finish.
 
 pub mod batcher;
+mod connections;
+mod uploads;
 
 use std::io::Cursor;
 use std::net::SocketAddr;
@@ -39,7 +41,6 @@ use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Query, Request, St
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, oneshot};
@@ -52,13 +53,11 @@ use crate::model::test_time::TestTimeAugment;
 use crate::workflow::session::ModelSession;
 use crate::{Error, Result};
 use batcher::{BatchOptions, BatcherHandle, SubmitError};
+use connections::{BoundedListener, ConnectionsView};
+use uploads::{BodyBudget, BodyError};
 
 /// The upload page, self-contained; `{{TITLE}}` becomes [`page_title`].
 const PAGE: &str = include_str!("page.html");
-
-/// How much of an over-limit body is read and thrown away before answering 413, so that a client
-/// that sends its whole body before reading the answer sees the 413 rather than a reset connection.
-const DRAIN_LIMIT: usize = 64 << 20;
 
 /// What `wgcnn serve` is told.
 #[derive(Clone, Debug)]
@@ -72,11 +71,15 @@ pub struct ServeOptions {
     pub limits: DecodeLimits,
     /// Images decoded at once.
     pub decode_threads: usize,
-    /// Uploads that may wait (being read, or for a decoder) beyond those decoding; one more is
-    /// answered 503.
-    pub decode_queue: usize,
+    /// The most bytes the bodies of all uploads may hold together, complete or still arriving (at
+    /// least `max_upload_bytes`).
+    pub upload_budget_bytes: usize,
     /// How long a request's body may take to arrive (408 after).
     pub body_timeout: Duration,
+    /// Connections held at once; a new one beyond them closes the one idle longest.
+    pub max_connections: usize,
+    /// How long a connection may pass without a byte read or written before it is closed.
+    pub idle_timeout: Duration,
     /// Stop on Ctrl-C (SIGINT) and SIGTERM.
     pub stop_on_signals: bool,
     /// Predict with this test-time augmentation instead of the model file's.
@@ -91,8 +94,10 @@ impl Default for ServeOptions {
             batch: BatchOptions::default(),
             limits: DecodeLimits::default(),
             decode_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            decode_queue: 64,
+            upload_budget_bytes: 128 << 20,
             body_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+            idle_timeout: Duration::from_secs(60),
             stop_on_signals: false,
             test_time_augment: None,
         }
@@ -113,10 +118,10 @@ struct AppState {
     max_upload_bytes: usize,
     limits: DecodeLimits,
     body_timeout: Duration,
-    /// Permits for uploads being read or decoded, or waiting to decode: `decode_threads +
-    /// decode_queue`. Taken without waiting: none left is a 503.
-    admitted: Arc<Semaphore>,
-    /// Permits to decode, `decode_threads`; waited for.
+    /// The bytes the upload bodies hold.
+    uploads: Arc<BodyBudget>,
+    connections: ConnectionsView,
+    /// Permits to decode, `decode_threads`; waited for by complete bodies only.
     decoders: Arc<Semaphore>,
     started: Instant,
 }
@@ -135,8 +140,21 @@ impl Server {
         if options.max_upload_bytes == 0 {
             return Err(Error::Invalid("serve: the upload limit must be more than 0 bytes".into()));
         }
-        if options.decode_threads == 0 || options.body_timeout.is_zero() {
-            return Err(Error::Invalid("serve: the decode threads and the body timeout must be more than 0".into()));
+        if options.decode_threads == 0
+            || options.body_timeout.is_zero()
+            || options.max_connections == 0
+            || options.idle_timeout.is_zero()
+        {
+            return Err(Error::Invalid(
+                "serve: the decode threads, the connections and the body and idle timeouts must be more than 0".into(),
+            ));
+        }
+        if options.upload_budget_bytes < options.max_upload_bytes {
+            return Err(Error::Invalid(format!(
+                "serve: the upload budget ({}) must hold at least one upload of the limit ({})",
+                human_bytes(options.upload_budget_bytes as u64),
+                human_bytes(options.max_upload_bytes as u64)
+            )));
         }
         options.limits.validate()?;
         if options.batch.max_batch == 0 {
@@ -169,7 +187,10 @@ impl Server {
             "max_image_side": options.limits.max_side,
             "max_image_pixel_bytes": options.limits.max_pixel_bytes,
             "decode_threads": options.decode_threads,
-            "decode_queue": options.decode_queue,
+            "upload_budget_bytes": options.upload_budget_bytes,
+            "body_timeout_s": options.body_timeout.as_secs_f64(),
+            "max_connections": options.max_connections,
+            "idle_timeout_s": options.idle_timeout.as_secs_f64(),
         });
         let class_names = file.class_names.clone();
         let page = PAGE.replace("{{TITLE}}", &html_escape(&page_title(&class_names)));
@@ -184,7 +205,8 @@ impl Server {
             max_upload_bytes: options.max_upload_bytes,
             limits: options.limits,
             body_timeout: options.body_timeout,
-            admitted: Arc::new(Semaphore::new(options.decode_threads + options.decode_queue)),
+            uploads: BodyBudget::new(options.upload_budget_bytes),
+            connections: ConnectionsView::new(options.max_connections),
             decoders: Arc::new(Semaphore::new(options.decode_threads)),
             started: Instant::now(),
         });
@@ -200,11 +222,13 @@ impl Server {
             .map_err(|e| Error::Invalid(format!("serve: cannot start the async runtime: {e}")))?;
         let (stop, stopped) = oneshot::channel::<()>();
         let signals = options.stop_on_signals;
+        let (connections, idle_timeout) = (state.connections.clone(), options.idle_timeout);
         let thread = std::thread::Builder::new()
             .name("wgcnn-serve".into())
             .spawn(move || {
                 let served = runtime.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(listener)?;
+                    let listener = BoundedListener::new(listener, &connections, idle_timeout);
                     let app = router(state);
                     axum::serve(listener, app)
                         .with_graceful_shutdown(async move {
@@ -398,10 +422,8 @@ impl From<SubmitError> for ApiError {
     }
 }
 
-/// The uploaded file: the multipart field `file`, or the whole body.
-async fn upload(request: Request, limit: usize) -> std::result::Result<Bytes, ApiError> {
-    let (parts, body) = request.into_parts();
-    let body = read_limited(body, limit).await?;
+/// The uploaded file: the multipart field `file` of a multipart body, or the whole body.
+async fn uploaded_file(parts: axum::http::request::Parts, body: Bytes) -> std::result::Result<Bytes, ApiError> {
     let is_multipart = parts
         .headers
         .get(header::CONTENT_TYPE)
@@ -434,58 +456,47 @@ async fn upload(request: Request, limit: usize) -> std::result::Result<Bytes, Ap
     }
 }
 
-/// The body, unless it is over `limit` bytes (413). An over-limit body is read on to its end (up
-/// to [`DRAIN_LIMIT`]) and dropped, so that the client gets to read the answer.
-async fn read_limited(mut body: Body, limit: usize) -> std::result::Result<Bytes, ApiError> {
-    let mut data = Vec::new();
-    let mut seen = 0usize;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| ApiError::bad_request(format!("reading the upload failed: {e}")))?;
-        let Ok(chunk) = frame.into_data() else { continue };
-        seen += chunk.len();
-        if seen <= limit {
-            data.extend_from_slice(&chunk);
-        } else {
-            data = Vec::new();
-            if seen > limit + DRAIN_LIMIT {
-                break;
-            }
+impl ApiError {
+    fn from_body(e: BodyError, limit: usize) -> Self {
+        match e {
+            BodyError::TooLarge { sent } => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the upload is over the limit of {} (at least {sent} bytes sent)", human_bytes(limit as u64)),
+            ),
+            BodyError::Shed => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server needed this upload's memory for others, and it was the upload idle longest; \
+                 try again",
+            ),
+            BodyError::Broken(e) => Self::bad_request(format!("reading the upload failed: {e}")),
         }
     }
-    if seen > limit {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the upload is over the limit of {} (at least {seen} bytes sent)", human_bytes(limit as u64)),
-        ));
-    }
-    Ok(data.into())
 }
 
 /// The request's image, read and decoded within the server's bounds (see the module's comment):
 /// planar u8 of the model's input.
 async fn decoded_upload(state: &AppState, request: Request) -> std::result::Result<Vec<u8>, ApiError> {
-    let admitted = Arc::clone(&state.admitted).try_acquire_owned().map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the server is busy: too many uploads are being read or decoded; try again",
-        )
-    })?;
-    let bytes =
-        tokio::time::timeout(state.body_timeout, upload(request, state.max_upload_bytes)).await.map_err(|_| {
+    let (parts, body) = request.into_parts();
+    let limit = state.max_upload_bytes;
+    let body = tokio::time::timeout(state.body_timeout, state.uploads.read(body, limit))
+        .await
+        .map_err(|_| {
             ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
                 format!("the upload did not arrive within {} s", state.body_timeout.as_secs_f64()),
             )
-        })??;
+        })?
+        .map_err(|e| ApiError::from_body(e, limit))?;
     let decoding = Arc::clone(&state.decoders)
         .acquire_owned()
         .await
         .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down"))?;
+    let file = uploaded_file(parts, body.bytes.clone()).await?;
     let (format, limits) = (state.format, state.limits);
-    // The permits go with the decode, which runs on even when its client has gone.
+    // The body's charge and the decoder go with the decode, which runs on when its client has gone.
     tokio::task::spawn_blocking(move || {
-        let _permits = (admitted, decoding);
-        decode_and_resize(&bytes, &format, &limits)
+        let _held = (body, decoding);
+        decode_and_resize(&file, &format, &limits)
     })
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("decoding failed: {e}")))?
@@ -583,5 +594,8 @@ async fn model(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn stats(State(state): State<Arc<AppState>>) -> Response {
-    axum::Json(state.batcher.stats()).into_response()
+    let mut stats = json!(state.batcher.stats());
+    stats["uploads"] = json!(state.uploads.stats());
+    stats["connections"] = json!(state.connections.stats());
+    axum::Json(stats).into_response()
 }
