@@ -3,6 +3,7 @@
 //! metrics CSV as training goes; then the model, the plots and the test evaluation, written into
 //! a staging folder and moved in only when training succeeds.
 
+use std::cell::Cell;
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -438,6 +439,7 @@ pub fn train_from(
     let run_settings =
         serde_json::to_string(&record).map_err(|e| Error::Invalid(format!("storing the run's settings: {e}")))?;
     let normalisation = normalisation(&format);
+    let folder = RunFolder::before_training(out);
     let mut write_checkpoint = |snapshot: &Snapshot| {
         fs::create_dir_all(out)
             .map_err(|e| Error::Invalid(format!("{}: cannot create the run folder: {e}", out.display())))?;
@@ -451,69 +453,77 @@ pub fn train_from(
             optimizer: Some(snapshot.model.optimizer_state()?),
             resume: Some(ResumeState { trainer: snapshot.trainer.clone(), run_settings: run_settings.clone() }),
         };
-        file.save(&checkpoint_path)
+        file.save(&checkpoint_path)?;
+        folder.checkpointed(snapshot.history.epochs.len());
+        Ok(())
     };
-    remove_stale_temporary_files(out);
-    let validation = (!split.validation.is_empty()).then_some(&validation_source as &dyn crate::train::BatchSource);
-    let control = FitControl { resume, checkpoint: &mut write_checkpoint, interrupt };
-    let outcome = fit_from(model.as_mut(), &train_source, validation, &config, control, &mut |event| {
-        observe(&RunEvent::Fit(event))
-    })?;
-    observe(&RunEvent::Batches(&outcome.batches));
-    if let StopReason::Interrupted { epoch, step } = outcome.stop {
-        return Err(Error::Interrupted { checkpoint: checkpoint_path, epoch, step });
-    }
-
-    let staging = Staging::beside(out)?;
-    let staged = staging.path();
-    let named: Vec<(&str, Vec<usize>)> = split.parts().iter().map(|(n, _)| *n).zip(counts.iter().cloned()).collect();
-    plots::class_counts(&dataset.class_names, &named, staged.join("classes.png"))?;
-    let model_file = ModelFile {
-        architecture: architecture.clone(),
-        class_names: dataset.class_names.clone(),
-        normalisation,
-        test_time_augment: settings.test_time_augment,
-        history: outcome.history.clone(),
-        weights: model.weights()?,
-        optimizer: None,
-        resume: None,
-    };
-    model_file.save(staged.join("model.safetensors"))?;
-    if !outcome.history.epochs.is_empty() {
-        plots::training_curves(&outcome.history, staged.join("training.png"))?;
-    }
-    if let StopReason::NonFinite { .. } = outcome.stop {
-        staging.publish(&settings.out_dir)?;
-        return Err(Error::Invalid(format!(
-            "{}; the last good weights are in {}",
-            outcome.stop,
-            final_model.display()
-        )));
-    }
-
-    let mut predictor = Predictor::from_model(model, &architecture).with_test_time_augment(settings.test_time_augment);
-    let test = if split.test.is_empty() {
-        None
-    } else {
-        let evaluation = evaluate(&mut predictor, &dataset, &split.test, &dataset.class_names)?;
-        observe(&RunEvent::Evaluated { test_folder: None, images: split.test.len(), evaluation: &evaluation });
-        evaluation.write(staged, "evaluation", "test split")?;
-        Some(evaluation)
-    };
-    let test_dir = match &test_set {
-        None => None,
-        Some((dir, test_set)) => {
-            let all: Vec<usize> = (0..test_set.len()).collect();
-            let evaluation = evaluate(&mut predictor, test_set, &all, &dataset.class_names)
-                .map_err(|e| Error::Invalid(format!("test folder {}: {e}", dir.display())))?;
-            observe(&RunEvent::Evaluated { test_folder: Some(dir), images: all.len(), evaluation: &evaluation });
-            evaluation.write(staged, "evaluation-test-folder", &format!("test folder {}", path_name(dir)))?;
-            Some(evaluation)
+    let trained = (|| {
+        remove_stale_temporary_files(out);
+        let validation = (!split.validation.is_empty()).then_some(&validation_source as &dyn crate::train::BatchSource);
+        let control = FitControl { resume, checkpoint: &mut write_checkpoint, interrupt };
+        let outcome = fit_from(model.as_mut(), &train_source, validation, &config, control, &mut |event| {
+            observe(&RunEvent::Fit(event))
+        })?;
+        observe(&RunEvent::Batches(&outcome.batches));
+        if let StopReason::Interrupted { epoch, step } = outcome.stop {
+            return Err(Error::Interrupted { checkpoint: checkpoint_path.clone(), epoch, step });
         }
-    };
-    staging.publish(&settings.out_dir)?;
-    observe(&RunEvent::Saved(&final_model));
-    Ok(TrainRun { model: model_file, model_path: final_model, outcome, test, test_dir })
+
+        let staging = Staging::beside(out)?;
+        let staged = staging.path();
+        let named: Vec<(&str, Vec<usize>)> =
+            split.parts().iter().map(|(n, _)| *n).zip(counts.iter().cloned()).collect();
+        plots::class_counts(&dataset.class_names, &named, staged.join("classes.png"))?;
+        let model_file = ModelFile {
+            architecture: architecture.clone(),
+            class_names: dataset.class_names.clone(),
+            normalisation: normalisation.clone(),
+            test_time_augment: settings.test_time_augment,
+            history: outcome.history.clone(),
+            weights: model.weights()?,
+            optimizer: None,
+            resume: None,
+        };
+        model_file.save(staged.join("model.safetensors"))?;
+        if !outcome.history.epochs.is_empty() {
+            plots::training_curves(&outcome.history, staged.join("training.png"))?;
+        }
+        if let StopReason::NonFinite { .. } = outcome.stop {
+            staging.publish(&settings.out_dir)?;
+            folder.published();
+            return Err(Error::Invalid(format!(
+                "{}; the last good weights are in {}",
+                outcome.stop,
+                final_model.display()
+            )));
+        }
+
+        let mut predictor =
+            Predictor::from_model(model, &architecture).with_test_time_augment(settings.test_time_augment);
+        let test = if split.test.is_empty() {
+            None
+        } else {
+            let evaluation = evaluate(&mut predictor, &dataset, &split.test, &dataset.class_names)?;
+            observe(&RunEvent::Evaluated { test_folder: None, images: split.test.len(), evaluation: &evaluation });
+            evaluation.write(staged, "evaluation", "test split")?;
+            Some(evaluation)
+        };
+        let test_dir = match &test_set {
+            None => None,
+            Some((dir, test_set)) => {
+                let all: Vec<usize> = (0..test_set.len()).collect();
+                let evaluation = evaluate(&mut predictor, test_set, &all, &dataset.class_names)
+                    .map_err(|e| Error::Invalid(format!("test folder {}: {e}", dir.display())))?;
+                observe(&RunEvent::Evaluated { test_folder: Some(dir), images: all.len(), evaluation: &evaluation });
+                evaluation.write(staged, "evaluation-test-folder", &format!("test folder {}", path_name(dir)))?;
+                Some(evaluation)
+            }
+        };
+        staging.publish(&settings.out_dir)?;
+        observe(&RunEvent::Saved(&final_model));
+        Ok(TrainRun { model: model_file, model_path: final_model, outcome, test, test_dir })
+    })();
+    folder.after_training(trained)
 }
 
 /// A fresh run never trains into a folder that holds a model or a checkpoint, unless told to.
@@ -633,12 +643,95 @@ fn remove_stale_temporary_files(out: &Path) {
     }
 }
 
-/// A run's outputs before they are the run folder's: a hidden folder beside it, removed (with a
-/// parent folder it had to create) unless [`Staging::publish`] moved its files in.
+/// The folders that creating a path makes: the outermost of it and its parents that did not exist
+/// yet, so that a failed run can remove what it made and nothing else.
+struct CreatedFolders {
+    outermost: Option<PathBuf>,
+}
+
+impl CreatedFolders {
+    /// Notes, before anything is created, which of `path` and its parents do not exist.
+    fn before_creating(path: &Path) -> CreatedFolders {
+        let outermost = path.ancestors().take_while(|p| !p.as_os_str().is_empty() && !p.exists()).last();
+        CreatedFolders { outermost: outermost.map(Path::to_path_buf) }
+    }
+
+    /// Removes `path` and its parents out to the outermost noted, each only while it is empty (a
+    /// folder someone else wrote into stays, and so do its parents).
+    fn remove_empty(&self, path: &Path) {
+        let Some(outermost) = &self.outermost else { return };
+        for dir in path.ancestors() {
+            match fs::remove_dir(dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => break,
+                _ if dir == outermost => break,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The run folder while training writes into it. A run that fails leaves no folder it created
+/// behind unless a checkpoint of its own is in it: work saved is kept (and resumes), debris is not.
+struct RunFolder<'a> {
+    out: &'a Path,
+    created: CreatedFolders,
+    /// Epochs done at the last checkpoint written, once one is.
+    checkpoint_epochs: Cell<Option<usize>>,
+    /// Whether the run's outputs are in the folder (a run that diverged publishes its last good
+    /// weights, then fails).
+    published: Cell<bool>,
+}
+
+impl<'a> RunFolder<'a> {
+    fn before_training(out: &'a Path) -> RunFolder<'a> {
+        RunFolder {
+            out,
+            created: CreatedFolders::before_creating(out),
+            checkpoint_epochs: Cell::new(None),
+            published: Cell::new(false),
+        }
+    }
+
+    fn checkpointed(&self, epochs: usize) {
+        self.checkpoint_epochs.set(Some(epochs));
+    }
+
+    fn published(&self) {
+        self.published.set(true);
+    }
+
+    /// `trained`, with the folder cleaned up when it is an error: removed if this run created it
+    /// and wrote no checkpoint; otherwise the error says which checkpoint is kept.
+    fn after_training<T>(self, trained: Result<T>) -> Result<T> {
+        let e = match trained {
+            Ok(done) => return Ok(done),
+            Err(e @ Error::Interrupted { .. }) => return Err(e),
+            Err(e) if self.published.get() => return Err(e),
+            Err(e) => e,
+        };
+        let kept = match self.checkpoint_epochs.get() {
+            None => {
+                if self.created.outermost.is_some() {
+                    let _ = fs::remove_dir_all(self.out);
+                    self.created.remove_empty(self.out);
+                }
+                return Err(e);
+            }
+            Some(0) => "written before the first step".to_string(),
+            Some(epochs) => format!("of epoch {epochs}"),
+        };
+        Err(Error::Invalid(format!(
+            "{e} (the checkpoint {kept} is kept in {}, and resuming the run goes on from it)",
+            self.out.display()
+        )))
+    }
+}
+
+/// A run's outputs before they are the run folder's: a hidden folder beside it, removed (with the
+/// parent folders it had to create) unless [`Staging::publish`] moved its files in.
 struct Staging {
     path: PathBuf,
-    /// The outermost parent of the run folder that did not exist, created for the staging folder.
-    created_parent: Option<PathBuf>,
+    created: CreatedFolders,
     published: bool,
 }
 
@@ -646,13 +739,11 @@ impl Staging {
     fn beside(out: &Path) -> Result<Staging> {
         let name = out.file_name().map_or("run".into(), |n| n.to_string_lossy().into_owned());
         let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        // The outermost of the parents that do not exist yet: removing it removes them all.
-        let created_parent = parent.ancestors().take_while(|p| !p.as_os_str().is_empty() && !p.exists()).last();
-        let created_parent = created_parent.map(Path::to_path_buf);
         let path = parent.join(format!(".{name}.partial-{}", std::process::id()));
+        let created = CreatedFolders::before_creating(&path);
         fs::create_dir_all(&path)
             .map_err(|e| Error::Invalid(format!("{}: cannot create the run folder: {e}", out.display())))?;
-        Ok(Staging { path, created_parent, published: false })
+        Ok(Staging { path, created, published: false })
     }
 
     fn path(&self) -> &Path {
@@ -676,15 +767,7 @@ impl Drop for Staging {
     fn drop(&mut self) {
         if !self.published {
             let _ = fs::remove_dir_all(&self.path);
-            if let Some(created) = &self.created_parent {
-                // The folders this run created, from the staging folder's parent out; each is
-                // empty now unless something else wrote there, which stops the removal.
-                for dir in self.path.ancestors().skip(1) {
-                    if fs::remove_dir(dir).is_err() || dir == created {
-                        break;
-                    }
-                }
-            }
+            self.created.remove_empty(&self.path);
         }
     }
 }

@@ -7,6 +7,7 @@ mod common;
 mod cli;
 mod explain;
 mod explain_faces;
+mod full_disk;
 mod report;
 mod resume;
 mod workflow;
