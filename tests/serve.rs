@@ -605,7 +605,7 @@ fn when_stalled_uploads_fill_the_budget_the_one_idle_longest_is_shed() {
         loop {
             let stats = upload_stats(&server);
             let counted = stats["arriving"].as_u64().unwrap() + stats["shed"].as_u64().unwrap();
-            if counted == k as u64 + 1 && stats["held_bytes"].as_u64().unwrap() % SENT as u64 == 0 {
+            if counted == k as u64 + 1 && stats["held_bytes"].as_u64().unwrap().is_multiple_of(SENT as u64) {
                 break;
             }
             assert!(Instant::now() < deadline, "stalled upload {k} reaches the server: {stats}");
