@@ -20,6 +20,7 @@ use wgcnn::model::backend::Backend;
 use wgcnn::model::explain::ExplainMethod;
 use wgcnn::model::spec::{Architecture, InputShape};
 use wgcnn::model::test_time::TestTimeAugment;
+use wgcnn::native::{CPU_KERNELS_ENV, CpuKernels};
 use wgcnn::report::GridItem;
 use wgcnn::serve::ServeOptions;
 use wgcnn::train::throughput::{measure_inference, measure_training, profile_training};
@@ -853,6 +854,11 @@ fn info(choice: &DeviceChoice) -> anyhow::Result<()> {
     println!("CPU backends:");
     println!("  {}  (--device cpu)", Backend::Native.describe());
     println!("  {}  (--device reference)", Backend::Reference.describe());
+    println!(
+        "  CPU kernels: {} (this CPU runs {} at most; {CPU_KERNELS_ENV}=avx512|avx2|portable|auto)",
+        CpuKernels::in_use(),
+        CpuKernels::detected()
+    );
     let (backend, why) = chosen_backend(choice)?;
     match &backend {
         Backend::Gpu(gpu) => {
@@ -981,6 +987,8 @@ fn run(
     limits: DecodeLimits,
     given: &dyn Fn(&str) -> bool,
 ) -> anyhow::Result<()> {
+    // An unusable kernel set is reported before any work, not quietly replaced.
+    CpuKernels::from_env()?;
     match command {
         Command::Info => info(device),
         Command::BenchTrain { preset, batch_size, steps, warmup, size, profile } => {

@@ -50,7 +50,11 @@ impl Backend {
         match self {
             Backend::Gpu(gpu) => format!("{}, {} kernels", gpu.describe(), gpu.kernels),
             Backend::Native => {
-                format!("the native CPU backend ({} threads, GEMMs by the gemm crate)", rayon::current_num_threads())
+                format!(
+                    "the native CPU backend ({} threads, GEMMs by the gemm crate's {} kernels)",
+                    rayon::current_num_threads(),
+                    crate::native::CpuKernels::in_use()
+                )
             }
             Backend::Reference => "the CPU reference backend (plain loops, one core)".into(),
         }

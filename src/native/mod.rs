@@ -1,6 +1,6 @@
 //! The native CPU backend's ops: the same semantics as [`crate::reference`], computed fast on
 //! every core. Convolutions and dense layers are GEMMs (im2col per image tile into
-//! `matrixmultiply`), the rest are loops split across cores with rayon. Tensors are NCHW f32.
+//! the gemm crate's kernels, [`CpuKernels`]), the rest are loops split across cores with rayon. Tensors are NCHW f32.
 //!
 //! Deterministic: work is split into pieces fixed by the shapes (images, planes, chunks), never by
 //! the thread count, and every sum across pieces is added in piece order, so a seed gives the same
@@ -14,3 +14,5 @@ pub mod dense;
 pub mod elementwise;
 mod gemm;
 pub mod max_pool2d;
+
+pub use gemm::{CPU_KERNELS_ENV, CpuKernels};

@@ -709,3 +709,44 @@ fn info_names_the_kernel_variant_and_wgcnn_kernels_forces_one() {
     assert_eq!(code, Some(1));
     assert!(stderr.trim() == "wgcnn: WGCNN_KERNELS=\"fast\": expected tiled, software or auto", "{stderr}");
 }
+
+/// `wgcnn info` names the CPU kernel set in use; `WGCNN_CPU_KERNELS` narrows it (portable runs on
+/// every CPU), and a value it does not know, or a set wider than the CPU's, is a one-line error.
+#[test]
+fn info_names_the_cpu_kernels_and_wgcnn_cpu_kernels_narrows_them() {
+    use wgcnn::native::CpuKernels;
+    let info = |kernels: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wgcnn"));
+        command.args(["--device", "cpu", "info"]).env("XDG_RUNTIME_DIR", std::env::temp_dir());
+        match kernels {
+            Some(value) => command.env("WGCNN_CPU_KERNELS", value),
+            None => command.env_remove("WGCNN_CPU_KERNELS"),
+        };
+        let output = command.output().expect("the wgcnn binary runs");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let detected = CpuKernels::detected();
+    let (code, stdout, _) = info(None);
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains(&format!("CPU kernels: {detected} (this CPU runs {detected} at most")), "{stdout}");
+    assert!(stdout.contains(&format!("gemm crate's {detected} kernels")), "{stdout}");
+    let (code, stdout, _) = info(Some("portable"));
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("CPU kernels: portable ("), "{stdout}");
+    assert!(stdout.contains("gemm crate's portable kernels"), "{stdout}");
+    let (code, _, stderr) = info(Some("sse9"));
+    assert_eq!(code, Some(1));
+    assert_eq!(stderr.trim(), "wgcnn: WGCNN_CPU_KERNELS=\"sse9\": expected avx512, avx2, portable or auto");
+    if detected < CpuKernels::Avx512 {
+        let (code, _, stderr) = info(Some("avx512"));
+        assert_eq!(code, Some(1));
+        assert!(
+            stderr.contains(&format!("asks for AVX-512 kernels, but this CPU runs {detected} at most")),
+            "{stderr}"
+        );
+    }
+}
