@@ -2,14 +2,16 @@
 //! scikit-learn's report layout, reading predictions from model outputs, and the PNG plots.
 //!
 //! The plots go to a fresh temporary folder removed afterwards; set `WGCNN_PLOT_DIR` to keep them
-//! there instead (to look at them).
+//! there instead (to look at them). Each plot is checked against its layout: every text inside its
+//! room and the picture, none over another or over the data, and the drawn glyphs inside the boxes
+//! the layout measured.
 
 use std::path::{Path, PathBuf};
 
 use image::{Rgb, RgbImage};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use wgcnn::model::history::{EpochRecord, History};
-use wgcnn::report::plots::{self, GridItem};
+use wgcnn::report::plots::{self, GridItem, Layout, Rect, TextKind};
 use wgcnn::report::{ConfusionMatrix, Prediction, Scores};
 
 const TOLERANCE: f64 = 1e-12;
@@ -313,37 +315,144 @@ fn face(seed: u64, size: (u32, u32)) -> RgbImage {
     })
 }
 
+/// The smallest font size a text may be set at and still be read.
+const READABLE: f64 = 9.0;
+
+/// Every text of `layout` in its room, its room in the picture, at a readable size; no two texts
+/// overlapping; values over the data and every other text off it.
+fn check_layout(layout: &Layout, what: &str) {
+    let canvas = Rect::at(0, 0, layout.size.0 as i32, layout.size.1 as i32);
+    for plot in &layout.plots {
+        assert!(canvas.contains(plot), "{what}: plot {plot:?} leaves the {canvas:?} picture");
+    }
+    for text in &layout.texts {
+        let name = format!("{what}: {:?} {:?}", text.kind, text.text);
+        assert!(canvas.contains(&text.room), "{name}: its room {:?} leaves the picture {canvas:?}", text.room);
+        assert!(text.room.contains(&text.bounds), "{name}: {:?} leaves its room {:?}", text.bounds, text.room);
+        assert!(text.size >= READABLE, "{name}: set at {} pixels", text.size);
+        let on_data = layout.plots.iter().filter(|plot| plot.overlaps(&text.bounds)).count();
+        if text.kind == TextKind::Value {
+            assert!(layout.plots.iter().any(|plot| plot.contains(&text.bounds)), "{name}: a value off the data");
+        } else {
+            assert_eq!(on_data, 0, "{name}: {:?} is over the data {:?}", text.bounds, layout.plots);
+        }
+    }
+    for (i, a) in layout.texts.iter().enumerate() {
+        for b in &layout.texts[i + 1..] {
+            assert!(
+                !a.bounds.overlaps(&b.bounds),
+                "{what}: {:?} {:?} overlaps {:?} {:?}",
+                a.text,
+                a.bounds,
+                b.text,
+                b.bounds
+            );
+        }
+    }
+}
+
+/// Nothing cut short: every text's lines hold all of its text.
+fn check_whole(layout: &Layout, what: &str) {
+    let squeeze = |text: &str| text.split_whitespace().collect::<String>();
+    for text in &layout.texts {
+        assert_eq!(squeeze(&text.lines.concat()), squeeze(&text.text), "{what}: {:?} is cut short", text.text);
+    }
+}
+
+/// The picture at `path` drawn as laid out: its size, and in the room of every text off the data,
+/// ink only inside the texts' measured bounds (so no glyph reaches past them, or out of the
+/// picture), and some inside its own.
+fn check_drawn(layout: &Layout, path: &Path, what: &str) {
+    check_png(path, layout.size);
+    let image = image::open(path).unwrap().to_rgb8();
+    let inked = |x: i32, y: i32| image.get_pixel(x as u32, y as u32).0 != [255, 255, 255];
+    for text in layout.texts.iter().filter(|text| text.kind != TextKind::Value) {
+        let room = text.room;
+        let pixels = (room.left..room.right).flat_map(|x| (room.top..room.bottom).map(move |y| (x, y)));
+        for (x, y) in pixels.filter(|&(x, y)| inked(x, y)) {
+            let dot = Rect::at(x, y, 1, 1);
+            assert!(
+                layout.texts.iter().any(|t| t.bounds.contains(&dot)),
+                "{what}: ink at ({x}, {y}) in the room of {:?} outside {:?}",
+                text.text,
+                text.bounds
+            );
+        }
+        let bounds = text.bounds;
+        let ink = (bounds.left..bounds.right).flat_map(|x| (bounds.top..bounds.bottom).map(move |y| (x, y)));
+        assert!(
+            ink.clone().any(|(x, y)| inked(x, y)) || text.text.trim().is_empty(),
+            "{what}: {:?} not drawn",
+            text.text
+        );
+    }
+}
+
+/// `layout`'s picture, written to `path`, checked against it.
+fn check_picture(layout: &Layout, path: &Path) {
+    let what = path.display().to_string();
+    check_layout(layout, &what);
+    check_drawn(layout, path, &what);
+}
+
+/// The texts of `kind` in `layout`.
+fn texts_of(layout: &Layout, kind: TextKind) -> Vec<&plots::PlacedText> {
+    layout.texts.iter().filter(|t| t.kind == kind).collect()
+}
+
+fn faces(captions: &[(&str, Option<bool>)], files: impl Fn(usize) -> String, n: usize) -> Vec<GridItem> {
+    (0..n)
+        .map(|i| {
+            let (caption, correct) = captions[i % captions.len()];
+            let size = [(48, 48), (200, 120), (30, 90)][i % 3];
+            GridItem { image: face(i as u64, size), file: files(i), caption: caption.into(), correct }
+        })
+        .collect()
+}
+
 #[test]
 fn each_plot_writes_a_png_of_the_stated_size() {
     let dir = PlotDir::new("plots");
     let path = dir.file("training.png");
     plots::training_curves(&history(), &path).unwrap();
-    check_png(&path, plots::TRAINING_CURVES_SIZE);
+    let layout = plots::training_curves_layout(&history()).unwrap();
+    assert_eq!(layout.size, plots::TRAINING_CURVES_SIZE);
+    check_picture(&layout, &path);
+    check_whole(&layout, "training curves");
+    let legend: Vec<&str> = texts_of(&layout, TextKind::Legend).iter().map(|t| t.text.as_str()).collect();
+    assert_eq!(legend, ["learning rate drop", "train", "validation"].repeat(2));
 
     let classes = names(&["angry", "happy", "sad"]);
     let path = dir.file("classes.png");
     let splits = [("train", vec![3995, 7215, 4830]), ("validation", vec![958, 1774, 1247])];
     plots::class_counts(&classes, &splits, &path).unwrap();
-    check_png(&path, plots::CLASS_COUNTS_SIZE);
+    let layout = plots::class_counts_layout(&classes, &splits).unwrap();
+    assert_eq!(layout.size, plots::CLASS_COUNTS_SIZE);
+    check_picture(&layout, &path);
+    check_whole(&layout, "class counts");
+    let values: Vec<&str> = texts_of(&layout, TextKind::Value).iter().map(|t| t.text.as_str()).collect();
+    assert_eq!(values, ["3995", "7215", "4830", "958", "1774", "1247"]);
 
     let path = dir.file("confusion.png");
     plots::confusion_matrix(&pets(), "Confusion matrix: pets", &path).unwrap();
-    let side = plots::CONFUSION_FRAME + 3 * plots::CONFUSION_CELL;
-    check_png(&path, (side, side));
+    let layout = plots::confusion_matrix_layout(&pets(), "Confusion matrix: pets").unwrap();
+    let cells = 3 * plots::CONFUSION_CELL as i32;
+    assert_eq!((layout.plots[0].width(), layout.plots[0].height()), (cells, cells));
+    check_picture(&layout, &path);
+    check_whole(&layout, "confusion matrix");
+    assert_eq!(texts_of(&layout, TextKind::Title)[0].lines, ["Confusion matrix: pets"]);
+    assert_eq!(texts_of(&layout, TextKind::Value).len(), 9);
 
     // 5 images: 3 columns, 2 rows; sizes and aspect ratios differ.
     let captions = [("happy 87%", Some(true)), ("sad 63%", Some(false)), ("angry 51%", None)];
-    let items: Vec<GridItem> = (0..5)
-        .map(|i| {
-            let (caption, correct) = captions[i % 3];
-            let size = [(48, 48), (200, 120), (30, 90)][i % 3];
-            GridItem { image: face(i as u64, size), file: format!("face_{i}.png"), caption: caption.into(), correct }
-        })
-        .collect();
+    let items = faces(&captions, |i| format!("face_{i}.png"), 5);
     let path = dir.file("grid.png");
     plots::prediction_grid(&items, "5 faces predicted by a test", &path).unwrap();
     let tile = (plots::GRID_IMAGE + 2 * plots::GRID_PAD, plots::GRID_IMAGE + plots::GRID_CAPTION + 2 * plots::GRID_PAD);
-    check_png(&path, (3 * tile.0, plots::GRID_LEGEND + 2 * tile.1));
+    let layout = plots::prediction_grid_layout(&items, "5 faces predicted by a test").unwrap();
+    assert_eq!(layout.size, (3 * tile.0, plots::GRID_LEGEND + 2 * tile.1));
+    check_picture(&layout, &path);
+    check_whole(&layout, "grid");
     // The second caption (wrong) is drawn in red somewhere under its image.
     let grid = image::open(&path).unwrap().to_rgb8();
     let strip_top = plots::GRID_LEGEND + plots::GRID_PAD + plots::GRID_IMAGE;
@@ -351,6 +460,140 @@ fn each_plot_writes_a_png_of_the_stated_size() {
         .flat_map(|x| (strip_top..strip_top + plots::GRID_CAPTION).map(move |y| (x, y)))
         .any(|(x, y)| matches!(grid.get_pixel(x, y).0, [r, g, b] if r > 150 && g < 80 && b < 80));
     assert!(reddish, "no red caption under the wrong prediction");
+
+    let panels = [face(1, (256, 256)), face(2, (256, 256))];
+    let path = dir.file("card.png");
+    plots::explanation_card(&panels, |t| [(t * 255.0) as u8, 0, 0], "gradcam for happy (87.0%)", &path).unwrap();
+    let layout = plots::explanation_card_layout(&panels, "gradcam for happy (87.0%)").unwrap();
+    let width = plots::CARD_PAD + 2 * (256 + plots::CARD_PAD) + plots::CARD_SCALE;
+    assert_eq!(layout.size, (width, plots::CARD_PAD + 256 + plots::CARD_CAPTION));
+    check_picture(&layout, &path);
+    check_whole(&layout, "card");
+}
+
+/// Class names of 40 characters and more, some with spaces, some with underscores.
+fn long_classes(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            if i % 2 == 0 {
+                format!("class_{i:02}_with_a_rather_long_descriptive_name")
+            } else {
+                format!("a long class name with spaces, number {i:02}")
+            }
+        })
+        .collect()
+}
+
+const LONG_TITLE: &str = "Confusion matrix: a_very_long_data_folder_name_emotions3_test_official_split (1493 images)";
+
+#[test]
+fn long_titles_wrap_and_long_class_names_fit_on_every_picture() {
+    let dir = PlotDir::new("long");
+    let mut rng = StdRng::seed_from_u64(7);
+    // 12 classes of 40 characters and more, and 3 of 100.
+    let hundred = |c: &String| format!("{c} {c} {c}").chars().take(100).collect::<String>();
+    let class_sets =
+        [long_classes(1), long_classes(2), long_classes(12), long_classes(3).iter().map(hundred).collect()];
+    for classes in class_sets {
+        let n = classes.len();
+        let pairs: Vec<(usize, usize)> = (0..1493).map(|_| (rng.random_range(0..n), rng.random_range(0..n))).collect();
+        let matrix = ConfusionMatrix::from_pairs(classes.clone(), pairs).unwrap();
+        let path = dir.file(&format!("confusion-{n}.png"));
+        plots::confusion_matrix(&matrix, LONG_TITLE, &path).unwrap();
+        let layout = plots::confusion_matrix_layout(&matrix, LONG_TITLE).unwrap();
+        check_picture(&layout, &path);
+        check_whole(&layout, &path.display().to_string());
+        // Wider than the title with 12 classes; wrapped over fewer.
+        let title = texts_of(&layout, TextKind::Title)[0];
+        assert_eq!(title.lines.len() > 1, n < 12, "{:?}", title.lines);
+        // Each class name twice, across and down, at least partly on the matrix' scale.
+        assert_eq!(texts_of(&layout, TextKind::Tick).len(), 2 * n);
+        let cells = n as i32 * plots::CONFUSION_CELL as i32;
+        assert_eq!((layout.plots[0].width(), layout.plots[0].height()), (cells, cells));
+
+        let counts = |scale: usize| (0..n).map(|c| scale * (c + 1)).collect::<Vec<_>>();
+        let splits = [("train", counts(4321)), ("validation", counts(987)), ("official test split", counts(55))];
+        let path = dir.file(&format!("classes-{n}.png"));
+        plots::class_counts(&classes, &splits, &path).unwrap();
+        let layout = plots::class_counts_layout(&classes, &splits).unwrap();
+        assert!(layout.size.0 >= plots::CLASS_COUNTS_SIZE.0 && layout.size.1 >= plots::CLASS_COUNTS_SIZE.1);
+        check_picture(&layout, &path);
+        check_whole(&layout, &path.display().to_string());
+    }
+
+    // Legend entries too many for one row go onto more.
+    let names: Vec<String> = (0..6).map(|i| format!("a long name for the split of the data number {i}")).collect();
+    let splits: Vec<(&str, Vec<usize>)> = names.iter().map(|name| (name.as_str(), vec![10, 20])).collect();
+    let path = dir.file("classes-many-splits.png");
+    plots::class_counts(&long_classes(2), &splits, &path).unwrap();
+    let layout = plots::class_counts_layout(&long_classes(2), &splits).unwrap();
+    check_picture(&layout, &path);
+    check_whole(&layout, "many splits");
+    let mut rows: Vec<i32> = texts_of(&layout, TextKind::Legend).iter().map(|t| t.bounds.top).collect();
+    rows.dedup();
+    assert!(rows.len() > 1, "the legend on one row: {rows:?}");
+
+    let captions: Vec<String> = long_classes(3).iter().map(|c| format!("{c} 87%")).collect();
+    let captions: Vec<(&str, Option<bool>)> =
+        captions.iter().zip([Some(true), Some(false), None]).map(|(c, r)| (c.as_str(), r)).collect();
+    let file = |i: usize| format!("a_long_folder_of_faces/happy_face_number_{i:04}.png");
+    for n in [1, 2, 7] {
+        let items = faces(&captions, file, n);
+        let title = format!(
+            "{n} images predicted by runs/a_very_long_run_folder_name_fer48_v2_mirror_official/model.safetensors"
+        );
+        let path = dir.file(&format!("grid-{n}.png"));
+        plots::prediction_grid(&items, &title, &path).unwrap();
+        let layout = plots::prediction_grid_layout(&items, &title).unwrap();
+        check_picture(&layout, &path);
+        check_whole(&layout, &path.display().to_string());
+    }
+
+    // Small panels too: the colour scale keeps room for its labels.
+    for side in [8, 256] {
+        let panels = [face(1, (side, side)), face(2, (side, side))];
+        let caption = format!("gradcam for {} (87.0%)", long_classes(1)[0]);
+        let path = dir.file(&format!("card-{side}.png"));
+        plots::explanation_card(&panels, |t| [0, (t * 255.0) as u8, 0], &caption, &path).unwrap();
+        let layout = plots::explanation_card_layout(&panels, &caption).unwrap();
+        check_picture(&layout, &path);
+        check_whole(&layout, &path.display().to_string());
+    }
+}
+
+#[test]
+fn text_too_long_for_any_room_is_cut_short_inside_it() {
+    let dir = PlotDir::new("too-long");
+    let endless = "x".repeat(400);
+    let spaced = ["word"; 120].join(" ");
+    let matrix = ConfusionMatrix::from_pairs([endless.clone(), spaced.clone()], [(0, 0), (1, 0), (1, 1)]).unwrap();
+    let title = format!("Confusion matrix: {spaced}");
+    let path = dir.file("too-long-confusion.png");
+    plots::confusion_matrix(&matrix, &title, &path).unwrap();
+    let layout = plots::confusion_matrix_layout(&matrix, &title).unwrap();
+    check_picture(&layout, &path);
+    let cut: Vec<&str> = layout
+        .texts
+        .iter()
+        .filter(|t| t.lines.last().is_some_and(|l| l.ends_with('…')))
+        .map(|t| &t.text[..20])
+        .collect();
+    assert_eq!(cut.len(), 5, "the title and both names twice: {cut:?}");
+
+    let splits = [("train", vec![1, 2])];
+    let path = dir.file("too-long-classes.png");
+    plots::class_counts(&[endless.clone(), spaced.clone()], &splits, &path).unwrap();
+    check_picture(&plots::class_counts_layout(&[endless.clone(), spaced.clone()], &splits).unwrap(), &path);
+
+    let items = faces(&[(spaced.as_str(), Some(false))], |_| endless.clone(), 2);
+    let path = dir.file("too-long-grid.png");
+    plots::prediction_grid(&items, &spaced, &path).unwrap();
+    check_picture(&plots::prediction_grid_layout(&items, &spaced).unwrap(), &path);
+
+    let panels = [face(1, (32, 32))];
+    let path = dir.file("too-long-card.png");
+    plots::explanation_card(&panels, |t| [0, 0, (t * 255.0) as u8], &endless, &path).unwrap();
+    check_picture(&plots::explanation_card_layout(&panels, &endless).unwrap(), &path);
 }
 
 #[test]
