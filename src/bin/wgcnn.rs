@@ -49,11 +49,17 @@ struct Cli {
 /// Bounds on what reading one image may cost: an image over them is skipped and reported.
 #[derive(clap::Args)]
 struct LimitArgs {
-    /// The widest and tallest image decoded, in pixels, checked from its header.
-    #[arg(long, global = true, value_name = "PIXELS", default_value_t = DecodeLimits::default().max_side,
-          value_parser = clap::value_parser!(u32).range(1..))]
-    max_image_side: u32,
-    /// The most memory an image's decoded pixels may take, in MiB, checked from its header.
+    /// The most pixels (width x height) an image may declare, checked from its header (Pillow's
+    /// limit by default).
+    #[arg(long, global = true, value_name = "PIXELS", default_value_t = DecodeLimits::default().max_pixels,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_image_pixels: u64,
+    /// The widest and tallest image decoded, in pixels, checked from its header [default: none but
+    /// each format's own: 65535 for JPEG and GIF, 16383 for WebP].
+    #[arg(long, global = true, value_name = "PIXELS", value_parser = clap::value_parser!(u32).range(1..))]
+    max_image_side: Option<u32>,
+    /// The most memory an image's decoded pixels may take as stored, in MiB, checked from its
+    /// header.
     #[arg(long, global = true, value_name = "MIB", default_value_t = DecodeLimits::default().max_pixel_bytes >> 20,
           value_parser = clap::value_parser!(u64).range(1..=1 << 40))]
     max_image_mb: u64,
@@ -66,7 +72,8 @@ struct LimitArgs {
 impl LimitArgs {
     fn limits(&self) -> anyhow::Result<DecodeLimits> {
         let limits = DecodeLimits {
-            max_side: self.max_image_side,
+            max_pixels: self.max_image_pixels,
+            max_side: self.max_image_side.unwrap_or(DecodeLimits::default().max_side),
             max_pixel_bytes: self.max_image_mb << 20,
             max_file_bytes: self.max_file_mb << 20,
         };

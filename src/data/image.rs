@@ -7,12 +7,22 @@
 //! [`DecodeLimits`]: the size an image declares is checked before its pixels are allocated (a
 //! 3 MB PNG can declare 60000x60000 pixels), and a decoder that panics on a malformed file is
 //! caught here and reported like any unreadable file.
+//!
+//! What [`decode_and_resize`] holds at its peak, besides the file's bytes (twice for a JPEG, whose
+//! decoder copies them), is at most three times `max_pixel_bytes`: the pixels as stored and at
+//! most as many bytes again (their conversion to 8-bit gray or RGB, none when they are stored so;
+//! an EXIF rotation by 90 degrees of the converted pixels; a PNG decoder's row buffers, a whole
+//! row of a one-row strip), or for a progressive JPEG its decoder's coefficients, 2 bytes a
+//! sample, besides the pixels. The resize holds at most 16 bytes x the square root of (the
+//! image's pixels x the input's pixels) between its passes: 48 MB for 179 megapixels to 224x224.
 
 use std::io::Cursor;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use image::imageops::FilterType;
-use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits, Rgb, RgbImage};
+use image::{
+    DynamicImage, GenericImageView, ImageBuffer, ImageDecoder, ImageFormat, ImageReader, Limits, Pixel, Rgb, RgbImage,
+};
 use thiserror::Error;
 
 use crate::files::{ReadError, human_bytes, read_bounded};
@@ -86,9 +96,10 @@ pub enum DecodeError {
     Truncated { format: String, detail: String },
     #[error("unreadable {format}: {detail}")]
     Unreadable { format: String, detail: String },
-    /// Width or height over [`DecodeLimits::max_side`], found in the header.
-    #[error("{format} declares {width}x{height} pixels, over the {max_side} limit (pixels a side)")]
-    TooLarge { format: String, width: u32, height: u32, max_side: u32 },
+    /// More pixels than [`DecodeLimits::max_pixels`], or a side over [`DecodeLimits::max_side`],
+    /// found in the header.
+    #[error("{format} declares {width}x{height} pixels, over {limit}")]
+    TooLarge { format: String, width: u32, height: u32, limit: SizeLimit },
     /// Decoded pixels over [`DecodeLimits::max_pixel_bytes`], found in the header.
     #[error(
         "{format} declares {width}x{height} pixels, {} decoded, over the limit of {}",
@@ -100,31 +111,65 @@ pub enum DecodeError {
     DecoderPanicked { format: String, detail: String },
 }
 
+/// Which of [`DecodeLimits`]'s size limits an image's header is over, with its value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SizeLimit {
+    /// [`DecodeLimits::max_pixels`].
+    Pixels(u64),
+    /// [`DecodeLimits::max_side`].
+    Side(u32),
+}
+
+impl std::fmt::Display for SizeLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            SizeLimit::Pixels(limit) if *limit < 1_000_000 => write!(f, "the limit of {limit} pixels"),
+            SizeLimit::Pixels(limit) => {
+                let megapixels = format!("{:.1}", *limit as f64 / 1e6);
+                write!(f, "the limit of {} megapixels", megapixels.strip_suffix(".0").unwrap_or(&megapixels))
+            }
+            SizeLimit::Side(limit) => write!(f, "the {limit} limit (pixels a side)"),
+        }
+    }
+}
+
 /// Bounds on what one image may cost to read and decode; what is over them is refused from the
 /// file's size or the image's header, before its bytes are read or its pixels allocated.
+/// Checkpoints from before `max_pixels` read it as the default.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct DecodeLimits {
-    /// The widest and the tallest image decoded, in pixels.
+    /// The most pixels (width x height) an image may declare: what refuses a decompression bomb
+    /// whatever its shape, while a 20000x1 strip or a 24000x3000 panorama decodes.
+    pub max_pixels: u64,
+    /// The widest and the tallest image decoded, in pixels. `u32::MAX`, the default, is no limit
+    /// of its own: each format's header caps its sides (65535 for JPEG and GIF, 16383 for WebP),
+    /// and `max_pixels` bounds the rest.
     pub max_side: u32,
     /// The most bytes an image's decoded pixels may take, as stored (width x height x bytes per
-    /// pixel: 4 for RGBA8, 8 for RGBA16).
+    /// pixel: 3 for RGB8, 4 for RGBA8, 6 for RGB16); the memory bound of a decode, which holds at
+    /// most three times this (see the module's notes). The decoders' own allocations are held to
+    /// it too.
     pub max_pixel_bytes: u64,
     /// The largest image file read, in bytes.
     pub max_file_bytes: u64,
 }
 
 impl Default for DecodeLimits {
-    /// 16384 pixels a side (a 268-megapixel image), 512 MiB of pixels (the `image` crate's own
-    /// default; a 100-megapixel RGB photo takes 300 MB) and 256 MiB of file: every real photo.
+    /// 178,956,970 pixels (Pillow's: above it `Image.open` raises `DecompressionBombError`), no
+    /// side limit of its own, 512 MiB of pixels as stored (the `image` crate's own default) and
+    /// 256 MiB of file. Pillow's pixel limit is 512 MiB of RGB8, so 8-bit gray and RGB images meet
+    /// the pixel limit first; RGBA8 images meet the byte limit at 134 megapixels, 16-bit RGB at
+    /// 89 (Pillow's `MAX_IMAGE_PIXELS`, where it warns).
     fn default() -> Self {
-        Self { max_side: 16384, max_pixel_bytes: 512 << 20, max_file_bytes: 256 << 20 }
+        Self { max_pixels: 178_956_970, max_side: u32::MAX, max_pixel_bytes: 512 << 20, max_file_bytes: 256 << 20 }
     }
 }
 
 impl DecodeLimits {
     /// Checks that no limit is zero.
     pub fn validate(&self) -> crate::Result<()> {
-        if self.max_side == 0 || self.max_pixel_bytes == 0 || self.max_file_bytes == 0 {
+        if self.max_pixels == 0 || self.max_side == 0 || self.max_pixel_bytes == 0 || self.max_file_bytes == 0 {
             return Err(crate::Error::Invalid(format!("decode limits must not be zero: {self:?}")));
         }
         Ok(())
@@ -157,12 +202,21 @@ pub fn decode_and_resize(
     input: &InputFormat,
     limits: &DecodeLimits,
 ) -> Result<DecodedImage, DecodeError> {
-    let (image, format, original_size) = decode(bytes, limits, |image| match input.channels {
-        1 => DynamicImage::ImageLuma8(image.into_luma8()),
-        _ => DynamicImage::ImageRgb8(image.into_rgb8()),
+    // A gray image stays gray until it is resized (so the conversion never takes more than the
+    // pixels as stored, where RGB would take three times): `planar` repeats its one plane for an
+    // RGB model, as converting it first would have.
+    let (image, format, original_size) = decode(bytes, limits, |image| {
+        if input.channels == 1 || !image.color().has_color() {
+            DynamicImage::ImageLuma8(image.into_luma8())
+        } else {
+            DynamicImage::ImageRgb8(image.into_rgb8())
+        }
     })?;
-    let resized = fit_to(image, input);
-    Ok(DecodedImage { pixels: planar(&resized, input.channels), format, original_size })
+    let pixels = match image {
+        DynamicImage::ImageLuma8(gray) => planar(&fit_to(&gray, input), input.channels),
+        image => planar(&fit_to(&image.into_rgb8(), input), input.channels),
+    };
+    Ok(DecodedImage { pixels, format, original_size })
 }
 
 /// Decodes an image file's bytes within `limits` as RGB8 at its own size, EXIF orientation
@@ -192,16 +246,25 @@ fn decode(
             detail: "the data ends before the end-of-image marker".into(),
         });
     }
-    // The decoders' own allocations (PNG's chunks, GIF's frames) are held to the byte limit; the
-    // size is checked below, with a message that says what the header declares.
-    let mut decoder_limits = Limits::default();
+    // The PNG decoder refuses a row over the byte limit before it gives the image's size, as
+    // "memory limit exceeded": a strip bomb is told by the size its IHDR chunk declares instead.
+    if format == ImageFormat::Png
+        && let Some(size) = png_declared_size(bytes)
+    {
+        check_declared_size(&name, size, limits)?;
+    }
+    // The decoders' own allocations (PNG's chunks, GIF's frames, TIFF's strips) are held to the
+    // byte limit. They get no width or height limit: the size is checked below, before a pixel is
+    // allocated, with a message that says what the header declares and which limit it is over.
+    let mut decoder_limits = Limits::no_limits();
     decoder_limits.max_alloc = Some(limits.max_pixel_bytes);
     reader.limits(decoder_limits);
     let decoded = catch_unwind(AssertUnwindSafe(|| {
         let unreadable = |e: image::ImageError| classify(&name, e);
         let decoder = reader.into_decoder().map_err(unreadable)?;
         let original_size = decoder.dimensions();
-        check_declared_size(&name, original_size, decoder.total_bytes(), limits)?;
+        check_declared_size(&name, original_size, limits)?;
+        check_declared_bytes(&name, original_size, decoder.total_bytes(), limits)?;
         decode_pixels(decoder).map_err(unreadable).map(|(image, orientation)| (image, orientation, original_size))
     }));
     let (image, orientation, original_size) = decoded
@@ -218,21 +281,37 @@ fn decode_pixels(mut decoder: impl ImageDecoder) -> image::ImageResult<(DynamicI
     Ok((DynamicImage::from_decoder(decoder)?, orientation))
 }
 
-/// The size an image's header declares, against `limits`.
-fn check_declared_size(
+/// The size an image's header declares, against the pixel and side limits.
+fn check_declared_size(format: &str, (width, height): (u32, u32), limits: &DecodeLimits) -> Result<(), DecodeError> {
+    let limit = if u64::from(width) * u64::from(height) > limits.max_pixels {
+        SizeLimit::Pixels(limits.max_pixels)
+    } else if width > limits.max_side || height > limits.max_side {
+        SizeLimit::Side(limits.max_side)
+    } else {
+        return Ok(());
+    };
+    Err(DecodeError::TooLarge { format: format.to_string(), width, height, limit })
+}
+
+/// The bytes an image's declared pixels take as stored, against the byte limit.
+fn check_declared_bytes(
     format: &str,
     (width, height): (u32, u32),
     bytes: u64,
     limits: &DecodeLimits,
 ) -> Result<(), DecodeError> {
-    let format = format.to_string();
-    if width > limits.max_side || height > limits.max_side {
-        return Err(DecodeError::TooLarge { format, width, height, max_side: limits.max_side });
-    }
     if bytes > limits.max_pixel_bytes {
+        let format = format.to_string();
         return Err(DecodeError::TooManyBytes { format, width, height, bytes, limit: limits.max_pixel_bytes });
     }
     Ok(())
+}
+
+/// The width and height in a PNG's IHDR chunk, which comes first, right after the signature.
+fn png_declared_size(bytes: &[u8]) -> Option<(u32, u32)> {
+    let ihdr = bytes.get(12..24)?;
+    let field = |at: usize| u32::from_be_bytes([ihdr[at], ihdr[at + 1], ihdr[at + 2], ihdr[at + 3]]);
+    (&ihdr[..4] == b"IHDR").then(|| (field(4), field(8)))
 }
 
 /// What a caught panic said, when it said it as text.
@@ -299,12 +378,15 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
     }
 }
 
-/// Brings `image` to the input size per its fit.
-fn fit_to(image: DynamicImage, input: &InputFormat) -> DynamicImage {
+/// Brings `image` (gray or RGB) to the input size per its fit.
+fn fit_to<P: Pixel<Subpixel = u8> + 'static>(
+    image: &ImageBuffer<P, Vec<u8>>,
+    input: &InputFormat,
+) -> ImageBuffer<P, Vec<u8>> {
     let (height, width) = input.size;
-    let (w, h) = (image.width(), image.height());
+    let (w, h) = image.dimensions();
     match input.fit {
-        Fit::Stretch => resize(&image, width, height),
+        Fit::Stretch => resize(image, width, height),
         Fit::CenterCrop => {
             // Crop the source to the target's aspect ratio, then resize: (w/h > width/height) = wider.
             let (cw, ch) = if u64::from(w) * u64::from(height) > u64::from(h) * u64::from(width) {
@@ -312,7 +394,7 @@ fn fit_to(image: DynamicImage, input: &InputFormat) -> DynamicImage {
             } else {
                 (w, scaled(w, height, width).min(h))
             };
-            resize(&image.crop_imm((w - cw) / 2, (h - ch) / 2, cw, ch), width, height)
+            resize(&*image.view((w - cw) / 2, (h - ch) / 2, cw, ch), width, height)
         }
         Fit::Pad => {
             let (nw, nh) = if u64::from(w) * u64::from(height) > u64::from(h) * u64::from(width) {
@@ -320,12 +402,9 @@ fn fit_to(image: DynamicImage, input: &InputFormat) -> DynamicImage {
             } else {
                 (scaled(w, height, h).min(width), height)
             };
-            let inner = resize(&image, nw, nh);
-            let mut canvas = match image {
-                DynamicImage::ImageLuma8(_) => DynamicImage::new_luma8(width, height),
-                _ => DynamicImage::new_rgb8(width, height),
-            };
-            image::imageops::overlay(&mut canvas, &inner, i64::from((width - nw) / 2), i64::from((height - nh) / 2));
+            let mut canvas = ImageBuffer::new(width, height); // black
+            let inner = resize(image, nw, nh);
+            image::imageops::replace(&mut canvas, &inner, i64::from((width - nw) / 2), i64::from((height - nh) / 2));
             canvas
         }
     }
@@ -338,24 +417,53 @@ fn scaled(value: u32, numerator: u32, denominator: u32) -> u32 {
     rounded.clamp(1, u64::from(u32::MAX)) as u32
 }
 
-/// Triangle-filtered resize to exactly `width` x `height`. (Area-averaging large photos down
-/// first made no difference to loading happy_sad, whose time goes to decoding.)
-fn resize(image: &DynamicImage, width: u32, height: u32) -> DynamicImage {
-    if (image.width(), image.height()) == (width, height) {
-        return image.clone();
+/// Triangle-filtered resize to exactly `width` x `height`. The filter resamples the columns
+/// first, holding the image at the source's width and the target's height between its passes
+/// (16 bytes a pixel); an image that would hold more that way than rows first (a 20000x1 strip:
+/// 20000 columns at the target's height) is resampled transposed, rows first. The two orders give
+/// the same pixels but for float rounding.
+fn resize<I>(image: &I, width: u32, height: u32) -> ImageBuffer<I::Pixel, Vec<u8>>
+where
+    I: GenericImageView,
+    I::Pixel: Pixel<Subpixel = u8> + 'static,
+{
+    let (w, h) = image.dimensions();
+    if u64::from(width) * u64::from(h) < u64::from(w) * u64::from(height) {
+        let resized = image::imageops::resize(&Transposed(image), height, width, FilterType::Triangle);
+        let view = Transposed(&resized);
+        ImageBuffer::from_fn(width, height, |x, y| view.get_pixel(x, y))
+    } else {
+        image::imageops::resize(image, width, height, FilterType::Triangle)
     }
-    image.resize_exact(width, height, FilterType::Triangle)
 }
 
-/// Interleaved (HWC) pixels to planar (CHW).
-fn planar(image: &DynamicImage, channels: usize) -> Vec<u8> {
-    let interleaved = image.as_bytes();
-    if channels == 1 {
-        return interleaved.to_vec();
+/// An image seen with its rows as columns, unchanged in memory.
+struct Transposed<'a, I>(&'a I);
+
+impl<I: GenericImageView> GenericImageView for Transposed<'_, I> {
+    type Pixel = I::Pixel;
+
+    fn dimensions(&self) -> (u32, u32) {
+        let (width, height) = self.0.dimensions();
+        (height, width)
     }
-    let plane = interleaved.len() / channels;
+
+    fn get_pixel(&self, x: u32, y: u32) -> Self::Pixel {
+        self.0.get_pixel(y, x)
+    }
+}
+
+/// Interleaved (HWC) gray or RGB pixels to `channels` planes (CHW): a gray image's one plane
+/// repeated for an RGB model.
+fn planar<P: Pixel<Subpixel = u8>>(image: &ImageBuffer<P, Vec<u8>>, channels: usize) -> Vec<u8> {
+    let interleaved = image.as_raw();
+    let stored = usize::from(P::CHANNEL_COUNT);
+    if stored == 1 {
+        return interleaved.repeat(channels);
+    }
+    let plane = interleaved.len() / stored;
     let mut out = vec![0u8; interleaved.len()];
-    for (i, pixel) in interleaved.chunks_exact(channels).enumerate() {
+    for (i, pixel) in interleaved.chunks_exact(stored).enumerate() {
         for (c, &value) in pixel.iter().enumerate() {
             out[c * plane + i] = value;
         }

@@ -1,4 +1,4 @@
-//! Hostile and odd inputs (issue 14), each built here: a decompression bomb (a few kilobytes of
+//! Hostile and odd inputs (issue 14), each built here: a decompression bomb (a few hundred bytes of
 //! zlib that declare 60000x60000 pixels, and the same size patched into a JPEG, GIF and BMP), a
 //! FIFO, a socket, a device and symbolic link loops among the images of a data folder, files too
 //! large or endless, and some thousands of seeded mutations of real JPEG, PNG, GIF, BMP, WebP,
@@ -10,7 +10,7 @@ use std::io::Cursor;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::mpsc;
+use std::sync::{OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use crate::common::bomb::png_bomb;
@@ -19,7 +19,7 @@ use image::{ImageFormat, RgbImage};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::Value;
 use wgcnn::data::folder::{ImageFolder, LoadOptions, LoadReport};
-use wgcnn::data::image::{DecodeError, DecodeLimits, InputFormat, decode_and_resize};
+use wgcnn::data::image::{DecodeError, DecodeLimits, Fit, InputFormat, SizeLimit, decode_and_resize};
 use wgcnn::data::synth::{Emotion, FacePairing, face, write_dataset};
 use wgcnn::model::file::ModelFile;
 use wgcnn::model::history::History;
@@ -155,6 +155,9 @@ fn load_within_deadline(dir: &Path, options: LoadOptions) -> LoadReport {
 // ---------------------------------------------------------------------------------------------
 // Decode limits
 
+/// What the default limits say of a bomb of 60000x60000 pixels.
+const REFUSED: &str = "declares 60000x60000 pixels, over the limit of 179 megapixels";
+
 #[test]
 fn every_decoder_checks_the_declared_size_before_allocating_pixels() {
     let input = InputFormat::rgb(16, 16);
@@ -167,34 +170,112 @@ fn every_decoder_checks_the_declared_size_before_allocating_pixels() {
         ("BMP", patched_bomb(ImageFormat::Bmp)),
     ];
     let png_len = bombs[0].1.len();
-    assert!(png_len < 8 << 10, "the PNG bomb is a few kilobytes: {png_len} bytes");
+    assert!(png_len < 1 << 10, "the PNG bomb is a few hundred bytes: {png_len} bytes");
     for (name, bytes) in &bombs {
         let error = decode_and_resize(bytes, &input, &limits).unwrap_err();
         assert!(
-            matches!(error, DecodeError::TooLarge { width: 60000, height: 60000, max_side: 16384, .. }),
+            matches!(
+                error,
+                DecodeError::TooLarge { width: 60000, height: 60000, limit: SizeLimit::Pixels(178_956_970), .. }
+            ),
             "{name}: {error}"
         );
+        assert_eq!(error.to_string(), format!("{name} {REFUSED}"));
+    }
+    // Bombs of any shape: the smallest square over the limit, and a strip. The pixel limit is
+    // Pillow's: 13377x13377 (178,944,129 pixels) would be decoded.
+    for (width, height) in [(13378, 13378), (200_000_000, 1), (1, 200_000_000)] {
+        let error = decode_and_resize(&png_bomb(width, height), &input, &limits).unwrap_err();
         assert_eq!(
             error.to_string(),
-            format!("{name} declares 60000x60000 pixels, over the 16384 limit (pixels a side)")
+            format!("PNG declares {width}x{height} pixels, over the limit of 179 megapixels")
         );
     }
     // Refused from the header: no pixel of 10.8 GB is decoded (that would take minutes).
     assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
 
-    // Every format meets the side and the byte limits, with the size it declares in the message.
+    // Every format meets the pixel, side and byte limits, with the size it declares in the message.
     let image = a_face(64, 1);
     for format in
         [ImageFormat::Jpeg, ImageFormat::Png, ImageFormat::Gif, ImageFormat::Bmp, ImageFormat::WebP, ImageFormat::Tiff]
     {
         let bytes = encode(&image, format);
         assert!(decode_and_resize(&bytes, &input, &limits).is_ok(), "{format:?} decodes within the default limits");
+        let few = DecodeLimits { max_pixels: 64 * 64 - 1, ..limits };
+        let error = decode_and_resize(&bytes, &input, &few).unwrap_err();
+        assert!(
+            error.to_string().contains("declares 64x64 pixels, over the limit of 4095 pixels"),
+            "{format:?}: {error}"
+        );
         let narrow = DecodeLimits { max_side: 63, ..limits };
         let error = decode_and_resize(&bytes, &input, &narrow).unwrap_err();
-        assert!(error.to_string().contains("declares 64x64 pixels, over the 63 limit"), "{format:?}: {error}");
+        assert!(
+            error.to_string().contains("declares 64x64 pixels, over the 63 limit (pixels a side)"),
+            "{format:?}: {error}"
+        );
         let small = DecodeLimits { max_pixel_bytes: 64 * 64 * 3 - 1, ..limits };
         let error = decode_and_resize(&bytes, &input, &small).unwrap_err();
         assert!(matches!(error, DecodeError::TooManyBytes { width: 64, height: 64, .. }), "{format:?}: {error}");
+    }
+}
+
+/// `width` x `height` pixels of one colour as `format`.
+fn one_colour(width: u32, height: u32, format: ImageFormat) -> Vec<u8> {
+    encode(&RgbImage::from_pixel(width, height, image::Rgb(ORANGE)), format)
+}
+
+const ORANGE: [u8; 3] = [230, 120, 20];
+
+/// A 24000x3000 panorama (72 megapixels) of one colour as PNG and as JPEG, encoded once for the
+/// tests that take it (the JPEG takes seconds).
+fn panoramas() -> &'static [(ImageFormat, Vec<u8>); 2] {
+    static PANORAMAS: OnceLock<[(ImageFormat, Vec<u8>); 2]> = OnceLock::new();
+    PANORAMAS.get_or_init(|| [ImageFormat::Png, ImageFormat::Jpeg].map(|f| (f, one_colour(24000, 3000, f))))
+}
+
+/// Real images of shapes a side limit of 16384 refused: a strip 20000 wide and one 20000 tall, the
+/// panorama as PNG and as JPEG. Each is brought to the model's input, its colour kept.
+#[test]
+fn strips_and_panoramas_decode_within_the_default_limits() {
+    let decode = |bytes: &[u8], channels: usize, fit: Fit| {
+        let input = InputFormat { channels, size: (16, 16), fit };
+        decode_and_resize(bytes, &input, &DecodeLimits::default()).unwrap()
+    };
+    let gray = decode(&one_colour(4, 4, ImageFormat::Png), 1, Fit::Stretch).pixels[0];
+    let check = |name: &str, bytes: &[u8], size: (u32, u32), channels: usize, fit: Fit| {
+        let start = Instant::now();
+        let decoded = decode(bytes, channels, fit);
+        let mode = if channels == 1 { "gray" } else { "RGB" };
+        eprintln!("{name} ({} bytes) to {mode}, {fit:?}: {:.2?}", bytes.len(), start.elapsed());
+        assert_eq!(decoded.original_size, size, "{name}");
+        // Pixel (7, 7) is the image's colour whatever the fit (a one-pixel strip padded lies on
+        // row or column 7, between black bands), within the JPEG's loss.
+        let expected = if channels == 1 { &[gray][..] } else { &ORANGE[..] };
+        for (plane, &value) in decoded.pixels.chunks(256).zip(expected) {
+            let found = plane[7 * 16 + 7];
+            assert!(found.abs_diff(value) <= 3, "{name} to {mode}, {fit:?}: {found}, not {value}");
+        }
+    };
+    for (name, size) in [("strip", (20000, 1)), ("tall strip", (1, 20000))] {
+        let bytes = one_colour(size.0, size.1, ImageFormat::Png);
+        for fit in [Fit::Stretch, Fit::CenterCrop, Fit::Pad] {
+            for channels in [3, 1] {
+                check(name, &bytes, size, channels, fit);
+            }
+        }
+    }
+    // A second or two each: stretched in colour, cropped in gray.
+    for (format, bytes) in panoramas() {
+        check(&format!("{format:?} panorama"), bytes, (24000, 3000), 3, Fit::Stretch);
+        check(&format!("{format:?} panorama"), bytes, (24000, 3000), 1, Fit::CenterCrop);
+    }
+
+    // A strip 2,000,000 pixels wide to a 1024x1024 input: resampled columns first, the resize
+    // would hold 2,000,000 x 1024 pixels of f32 RGBA (32 GB) between its passes.
+    let strip = one_colour(2_000_000, 1, ImageFormat::Png);
+    let decoded = decode_and_resize(&strip, &InputFormat::rgb(1024, 1024), &DecodeLimits::default()).unwrap();
+    for (plane, value) in decoded.pixels.chunks(1024 * 1024).zip(ORANGE) {
+        assert!(plane.iter().all(|&v| v == value), "the strip is all orange");
     }
 }
 
@@ -205,7 +286,8 @@ fn a_bomb_is_refused_by_predict_explain_and_eval_and_the_good_images_still_used(
     save_model(&dir.join("model.safetensors"), "c4-p-f-d1", &["happy", "sad"]);
     std::fs::write(dir.join("bomb.png"), png_bomb(60000, 60000)).unwrap();
     a_face(24, 0).save(dir.join("face.png")).unwrap();
-    let refused = "PNG declares 60000x60000 pixels, over the 16384 limit";
+    let refused = format!("PNG {REFUSED}");
+    let refused = refused.as_str();
 
     fails_naming(&watched(dir, &["predict", "model.safetensors", "bomb.png"]), &["bomb.png", refused]);
     let ended = watched(dir, &["predict", "model.safetensors", "bomb.png", "face.png", "--json"]);
@@ -235,10 +317,32 @@ fn a_bomb_is_refused_by_predict_explain_and_eval_and_the_good_images_still_used(
     assert!(ended.stdout.contains("used: 6 (happy 3, sad 3)"), "{}", ended.stdout);
 
     // The limits are the user's to set.
+    let ended = watched(dir, &["--max-image-pixels", "575", "predict", "model.safetensors", "face.png"]);
+    fails_naming(&ended, &["face.png", "declares 24x24 pixels, over the limit of 575 pixels"]);
     let ended = watched(dir, &["--max-image-side", "20", "predict", "model.safetensors", "face.png"]);
     fails_naming(&ended, &["face.png", "declares 24x24 pixels, over the 20 limit"]);
-    let ended = watched(dir, &["predict", "model.safetensors", "face.png", "--max-image-side", "24"]);
+    let ended = watched(
+        dir,
+        &["predict", "model.safetensors", "face.png", "--max-image-side", "24", "--max-image-pixels", "576"],
+    );
     assert_eq!(ended.code, Some(0), "{}", ended.stderr);
+}
+
+/// The panorama and the strip through `wgcnn predict`, within the memory a bomb is allowed.
+#[test]
+fn predict_takes_a_panorama_and_a_strip_in_bounded_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    save_model(&dir.join("model.safetensors"), "c4-p-f-d1", &["happy", "sad"]);
+    for (format, bytes) in panoramas() {
+        std::fs::write(dir.join(format!("panorama.{}", format.extensions_str()[0])), bytes).unwrap();
+    }
+    std::fs::write(dir.join("strip.png"), one_colour(20000, 1, ImageFormat::Png)).unwrap();
+    for image in ["panorama.jpg", "panorama.png", "strip.png"] {
+        let ended = watched(dir, &["predict", "model.safetensors", image]);
+        assert_eq!(ended.code, Some(0), "{image}: {}", ended.stderr);
+        assert!(ended.stdout.starts_with(&format!("{image}: ")), "{}", ended.stdout);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -283,7 +387,7 @@ fn the_loader_skips_what_is_not_a_regular_file_without_opening_it() {
         assert_eq!(reason(link), "a symbolic link loop: following its links never reaches a file");
     }
     assert_eq!(reason("huge.png"), "it is 300 MiB, over the limit of 256 MiB");
-    assert_eq!(reason("bomb.png"), "PNG declares 60000x60000 pixels, over the 16384 limit (pixels a side)");
+    assert_eq!(reason("bomb.png"), format!("PNG {REFUSED}"));
     assert_eq!(report.skipped.len(), 8, "{report}");
     let text = report.to_string();
     assert!(text.contains("happy/pipe.jpg: not a regular file: it is a FIFO (named pipe)"), "{text}");
@@ -312,7 +416,7 @@ fn train_on_a_folder_with_a_fifo_and_a_bomb_skips_them_and_trains() {
     assert_eq!(ended.code, Some(0), "{}\n{}", ended.stdout, ended.stderr);
     for line in [
         "happy/pipe.jpg: not a regular file: it is a FIFO (named pipe)",
-        "sad/bomb.png: PNG declares 60000x60000 pixels, over the 16384 limit",
+        &format!("sad/bomb.png: PNG {REFUSED}"),
         "used: 41 (happy 21, sad 20)",
     ] {
         assert!(ended.stdout.contains(line), "{line:?} is not in the output:\n{}", ended.stdout);
