@@ -18,8 +18,10 @@
 //! as their bytes arrive, [`uploads`]), each at most `max_upload_bytes` and read within
 //! `body_timeout`. Only a complete body waits for one of the `decode_threads` decoders; while it
 //! decodes, its multipart field is a second copy of it, and its image is decoded within
-//! [`DecodeLimits`]. So uploads take at most `upload_budget_bytes + decode_threads x
-//! (max_upload_bytes + the decode's peak)`. The model runs on its own thread ([`batcher`]), which
+//! [`DecodeLimits`]: besides the file's bytes (twice for a JPEG), at most three times
+//! `max_pixel_bytes` (the pixels as stored and as much again, converted, rotated or a PNG
+//! decoder's row; or a progressive JPEG's coefficients). So uploads take at most
+//! `upload_budget_bytes + decode_threads x (max_upload_bytes + the decode's peak)`. The model runs on its own thread ([`batcher`]), which
 //! runs requests that arrive together as one batch. The server stops on Ctrl-C or SIGTERM (when
 //! asked to listen for them) or [`Server::shutdown`], letting requests in flight finish.
 
@@ -184,7 +186,9 @@ impl Server {
             "max_batch": options.batch.max_batch,
             "max_wait_ms": options.batch.max_wait.as_secs_f64() * 1e3,
             "max_upload_bytes": options.max_upload_bytes,
-            "max_image_side": options.limits.max_side,
+            "max_image_pixels": options.limits.max_pixels,
+            // None: no side limit beyond each format's own.
+            "max_image_side": (options.limits.max_side != u32::MAX).then_some(options.limits.max_side),
             "max_image_pixel_bytes": options.limits.max_pixel_bytes,
             "decode_threads": options.decode_threads,
             "upload_budget_bytes": options.upload_budget_bytes,

@@ -110,6 +110,7 @@ impl TrainSettings {
         compare("--augment", format!("{:?}", self.augment), format!("{:?}", other.augment));
         compare("--balance-classes", self.balance_classes.to_string(), other.balance_classes.to_string());
         compare("--tta", self.test_time_augment.to_string(), other.test_time_augment.to_string());
+        compare("--max-image-pixels", self.limits.max_pixels.to_string(), other.limits.max_pixels.to_string());
         compare("--max-image-side", self.limits.max_side.to_string(), other.limits.max_side.to_string());
         compare("--max-image-mb", self.limits.max_pixel_bytes.to_string(), other.limits.max_pixel_bytes.to_string());
         compare("--max-file-mb", self.limits.max_file_bytes.to_string(), other.limits.max_file_bytes.to_string());

@@ -180,10 +180,10 @@ fn imports_between_modules_run_one_way() {
     let mut reexports: BTreeMap<(Module, String), Module> = BTreeMap::new();
     for (module, source) in &sources {
         for (public, path) in paths(&source.code) {
-            if let (true, Some((from, Some(name)))) = (public, resolve(module, &path, &modules)) {
-                if &from != module {
-                    reexports.insert((module.clone(), name), from);
-                }
+            if let (true, Some((from, Some(name)))) = (public, resolve(module, &path, &modules))
+                && &from != module
+            {
+                reexports.insert((module.clone(), name), from);
             }
         }
     }
