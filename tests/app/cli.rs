@@ -681,24 +681,27 @@ fn without_batch_size_train_and_bench_train_take_the_presets_batch_sizes() {
     }
 }
 
+/// `wgcnn --device DEVICE info` with `variable` set to `value` (or unset): exit code, stdout, stderr.
+fn info_with(device: &str, variable: &str, value: Option<&str>) -> (Option<i32>, String, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wgcnn"));
+    command.args(["--device", device, "info"]).env("XDG_RUNTIME_DIR", std::env::temp_dir());
+    match value {
+        Some(value) => command.env(variable, value),
+        None => command.env_remove(variable),
+    };
+    let output = command.output().expect("the wgcnn binary runs");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 /// `wgcnn info` names the kernel variant a model would use and why; `WGCNN_KERNELS` forces one,
 /// and a value it does not know is a one-line error naming the variable.
 #[test]
 fn info_names_the_kernel_variant_and_wgcnn_kernels_forces_one() {
-    let info = |kernels: Option<&str>| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_wgcnn"));
-        command.args(["--device", "software", "info"]).env("XDG_RUNTIME_DIR", std::env::temp_dir());
-        match kernels {
-            Some(value) => command.env("WGCNN_KERNELS", value),
-            None => command.env_remove("WGCNN_KERNELS"),
-        };
-        let output = command.output().expect("the wgcnn binary runs");
-        (
-            output.status.code(),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
-    };
+    let info = |kernels: Option<&str>| info_with("software", "WGCNN_KERNELS", kernels);
     let (code, stdout, _) = info(None);
     assert_eq!(code, Some(0));
     assert!(stdout.contains("kernels:             software (auto: a software adapter"), "{stdout}");
@@ -715,20 +718,7 @@ fn info_names_the_kernel_variant_and_wgcnn_kernels_forces_one() {
 #[test]
 fn info_names_the_cpu_kernels_and_wgcnn_cpu_kernels_narrows_them() {
     use wgcnn::native::CpuKernels;
-    let info = |kernels: Option<&str>| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_wgcnn"));
-        command.args(["--device", "cpu", "info"]).env("XDG_RUNTIME_DIR", std::env::temp_dir());
-        match kernels {
-            Some(value) => command.env("WGCNN_CPU_KERNELS", value),
-            None => command.env_remove("WGCNN_CPU_KERNELS"),
-        };
-        let output = command.output().expect("the wgcnn binary runs");
-        (
-            output.status.code(),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
-    };
+    let info = |kernels: Option<&str>| info_with("cpu", "WGCNN_CPU_KERNELS", kernels);
     let detected = CpuKernels::detected();
     let (code, stdout, _) = info(None);
     assert_eq!(code, Some(0));
