@@ -21,8 +21,8 @@
 //! [`DecodeLimits`]: besides the file's bytes (twice for a JPEG), at most three times
 //! `max_pixel_bytes` (the pixels as stored and as much again, converted, rotated or a PNG
 //! decoder's row; or a progressive JPEG's coefficients). So uploads take at most
-//! `upload_budget_bytes + decode_threads x (max_upload_bytes + the decode's peak)`. The model runs on its own thread ([`batcher`]), which
-//! runs requests that arrive together as one batch. The server stops on Ctrl-C or SIGTERM (when
+//! `upload_budget_bytes + decode_threads x (max_upload_bytes + the decode's peak)`. The model
+//! runs on its own thread ([`batcher`]), which runs requests that arrive together as one batch. The server stops on Ctrl-C or SIGTERM (when
 //! asked to listen for them) or [`Server::shutdown`], letting requests in flight finish.
 
 pub mod batcher;

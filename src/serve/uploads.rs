@@ -121,8 +121,11 @@ impl BodyBudget {
                 held.charge(chunk.len()).await?;
                 data.extend_from_slice(&chunk);
             } else {
-                held.release_all();
-                data = Vec::new();
+                // Once, at the first chunk over the limit: what is drained after it holds nothing.
+                if held.held > 0 {
+                    held.release_all();
+                    data = Vec::new();
+                }
                 if sent > max_bytes + DRAIN_LIMIT {
                     break;
                 }
