@@ -1,10 +1,11 @@
 //! Memory the native backend reuses step after step: tensors come from a [`BufferPool`] and go
-//! back to it when dropped, and each thread keeps one scratch buffer for its im2col tiles. After a
+//! back to it when dropped, and each thread keeps scratch buffers for its im2col tiles and fused ops. After a
 //! model's first step, a step of the same batch allocates nothing large.
 
 use std::cell::RefCell;
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::LocalKey;
 
 /// Buffers free for reuse, shared by every [`Buffer`] taken from the pool, each with whether it
 /// has been used since the last [`BufferPool::trim`].
@@ -76,13 +77,24 @@ impl<T> DerefMut for Buffer<T> {
 
 thread_local! {
     static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static OUTPUT_SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Runs `f` on this thread's scratch buffer of at least `len` values (contents unspecified). The
 /// buffer grows to the largest request and stays, so it is allocated once per thread. `f` must not
 /// start parallel work (a stolen task on this thread would ask for the same buffer).
 pub fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    SCRATCH.with(|scratch| {
+    with_buffer(&SCRATCH, len, f)
+}
+
+/// As [`with_scratch`], a second buffer for an op's output that a fused op consumes at once (a
+/// convolution's image before its pool), so that `f` may itself use [`with_scratch`].
+pub fn with_output_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    with_buffer(&OUTPUT_SCRATCH, len, f)
+}
+
+fn with_buffer<R>(key: &'static LocalKey<RefCell<Vec<f32>>>, len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    key.with(|scratch| {
         let mut scratch = scratch.borrow_mut();
         if scratch.len() < len {
             scratch.resize(len, 0.0);

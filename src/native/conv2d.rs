@@ -152,10 +152,39 @@ fn col2im_add(s: &Conv2dShape, col: &[f32], tile: (usize, usize), dx: &mut [f32]
 /// `y` ([batch, out_channels, out_h, out_w]) = conv(x, w) + b, then max(y, 0) if `relu`, as
 /// [`crate::reference::conv2d::conv2d_forward`]. Every element of `y` is written.
 pub fn forward(s: &Conv2dShape, x: &[f32], w: &[f32], b: &[f32], relu: bool, y: &mut [f32]) {
-    let g = Geometry::new(s);
-    let weights = Matrix::rows(w, s.out_channels, g.taps, g.taps);
-    let image = s.in_channels * s.in_h * s.in_w;
-    y.par_chunks_mut(s.out_channels * g.pixels).zip(x.par_chunks(image)).for_each(|(y, x)| {
+    let conv = ImageForward::new(s, w, b, relu);
+    y.par_chunks_mut(conv.output_len()).zip(x.par_chunks(conv.input_len())).for_each(|(y, x)| conv.image(x, y));
+}
+
+/// A forward convolution ready for its images one at a time, on the calling thread.
+pub(super) struct ImageForward<'a> {
+    s: &'a Conv2dShape,
+    g: Geometry,
+    weights: Matrix<'a>,
+    bias: &'a [f32],
+    relu: bool,
+}
+
+impl<'a> ImageForward<'a> {
+    pub(super) fn new(s: &'a Conv2dShape, w: &'a [f32], bias: &'a [f32], relu: bool) -> Self {
+        let g = Geometry::new(s);
+        let weights = Matrix::rows(w, s.out_channels, g.taps, g.taps);
+        Self { s, g, weights, bias, relu }
+    }
+
+    /// Values of one input image, [in_channels, in_h, in_w].
+    pub(super) fn input_len(&self) -> usize {
+        self.s.in_channels * self.s.in_h * self.s.in_w
+    }
+
+    /// Values of one output image, [out_channels, out_h, out_w].
+    pub(super) fn output_len(&self) -> usize {
+        self.s.out_channels * self.g.pixels
+    }
+
+    /// One image `x` into `y`, every element written. Uses this thread's scratch buffer.
+    pub(super) fn image(&self, x: &[f32], y: &mut [f32]) {
+        let (s, g) = (self.s, &self.g);
         with_scratch(g.taps * g.tile, |col| {
             for tile in g.tiles() {
                 let col: &[f32] = if g.pointwise {
@@ -166,11 +195,11 @@ pub fn forward(s: &Conv2dShape, x: &[f32], w: &[f32], b: &[f32], relu: bool, y: 
                     col
                 };
                 let col_stride = if g.pointwise { g.pixels } else { tile.1 };
-                matmul(weights, Matrix::rows(col, g.taps, tile.1, col_stride), 0.0, &mut y[tile.0..], g.pixels);
+                matmul(self.weights, Matrix::rows(col, g.taps, tile.1, col_stride), 0.0, &mut y[tile.0..], g.pixels);
                 // Bias and ReLU while the tile's outputs are still in cache.
-                for (co, &b) in b.iter().enumerate() {
+                for (co, &b) in self.bias.iter().enumerate() {
                     let row = &mut y[co * g.pixels + tile.0..][..tile.1];
-                    if relu {
+                    if self.relu {
                         row.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
                     } else {
                         row.iter_mut().for_each(|v| *v += b);
@@ -178,7 +207,7 @@ pub fn forward(s: &Conv2dShape, x: &[f32], w: &[f32], b: &[f32], relu: bool, y: 
                 }
             }
         });
-    });
+    }
 }
 
 /// Images whose weight gradients one task sums before the tasks' sums are added in order: few
