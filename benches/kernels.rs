@@ -61,7 +61,8 @@ fn time(c: &mut Criterion, name: &str, work: &Work, backend: &str, run: &mut dyn
     let mut group = c.benchmark_group(name.split('/').next().unwrap_or("kernel"));
     // Passes take 0.05-2 s on lavapipe: one run per sample, not criterion's growing counts.
     group.sampling_mode(SamplingMode::Flat);
-    group.bench_function(name.split('/').nth(1).unwrap_or(name), |bencher| {
+    // The id is the rest of the name, so variants of one layer (`A.conv2/winograd`) stay apart.
+    group.bench_function(name.split_once('/').map_or(name, |(_, id)| id), |bencher| {
         bencher.iter_custom(|iters| {
             let start = Instant::now();
             for _ in 0..iters {
@@ -107,33 +108,44 @@ fn native_passes() -> Vec<NativePass> {
             passes.push(NativePass { name, run, work });
         }
     };
+    // Each convolution by im2col and, where it fits (3x3, stride 1), by Winograd F(2x2, 3x3),
+    // alternating: `<pass>/<layer>/im2col` and `.../winograd`, both counted in direct-convolution FLOPs.
+    use native::conv2d::ConvAlgorithm;
     for (layer, s) in conv_layers() {
         let size = |dims: [usize; 4]| dims.iter().product::<usize>();
         let (x, w, b) = (values(size(s.input_dims())), values(size(s.weight_dims())), values(s.out_channels));
         let dy = values(size(s.output_dims()));
         let flops = s.forward_flops();
-        let (x2, w2, dy2) = (x.clone(), w.clone(), dy.clone());
-        let mut y = vec![0.0; dy.len()];
-        pass(
-            format!("native_conv2d_forward/{layer}"),
-            Work::Flops(flops),
-            Box::new(move || native::conv2d::forward(&s, &x, &w, &b, true, &mut y)),
-        );
-        if s.in_channels > 3 {
-            let (x, w, dy) = (x2.clone(), w2.clone(), dy2.clone());
-            let mut dx = vec![0.0; x2.len()];
+        let algorithms = [ConvAlgorithm::Im2col, ConvAlgorithm::Winograd];
+        let algorithms = algorithms.into_iter().filter(|&a| a.for_shape(&s) == a);
+        for algorithm in algorithms {
+            let name = format!("{algorithm:?}").to_lowercase();
+            let (x, w, b, dy) = (x.clone(), w.clone(), b.clone(), dy.clone());
+            let (x2, w2, dy2) = (x.clone(), w.clone(), dy.clone());
+            let mut y = vec![0.0; dy.len()];
             pass(
-                format!("native_conv2d_backward_input/{layer}"),
+                format!("native_conv2d_forward/{layer}/{name}"),
                 Work::Flops(flops),
-                Box::new(move || native::conv2d::backward(&s, &x, &w, &dy, Some(&mut dx), None)),
+                Box::new(move || native::conv2d::forward_with(algorithm, &s, &x, &w, &b, true, &mut y)),
+            );
+            if s.in_channels > 3 {
+                let (x, w, dy) = (x2.clone(), w2.clone(), dy2.clone());
+                let mut dx = vec![0.0; x2.len()];
+                pass(
+                    format!("native_conv2d_backward_input/{layer}/{name}"),
+                    Work::Flops(flops),
+                    Box::new(move || native::conv2d::backward_with(algorithm, &s, &x, &w, &dy, Some(&mut dx), None)),
+                );
+            }
+            let (mut dw, mut db) = (vec![0.0; w2.len()], vec![0.0; s.out_channels]);
+            pass(
+                format!("native_conv2d_backward_weight/{layer}/{name}"),
+                Work::Flops(flops),
+                Box::new(move || {
+                    native::conv2d::backward_with(algorithm, &s, &x2, &w2, &dy2, None, Some((&mut dw, &mut db)))
+                }),
             );
         }
-        let (mut dw, mut db) = (vec![0.0; w2.len()], vec![0.0; s.out_channels]);
-        pass(
-            format!("native_conv2d_backward_weight/{layer}"),
-            Work::Flops(flops),
-            Box::new(move || native::conv2d::backward(&s, &x2, &w2, &dy2, None, Some((&mut dw, &mut db)))),
-        );
     }
     for (layer, s) in pool_layers() {
         let (input, output) = (s.input_dims().iter().product::<usize>(), s.output_dims().iter().product::<usize>());

@@ -994,8 +994,9 @@ fn run(
     limits: DecodeLimits,
     given: &dyn Fn(&str) -> bool,
 ) -> anyhow::Result<()> {
-    // An unusable kernel set is reported before any work, not quietly replaced.
+    // An unusable kernel set or convolution algorithm is reported before any work, not quietly replaced.
     CpuKernels::from_env()?;
+    wgcnn::native::conv2d::ConvAlgorithm::from_env()?;
     match command {
         Command::Info => info(device),
         Command::BenchTrain { preset, batch_size, steps, warmup, size, profile } => {

@@ -10,7 +10,7 @@ use super::host::{HostExecutor, HostModel, HostState};
 use super::plan::BatchNormParams;
 use super::walk::{Executor, Pass};
 use crate::native::buffers::{Buffer, BufferPool};
-use crate::native::{batch_norm, conv2d, dense, elementwise, max_pool2d};
+use crate::native::{batch_norm, conv2d, conv_pool, dense, elementwise, max_pool2d};
 use crate::reference::loss;
 use crate::shape::{BatchNormConfig, BatchNormShape, Conv2dShape, DenseShape, DropoutConfig, LossShape, Pool2dShape};
 use crate::{Error, Result};
@@ -125,6 +125,28 @@ impl Executor for Native {
         let len = s.output_dims().iter().product();
         let mut argmax = self.argmax_pool.take(len);
         let y = self.output(len, |y| max_pool2d::forward(s, x, y, &mut argmax));
+        Ok((y, argmax))
+    }
+
+    fn conv2d_relu_max_pool2d(
+        &mut self,
+        conv: &Conv2dShape,
+        pool: &Pool2dShape,
+        x: &NativeTensor,
+        weight: usize,
+        bias: usize,
+    ) -> Result<(NativeTensor, Buffer<u32>)> {
+        pool.validate()?;
+        check("conv2d x", &conv.input_dims(), x.len())?;
+        check("conv2d weight", &conv.weight_dims(), self.s.values[weight].len())?;
+        check("conv2d bias", &[conv.out_channels], self.s.values[bias].len())?;
+        if conv.output_dims() != pool.input_dims() {
+            return Err(Error::shape("max_pool2d x", pool.input_dims(), conv.output_dims()));
+        }
+        let (w, b) = (&self.s.values[weight], &self.s.values[bias]);
+        let len = pool.output_dims().iter().product();
+        let mut argmax = self.argmax_pool.take(len);
+        let y = self.output(len, |y| conv_pool::forward(conv, pool, x, w, b, y, &mut argmax));
         Ok((y, argmax))
     }
 

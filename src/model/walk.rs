@@ -10,8 +10,8 @@
 use std::time::Instant;
 
 use super::StepProfile;
-use super::plan::{BatchNormParams, Mode, Op, Plan};
-use crate::Result;
+use super::plan::{BatchNormParams, Mode, Op, Plan, PlanLayer};
+use crate::{Error, Result};
 use crate::shape::{BatchNormShape, Conv2dShape, DenseShape, DropoutConfig, Pool2dShape};
 
 /// Which pass of a layer the ops that follow belong to, for the executor's labels and profiles.
@@ -85,6 +85,20 @@ pub trait Executor {
     ) -> Result<Self::Tensor>;
     /// The pooled output and the argmax of each window (flat input indices).
     fn max_pool2d(&mut self, shape: &Pool2dShape, x: &Self::Tensor) -> Result<(Self::Tensor, Self::Argmax)>;
+    /// A convolution with its ReLU, then a max-pool of its output: what [`Executor::max_pool2d`]
+    /// of [`Executor::conv2d`] gives. A backend may fuse the two and not keep the convolution's
+    /// output, which a training step never reads.
+    fn conv2d_relu_max_pool2d(
+        &mut self,
+        conv: &Conv2dShape,
+        pool: &Pool2dShape,
+        x: &Self::Tensor,
+        weight: usize,
+        bias: usize,
+    ) -> Result<(Self::Tensor, Self::Argmax)> {
+        let y = self.conv2d(conv, x, weight, bias, true)?;
+        self.max_pool2d(pool, &y)
+    }
     /// Normalises with the batch's statistics and moves the running ones towards them.
     fn batch_norm_train(
         &mut self,
@@ -187,25 +201,58 @@ pub enum Saved<E: Executor> {
 }
 
 /// A forward pass: every activation (the input first, then each layer's output) and what each
-/// layer saved.
+/// layer saved. A convolution fused with the max-pool after it keeps no output (`None`).
 pub struct Forward<E: Executor> {
-    pub activations: Vec<E::Tensor>,
+    pub activations: Vec<Option<E::Tensor>>,
     pub saved: Vec<Saved<E>>,
 }
 
 impl<E: Executor> Forward<E> {
     pub fn logits(&self) -> &E::Tensor {
-        self.activations.last().expect("the input is the first activation")
+        self.activations.last().and_then(Option::as_ref).expect("the last layer's output is kept")
     }
+
+    /// Activation `i` (layer `i`'s input, layer `i - 1`'s output), which a pass reads only where it
+    /// is kept: a fused convolution's output is read by no backward pass, nor by the explain pass.
+    fn input_of(&self, i: usize) -> Result<&E::Tensor> {
+        self.activations.get(i).and_then(Option::as_ref).ok_or_else(|| {
+            Error::Invalid(format!("activation {i} was fused away in the forward pass, yet a later pass reads it"))
+        })
+    }
+}
+
+/// Whether layer `i` (a convolution with its ReLU) and the max-pool after it run as one op: always,
+/// except at the Grad-CAM layer in inference, whose output the explain pass reads.
+fn fuses_with_pool(plan: &Plan, mode: Mode, i: usize) -> bool {
+    let layer = &plan.layers[i];
+    layer.relu_fused_into_pool && !(mode == Mode::Infer && plan.grad_cam == Some(i))
 }
 
 /// Runs every layer of `plan` in `mode` on `input`.
 pub fn forward<E: Executor>(plan: &Plan, exec: &mut E, mode: Mode, input: E::Tensor) -> Result<Forward<E>> {
-    let mut activations = vec![input];
+    let mut activations = vec![Some(input)];
     let mut saved = Vec::with_capacity(plan.layers.len());
-    for layer in &plan.layers {
+    let mut layers = plan.layers.iter().enumerate();
+    while let Some((i, layer)) = layers.next() {
+        // A convolution run with the pool after it, as one op labelled by both layers ("conv1+pool1").
+        let fused = match &layer.op {
+            &Op::Conv2d { shape, relu: true, weight, bias } if fuses_with_pool(plan, mode, i) => match layers.next() {
+                Some((_, PlanLayer { op: Op::MaxPool2d { shape: pool }, info, .. })) => {
+                    Some((shape, weight, bias, pool, &info.name))
+                }
+                _ => return Err(Error::Invalid(format!("{}: no max-pool follows to fuse with", layer.info.name))),
+            },
+            _ => None,
+        };
+        let x = activations.last().and_then(Option::as_ref).expect("a layer's output is kept unless a pool follows");
+        if let Some((shape, weight, bias, pool, pool_name)) = fused {
+            exec.enter(&format!("{}+{pool_name}", layer.info.name), Pass::Forward);
+            let (y, argmax) = exec.conv2d_relu_max_pool2d(&shape, pool, x, weight, bias)?;
+            activations.extend([None, Some(y)]);
+            saved.extend([Saved::Nothing, Saved::Argmax(argmax)]);
+            continue;
+        }
         exec.enter(&layer.info.name, Pass::Forward);
-        let x = activations.last().expect("starts with the input");
         let (y, s) = match (&layer.op, mode) {
             (&Op::Conv2d { shape, relu, weight, bias }, _) => {
                 (exec.conv2d(&shape, x, weight, bias, relu)?, Saved::Nothing)
@@ -230,7 +277,7 @@ pub fn forward<E: Executor>(plan: &Plan, exec: &mut E, mode: Mode, input: E::Ten
             // Inference: the identity.
             (Op::Dropout { .. }, Mode::Infer) => (x.clone(), Saved::Nothing),
         };
-        activations.push(y);
+        activations.push(Some(y));
         saved.push(s);
     }
     Ok(Forward { activations, saved })
@@ -270,7 +317,8 @@ pub fn backward<E: Executor>(
         if wanted.layer_output == Some(i) {
             layer_output = Some(dy.clone());
         }
-        let (x, y) = (&fwd.activations[i], &fwd.activations[i + 1]);
+        let x = || fwd.input_of(i);
+        let y = || fwd.input_of(i + 1);
         // Nobody reads the gradient w.r.t. the images in training.
         let input = i > 0 || wanted.input;
         // Whether this layer applies the backward pass of its fused ReLU itself: not when the next
@@ -279,25 +327,25 @@ pub fn backward<E: Executor>(
         let own_relu = |relu: bool| relu && !(layer.relu_fused_into_pool && wanted.layer_output != Some(i));
         let dx = match (&layer.op, &fwd.saved[i]) {
             (&Op::Conv2d { shape, relu, weight, bias }, _) => {
-                let g = if own_relu(relu) { exec.relu_backward(y, &dy)? } else { dy.clone() };
-                exec.conv2d_backward(&shape, x, &g, weight, bias, training, input)?
+                let g = if own_relu(relu) { exec.relu_backward(y()?, &dy)? } else { dy.clone() };
+                exec.conv2d_backward(&shape, x()?, &g, weight, bias, training, input)?
             }
             (Op::MaxPool2d { shape }, Saved::Argmax(argmax)) if input => {
                 let previous = i.checked_sub(1).map(|p| &plan.layers[p]);
                 let relu_mask = previous.is_some_and(|p| p.relu_fused_into_pool && wanted.layer_output != Some(i - 1));
-                Some(exec.max_pool2d_backward(shape, argmax, y, &dy, relu_mask)?)
+                Some(exec.max_pool2d_backward(shape, argmax, y()?, &dy, relu_mask)?)
             }
             (Op::BatchNorm { shape, params }, Saved::BatchStats(stats)) => {
-                Some(exec.batch_norm_backward(shape, x, params, stats, &dy)?)
+                Some(exec.batch_norm_backward(shape, x()?, params, stats, &dy)?)
             }
             (Op::BatchNorm { shape, params }, Saved::Nothing) if input => {
                 Some(exec.batch_norm_backward_infer(shape, params, &dy)?)
             }
-            (Op::Relu, _) if input => Some(exec.relu_backward(y, &dy)?),
+            (Op::Relu, _) if input => Some(exec.relu_backward(y()?, &dy)?),
             (Op::Flatten, _) if input => Some(exec.reshape(&dy, &layer.input_dims(plan.batch))?),
             (&Op::Dense { shape, relu, weight, bias }, _) => {
-                let g = if relu { exec.relu_backward(y, &dy)? } else { dy.clone() };
-                exec.dense_backward(&shape, x, &g, weight, bias, training, input)?
+                let g = if relu { exec.relu_backward(y()?, &dy)? } else { dy.clone() };
+                exec.dense_backward(&shape, x()?, &g, weight, bias, training, input)?
             }
             (Op::Dropout { config }, _) if input && training => Some(exec.dropout_backward(config, &dy)?),
             // Inference: the identity.
@@ -339,7 +387,10 @@ pub struct Explained<E: Executor> {
 pub fn explain<E: Executor>(plan: &Plan, exec: &mut E, fwd: &Forward<E>, seed: E::Tensor) -> Result<Explained<E>> {
     let wanted = Wanted { input: true, layer_output: plan.grad_cam };
     let grads = backward(plan, exec, Mode::Infer, fwd, seed, wanted)?;
-    let cam = plan.grad_cam.zip(grads.layer_output).map(|(i, g)| (fwd.activations[i + 1].clone(), g));
+    let cam = match plan.grad_cam.zip(grads.layer_output) {
+        Some((i, g)) => Some((fwd.input_of(i + 1)?.clone(), g)),
+        None => None,
+    };
     Ok(Explained { input_gradient: grads.input.expect("asked for"), cam })
 }
 

@@ -7,14 +7,20 @@
 //! - weight gradient: `dw[co, k] = sum_p dy[co, p] * col[k, p]` (a GEMM reducing over pixels);
 //! - input gradient: `dcol[k, p] = sum_co w[co, k] * dy[co, p]`, scattered back by col2im.
 //!
-//! Work is split by image (the backward pass: by groups of [`IMAGES_PER_TASK`] images, whose
-//! gradient sums are then added in group order), never by thread, so results are the same bits
+//! Work is split by image (the backward pass: by groups of images whose gradient sums are then
+//! added in group order, `image_groups.rs`), never by thread, so results are the same bits
 //! for any number of threads.
+//!
+//! 3x3 kernels of stride 1 may run as Winograd F(2x2, 3x3) instead (`winograd.rs`):
+//! [`ConvAlgorithm::chosen`] picks per shape, [`forward_with`] and [`backward_with`] force either.
 
 use rayon::prelude::*;
 
 use super::buffers::with_scratch;
 use super::gemm::{Matrix, matmul};
+use super::image_groups::{Task, add_bias_gradient, backward_by_image_groups};
+use super::winograd;
+pub use super::winograd::{CONV_ALGORITHM_ENV, ConvAlgorithm, WINOGRAD_MIN_IN_CHANNELS};
 use crate::shape::Conv2dShape;
 
 /// The most im2col values a tile holds (1 MiB of f32: of 16K, 64K, 256K and 1M values, the
@@ -152,7 +158,20 @@ fn col2im_add(s: &Conv2dShape, col: &[f32], tile: (usize, usize), dx: &mut [f32]
 /// `y` ([batch, out_channels, out_h, out_w]) = conv(x, w) + b, then max(y, 0) if `relu`, as
 /// [`crate::reference::conv2d::conv2d_forward`]. Every element of `y` is written.
 pub fn forward(s: &Conv2dShape, x: &[f32], w: &[f32], b: &[f32], relu: bool, y: &mut [f32]) {
-    let conv = ImageForward::new(s, w, b, relu);
+    forward_with(ConvAlgorithm::chosen(s), s, x, w, b, relu, y)
+}
+
+/// [`forward`] by `algorithm` where it fits the shape ([`ConvAlgorithm::for_shape`]), else im2col.
+pub fn forward_with(
+    algorithm: ConvAlgorithm,
+    s: &Conv2dShape,
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    relu: bool,
+    y: &mut [f32],
+) {
+    let conv = ImageForward::with_algorithm(algorithm, s, w, b, relu);
     y.par_chunks_mut(conv.output_len()).zip(x.par_chunks(conv.input_len())).for_each(|(y, x)| conv.image(x, y));
 }
 
@@ -163,13 +182,31 @@ pub(super) struct ImageForward<'a> {
     weights: Matrix<'a>,
     bias: &'a [f32],
     relu: bool,
+    /// The Winograd convolution, its weights transformed, when that algorithm was chosen.
+    winograd: Option<winograd::Forward<'a>>,
 }
 
 impl<'a> ImageForward<'a> {
+    /// By the algorithm [`ConvAlgorithm::chosen`] for the shape.
     pub(super) fn new(s: &'a Conv2dShape, w: &'a [f32], bias: &'a [f32], relu: bool) -> Self {
+        Self::with_algorithm(ConvAlgorithm::chosen(s), s, w, bias, relu)
+    }
+
+    /// By `algorithm` where it fits the shape, else im2col.
+    pub(super) fn with_algorithm(
+        algorithm: ConvAlgorithm,
+        s: &'a Conv2dShape,
+        w: &'a [f32],
+        bias: &'a [f32],
+        relu: bool,
+    ) -> Self {
         let g = Geometry::new(s);
         let weights = Matrix::rows(w, s.out_channels, g.taps, g.taps);
-        Self { s, g, weights, bias, relu }
+        let winograd = match algorithm.for_shape(s) {
+            ConvAlgorithm::Winograd => Some(winograd::Forward::new(s, w, bias, relu)),
+            ConvAlgorithm::Im2col => None,
+        };
+        Self { s, g, weights, bias, relu, winograd }
     }
 
     /// Values of one input image, [in_channels, in_h, in_w].
@@ -184,6 +221,9 @@ impl<'a> ImageForward<'a> {
 
     /// One image `x` into `y`, every element written. Uses this thread's scratch buffer.
     pub(super) fn image(&self, x: &[f32], y: &mut [f32]) {
+        if let Some(winograd) = &self.winograd {
+            return winograd.image(x, y);
+        }
         let (s, g) = (self.s, &self.g);
         with_scratch(g.taps * g.tile, |col| {
             for tile in g.tiles() {
@@ -210,10 +250,6 @@ impl<'a> ImageForward<'a> {
     }
 }
 
-/// Images whose weight gradients one task sums before the tasks' sums are added in order: few
-/// enough partial sums to keep, enough tasks to keep every core busy.
-const IMAGES_PER_TASK: usize = 4;
-
 /// The backward pass from `dy` (the gradient before any ReLU), as
 /// [`crate::reference::conv2d::conv2d_backward`]: the input gradient into `dx` when given, and the
 /// weight and bias gradients into `dw_db` when given. Every element of each is written.
@@ -225,29 +261,31 @@ pub fn backward(
     dx: Option<&mut [f32]>,
     dw_db: Option<(&mut [f32], &mut [f32])>,
 ) {
+    backward_with(ConvAlgorithm::chosen(s), s, x, w, dy, dx, dw_db)
+}
+
+/// [`backward`] by `algorithm` where it fits the shape ([`ConvAlgorithm::for_shape`]), else im2col.
+pub fn backward_with(
+    algorithm: ConvAlgorithm,
+    s: &Conv2dShape,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    dx: Option<&mut [f32]>,
+    dw_db: Option<(&mut [f32], &mut [f32])>,
+) {
+    if algorithm.for_shape(s) == ConvAlgorithm::Winograd {
+        return winograd::backward(s, x, w, dy, dx, dw_db);
+    }
     let g = Geometry::new(s);
     let image = s.in_channels * s.in_h * s.in_w;
     let out_image = s.out_channels * g.pixels;
-    let tasks = s.batch.div_ceil(IMAGES_PER_TASK);
-    let per_param = s.out_channels * g.taps + s.out_channels;
-    // Each task's weight and bias gradients, summed below in task order.
-    let mut partials = vec![0.0f32; if dw_db.is_some() { tasks * per_param } else { 0 }];
-    let mut partial_chunks: Vec<Option<&mut [f32]>> = partials.chunks_mut(per_param).map(Some).collect();
-    partial_chunks.resize_with(tasks, || None);
-    let mut dx_chunks: Vec<Option<&mut [f32]>> = match dx {
-        Some(dx) => dx.chunks_mut(IMAGES_PER_TASK * image).map(Some).collect(),
-        None => Vec::new(),
-    };
-    dx_chunks.resize_with(tasks, || None);
+    let dw_len = s.out_channels * g.taps;
     let weights = Matrix::rows(w, s.out_channels, g.taps, g.taps);
-    partial_chunks.par_iter_mut().zip(dx_chunks.par_iter_mut()).enumerate().for_each(|(task, (partial, dx))| {
-        let images = task * IMAGES_PER_TASK..((task + 1) * IMAGES_PER_TASK).min(s.batch);
-        if let Some(dx) = dx.as_deref_mut() {
-            dx.fill(0.0);
-        }
-        if let Some(partial) = partial.as_deref_mut() {
-            partial.fill(0.0);
-        }
+    // Each group's weight gradients, then its bias gradients.
+    let partial_len = dw_db.is_some().then_some(dw_len + s.out_channels);
+    let sums = backward_by_image_groups(s.batch, image, dx, partial_len, |task| {
+        let Task { images, mut partial, mut dx } = task;
         with_scratch(2 * g.taps * g.tile, |scratch| {
             let (col, dcol) = scratch.split_at_mut(g.taps * g.tile);
             for (i, n) in images.enumerate() {
@@ -274,30 +312,14 @@ pub fn backward(
                     }
                 }
                 if let Some(partial) = partial.as_deref_mut() {
-                    let db = &mut partial[s.out_channels * g.taps..];
-                    for (db, dy) in db.iter_mut().zip(dy.chunks_exact(g.pixels)) {
-                        *db += dy.iter().sum::<f32>();
-                    }
+                    add_bias_gradient(&mut partial[dw_len..], dy, g.pixels);
                 }
             }
         });
     });
     if let Some((dw, db)) = dw_db {
-        sum_in_order(&partials, per_param, 0, dw);
-        sum_in_order(&partials, per_param, dw.len(), db);
+        let (sum_dw, sum_db) = sums.split_at(dw_len);
+        dw.copy_from_slice(sum_dw);
+        db.copy_from_slice(sum_db);
     }
-}
-
-/// `out[i] = sum over parts p (in order) of parts[p * len + offset + i]`, split across cores by
-/// position, so every element is summed in the same order whatever the thread count.
-fn sum_in_order(parts: &[f32], len: usize, offset: usize, out: &mut [f32]) {
-    const CHUNK: usize = 4096;
-    out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, out)| {
-        let start = offset + c * CHUNK;
-        let end = start + out.len();
-        out.fill(0.0);
-        for part in parts.chunks_exact(len) {
-            out.iter_mut().zip(&part[start..end]).for_each(|(o, &v)| *o += v);
-        }
-    });
 }

@@ -14,34 +14,39 @@ fn replaces(candidate: f32, best: f32) -> bool {
 
 /// `y` and `argmax` ([batch, channels, out_h, out_w]) of `x`. Every element of both is written.
 pub fn forward(s: &Pool2dShape, x: &[f32], y: &mut [f32], argmax: &mut [u32]) {
-    let (in_plane, out_w) = (s.in_h * s.in_w, s.out_w());
-    let out_plane = s.out_h() * out_w;
+    let (in_plane, out_plane) = (s.in_h * s.in_w, s.out_h() * s.out_w());
     y.par_chunks_mut(out_plane).zip(argmax.par_chunks_mut(out_plane)).enumerate().for_each(|(plane, (y, argmax))| {
         let base = plane * in_plane;
-        let x = &x[base..base + in_plane];
-        let rows = y.chunks_exact_mut(out_w).zip(argmax.chunks_exact_mut(out_w));
-        for (oy, (y, argmax)) in rows.enumerate() {
-            let top = oy * s.stride * s.in_w;
-            if s.pool == 2 && s.stride == 2 {
-                pool_row_2x2(&x[top..], s.in_w, (base + top) as u32, y, argmax);
-                continue;
-            }
-            for (ox, (y, argmax)) in y.iter_mut().zip(argmax.iter_mut()).enumerate() {
-                let top_left = top + ox * s.stride;
-                let (mut best, mut best_at) = (x[top_left], top_left);
-                for row in (top_left..).step_by(s.in_w).take(s.pool) {
-                    for (at, &v) in (row..).zip(&x[row..row + s.pool]) {
-                        // Selects rather than branches: on real activations the branch is a coin toss.
-                        let take = replaces(v, best);
-                        best = if take { v } else { best };
-                        best_at = if take { at } else { best_at };
-                    }
-                }
-                *y = best;
-                *argmax = (base + best_at) as u32;
-            }
-        }
+        forward_plane(s, &x[base..base + in_plane], base, y, argmax);
     });
+}
+
+/// One plane `x` ([in_h, in_w]) into `y` and `argmax` ([out_h, out_w]); `base` is the plane's first
+/// flat index in the whole input, which the argmax counts from.
+pub(super) fn forward_plane(s: &Pool2dShape, x: &[f32], base: usize, y: &mut [f32], argmax: &mut [u32]) {
+    let out_w = s.out_w();
+    let rows = y.chunks_exact_mut(out_w).zip(argmax.chunks_exact_mut(out_w));
+    for (oy, (y, argmax)) in rows.enumerate() {
+        let top = oy * s.stride * s.in_w;
+        if s.pool == 2 && s.stride == 2 {
+            pool_row_2x2(&x[top..], s.in_w, (base + top) as u32, y, argmax);
+            continue;
+        }
+        for (ox, (y, argmax)) in y.iter_mut().zip(argmax.iter_mut()).enumerate() {
+            let top_left = top + ox * s.stride;
+            let (mut best, mut best_at) = (x[top_left], top_left);
+            for row in (top_left..).step_by(s.in_w).take(s.pool) {
+                for (at, &v) in (row..).zip(&x[row..row + s.pool]) {
+                    // Selects rather than branches: on real activations the branch is a coin toss.
+                    let take = replaces(v, best);
+                    best = if take { v } else { best };
+                    best_at = if take { at } else { best_at };
+                }
+            }
+            *y = best;
+            *argmax = (base + best_at) as u32;
+        }
+    }
 }
 
 /// One output row of a 2x2 pool of stride 2 (the layers' usual pool). A window without NaN takes

@@ -10,9 +10,12 @@
 pub mod batch_norm;
 pub mod buffers;
 pub mod conv2d;
+pub mod conv_pool;
 pub mod dense;
 pub mod elementwise;
+mod image_groups;
 mod gemm;
 pub mod max_pool2d;
+mod winograd;
 
 pub use gemm::{CPU_KERNELS_ENV, CpuKernels};

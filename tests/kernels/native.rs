@@ -3,7 +3,7 @@
 //! with one thread against two.
 
 use crate::common::*;
-use wgcnn::native::{batch_norm, conv2d, dense, elementwise, max_pool2d};
+use wgcnn::native::{batch_norm, conv2d, conv_pool, dense, elementwise, max_pool2d};
 use wgcnn::reference;
 use wgcnn::shape::{
     AdamConfig, BatchNormConfig, BatchNormShape, Conv2dShape, DenseShape, DropoutConfig, Padding, Pool2dShape,
@@ -137,6 +137,52 @@ fn max_pool2d_matches_the_reference_bit_for_bit() {
     }
 }
 
+/// The fused convolution, ReLU and max-pool give what the two ops give one after the other, bit
+/// for bit (values and argmax), with one thread and two: even and odd convolution outputs (an odd
+/// one leaves a row and a column no 2x2 window covers), a 3x3 window of stride 2, a `same` kernel,
+/// and an output that spans several im2col tiles.
+#[test]
+fn conv_relu_pool_fused_gives_the_bits_of_conv_then_pool() {
+    let conv = |batch, in_channels, in_h, in_w, out_channels, padding| Conv2dShape {
+        batch,
+        in_channels,
+        in_h,
+        in_w,
+        out_channels,
+        kernel_h: 3,
+        kernel_w: 3,
+        stride: 1,
+        padding,
+    };
+    let cases = [
+        (conv(2, 3, 10, 10, 4, Padding::Valid), 2, 2),
+        (conv(3, 2, 11, 9, 5, Padding::Valid), 2, 2),
+        (conv(2, 4, 9, 8, 3, Padding::Same), 3, 2),
+        (conv(5, 3, 130, 128, 6, Padding::Valid), 2, 2),
+    ];
+    for (i, (c, pool, stride)) in cases.into_iter().enumerate() {
+        let p = Pool2dShape { batch: c.batch, channels: c.out_channels, in_h: c.out_h(), in_w: c.out_w(), pool, stride };
+        let seed = 700 + 10 * i as u64;
+        let x = random(seed, c.input_dims().iter().product(), -1.0, 1.0);
+        let w = random(seed + 1, c.weight_dims().iter().product(), -1.0, 1.0);
+        let b = random(seed + 2, c.out_channels, -1.0, 1.0);
+        let mut conv_y = vec![0.0; c.output_dims().iter().product()];
+        conv2d::forward(&c, &x, &w, &b, true, &mut conv_y);
+        let pooled = p.output_dims().iter().product();
+        let (mut want_y, mut want_argmax) = (vec![0.0; pooled], vec![0; pooled]);
+        max_pool2d::forward(&p, &conv_y, &mut want_y, &mut want_argmax);
+        for threads in [1, 2] {
+            let (y, argmax) = with_threads(threads, || {
+                let (mut y, mut argmax) = (vec![f32::NAN; pooled], vec![u32::MAX; pooled]);
+                conv_pool::forward(&c, &p, &x, &w, &b, &mut y, &mut argmax);
+                (y, argmax)
+            });
+            assert_bits_equal(&format!("fused y {c:?} {threads} threads"), &y, &want_y);
+            assert_eq!(argmax, want_argmax, "fused argmax {c:?} {threads} threads");
+        }
+    }
+}
+
 #[test]
 fn elementwise_ops_match_the_reference_bit_for_bit() {
     let n = 40_000; // several chunks of 16K, the last short
@@ -220,4 +266,112 @@ fn conv2d_and_dense_give_the_same_bits_on_one_thread_and_two() {
     for (i, (a, b)) in one.iter().zip(&two).enumerate() {
         assert_bits_equal(&format!("output {i}"), a, b);
     }
+}
+
+/// 3x3 stride-1 shapes for Winograd F(2x2, 3x3): odd and even outputs, `same` and `valid`, inputs
+/// of 1x1, 2x2 and 3x3 (one tile, mostly padding), several tile blocks (a block holds 128K / (16 x
+/// (in + out)) tiles), and batches of 5 and 6: two backward task groups of 4, the last short.
+fn winograd_shapes() -> Vec<Conv2dShape> {
+    let conv = |batch, in_channels, in_h, in_w, out_channels, padding| Conv2dShape {
+        batch,
+        in_channels,
+        in_h,
+        in_w,
+        out_channels,
+        kernel_h: 3,
+        kernel_w: 3,
+        stride: 1,
+        padding,
+    };
+    vec![
+        conv(1, 1, 1, 1, 1, Padding::Same),
+        conv(2, 2, 2, 2, 3, Padding::Same),
+        conv(3, 3, 3, 3, 2, Padding::Valid),
+        conv(1, 2, 3, 3, 2, Padding::Same),
+        conv(3, 5, 7, 9, 4, Padding::Same),
+        conv(2, 4, 8, 10, 3, Padding::Valid),
+        conv(2, 3, 11, 6, 5, Padding::Valid),
+        // 24 x 23 = 552 tiles in blocks of 341; 5 images.
+        conv(5, 16, 50, 47, 8, Padding::Valid),
+        // 20 x 21 = 420 tiles in blocks of 409 (the last of 11); 6 images.
+        conv(6, 8, 40, 41, 12, Padding::Same),
+        // Model A's conv4 at batch 2: 64 -> 32 channels, 28x28 out.
+        conv(2, 64, 30, 30, 32, Padding::Valid),
+    ]
+}
+
+/// Winograd's transforms add up to 16 window values (and halves of kernel values) around the
+/// products, which could cost accuracy against direct convolution. Measured against an f64
+/// reference over `winograd_shapes()` (inputs, weights and `dy` in [-1, 1], at most 576 terms an
+/// output), the worst absolute errors were, Winograd: forward 1.24e-5, input gradient 5.7e-6,
+/// weight gradient 3.1e-5; im2col at the same shapes: 1.53e-5, 3.8e-6, 4.6e-5: the same order.
+/// The bounds below hold both, about 4x and 6x the worst measured.
+const WINOGRAD_ATOL: f32 = 5e-5;
+const WINOGRAD_RTOL: f32 = 1e-4;
+const WINOGRAD_GRAD_ATOL: f32 = GRAD_ATOL;
+
+/// The largest `|got - want|`.
+fn worst_error(got: &[f32], want: &[f32]) -> f32 {
+    got.iter().zip(want).map(|(&g, &w)| (g - w).abs()).fold(0.0, f32::max)
+}
+
+#[test]
+fn winograd_conv2d_matches_the_reference_and_gives_the_same_bits_on_one_thread_and_two() {
+    use conv2d::ConvAlgorithm::{Im2col, Winograd};
+    let wide = |v: &[f32]| v.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
+    let narrow = |v: Vec<f64>| v.into_iter().map(|v| v as f32).collect::<Vec<f32>>();
+    let mut worst = [[0.0f32; 3]; 2];
+    for (i, s) in winograd_shapes().into_iter().enumerate() {
+        assert!(conv2d::ConvAlgorithm::winograd_fits(&s));
+        let seed = 800 + 10 * i as u64;
+        let x = random(seed, s.input_dims().iter().product(), -1.0, 1.0);
+        let w = random(seed + 1, s.weight_dims().iter().product(), -1.0, 1.0);
+        let b = random(seed + 2, s.out_channels, -1.0, 1.0);
+        let dy = random(seed + 3, s.output_dims().iter().product(), -1.0, 1.0);
+        let (x64, w64, dy64) = (wide(&x), wide(&w), wide(&dy));
+        let (want_dx, want_dw, want_db) = reference::conv2d::conv2d_backward(&s, &x64, &w64, &dy64);
+        let (want_dx, want_dw, want_db) = (narrow(want_dx), narrow(want_dw), narrow(want_db));
+        for (a, algorithm) in [Im2col, Winograd].into_iter().enumerate() {
+            let runs: Vec<[Vec<f32>; 5]> = [1, 2]
+                .into_iter()
+                .map(|threads| {
+                    with_threads(threads, || {
+                        // Buffers start as NaN: every element must be written.
+                        let mut y = vec![f32::NAN; dy.len()];
+                        let mut y_relu = vec![f32::NAN; dy.len()];
+                        conv2d::forward_with(algorithm, &s, &x, &w, &b, false, &mut y);
+                        conv2d::forward_with(algorithm, &s, &x, &w, &b, true, &mut y_relu);
+                        let (mut dx, mut dw, mut db) =
+                            (vec![f32::NAN; x.len()], vec![f32::NAN; w.len()], vec![f32::NAN; b.len()]);
+                        conv2d::backward_with(algorithm, &s, &x, &w, &dy, Some(&mut dx), Some((&mut dw, &mut db)));
+                        [y, y_relu, dx, dw, db]
+                    })
+                })
+                .collect();
+            for (one, two) in runs[0].iter().zip(&runs[1]) {
+                assert_bits_equal(&format!("{algorithm:?} {s:?}: 1 thread vs 2"), one, two);
+            }
+            let [y, y_relu, dx, dw, db] = &runs[0];
+            let want_y = narrow(reference::conv2d::conv2d_forward(&s, &x64, &w64, &wide(&b), false));
+            let want_relu: Vec<f32> = want_y.iter().map(|&v| v.max(0.0)).collect();
+            let what = |part: &str| format!("{algorithm:?} {part} {s:?}");
+            assert_close(&what("forward"), y, &want_y, WINOGRAD_ATOL, WINOGRAD_RTOL);
+            assert_close(&what("forward relu"), y_relu, &want_relu, WINOGRAD_ATOL, WINOGRAD_RTOL);
+            assert_close(&what("dx"), dx, &want_dx, WINOGRAD_ATOL, WINOGRAD_RTOL);
+            assert_close(&what("dw"), dw, &want_dw, WINOGRAD_GRAD_ATOL, WINOGRAD_RTOL);
+            assert_close(&what("db"), db, &want_db, GRAD_ATOL, RTOL);
+            worst[a][0] = worst[a][0].max(worst_error(y, &want_y));
+            worst[a][1] = worst[a][1].max(worst_error(dx, &want_dx));
+            worst[a][2] = worst[a][2].max(worst_error(dw, &want_dw));
+            // Each backward part alone gives the same bits as both together.
+            let mut dx_only = vec![f32::NAN; x.len()];
+            conv2d::backward_with(algorithm, &s, &x, &w, &dy, Some(&mut dx_only), None);
+            assert_bits_equal(&what("dx alone"), &dx_only, dx);
+            let (mut dw_only, mut db_only) = (vec![f32::NAN; w.len()], vec![f32::NAN; b.len()]);
+            conv2d::backward_with(algorithm, &s, &x, &w, &dy, None, Some((&mut dw_only, &mut db_only)));
+            assert_bits_equal(&what("dw alone"), &dw_only, dw);
+            assert_bits_equal(&what("db alone"), &db_only, db);
+        }
+    }
+    eprintln!("worst |error| vs f64 (forward, dx, dw): im2col {:?}, winograd {:?}", worst[0], worst[1]);
 }
