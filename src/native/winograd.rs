@@ -129,6 +129,15 @@ struct TilePlace {
     ix: isize,
 }
 
+/// Tiles side by side along one tile row of the output.
+struct Run {
+    /// The first tile's index within its block, and in the image.
+    at: usize,
+    first: usize,
+    /// How many (at most [`RUN`]).
+    tiles: usize,
+}
+
 impl Tiles {
     fn new(s: &Conv2dShape) -> Self {
         let (out_h, out_w) = (s.out_h(), s.out_w());
@@ -162,6 +171,20 @@ impl Tiles {
     fn blocks(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
         let count = self.tiles_h * self.tiles_w;
         (0..count).step_by(self.block).map(move |t0| (t0, self.block.min(count - t0)))
+    }
+
+    /// The block's tiles in runs of at most [`RUN`] along one tile row.
+    fn runs(&self, (t0, len): (usize, usize)) -> impl Iterator<Item = Run> + '_ {
+        let mut at = 0;
+        std::iter::from_fn(move || {
+            (at < len).then(|| {
+                let first = t0 + at;
+                let tiles = (self.tiles_w - first % self.tiles_w).min(len - at).min(RUN);
+                let run = Run { at, first, tiles };
+                at += tiles;
+                run
+            })
+        })
     }
 
     fn place(&self, tile: usize) -> TilePlace {
@@ -218,22 +241,52 @@ fn kernel_gradient(du: &[f32; 16]) -> [f32; 9] {
     g
 }
 
-/// `B^T d B` of one 4x4 window `d`, row major.
+/// `B^T d B` of one 4x4 window `d`, row major: along each row first, then down each column, in
+/// the order [`transform_windows`] computes it, so both give the same bits.
 #[inline(always)]
 fn input_transform(d: &[[f32; 4]; 4]) -> [f32; 16] {
-    let mut t = [[0.0f32; 4]; 4];
-    for c in 0..4 {
-        t[0][c] = d[0][c] - d[2][c];
-        t[1][c] = d[1][c] + d[2][c];
-        t[2][c] = d[2][c] - d[1][c];
-        t[3][c] = d[1][c] - d[3][c];
-    }
+    // d B: d0 - d2, d1 + d2, d2 - d1, d1 - d3 of each row.
+    let h = d.map(|d| [d[0] - d[2], d[1] + d[2], d[2] - d[1], d[1] - d[3]]);
     let mut v = [0.0; 16];
-    for (r, t) in t.iter().enumerate() {
-        v[4 * r] = t[0] - t[2];
-        v[4 * r + 1] = t[1] + t[2];
-        v[4 * r + 2] = t[2] - t[1];
-        v[4 * r + 3] = t[1] - t[3];
+    for c in 0..4 {
+        v[c] = h[0][c] - h[2][c];
+        v[4 + c] = h[1][c] + h[2][c];
+        v[8 + c] = h[2][c] - h[1][c];
+        v[12 + c] = h[1][c] - h[3][c];
+    }
+    v
+}
+
+/// Tiles one pass of [`transform_windows`] or [`output_transforms`] takes: their staging arrays
+/// (16 rows of it) stay on the stack, and each loop over them is long enough to vectorise.
+const RUN: usize = 32;
+
+/// [`input_transform`] of `n` (at most [`RUN`]) windows side by side along a tile row, wholly
+/// inside the input: `rows` are the 4 input rows from the first window's left edge, each of at
+/// least `2n + 2` values. Returns `V[xi][tile]`. Each step runs over all tiles at once (the rows
+/// split into even and odd columns first), so the compiler vectorises it.
+fn transform_windows(rows: [&[f32]; 4], n: usize) -> [[f32; RUN]; 16] {
+    let mut h = [[[0.0f32; RUN]; 4]; 4];
+    for (row, h) in rows.iter().zip(&mut h) {
+        let (mut even, mut odd) = ([0.0f32; RUN + 1], [0.0f32; RUN + 1]);
+        for ((pair, e), o) in row[..2 * n + 2].chunks_exact(2).zip(&mut even).zip(&mut odd) {
+            (*e, *o) = (pair[0], pair[1]);
+        }
+        for k in 0..RUN {
+            h[0][k] = even[k] - even[k + 1];
+            h[1][k] = odd[k] + even[k + 1];
+            h[2][k] = even[k + 1] - odd[k];
+            h[3][k] = odd[k] - odd[k + 1];
+        }
+    }
+    let mut v = [[0.0f32; RUN]; 16];
+    for c in 0..4 {
+        for k in 0..RUN {
+            v[c][k] = h[0][c][k] - h[2][c][k];
+            v[4 + c][k] = h[1][c][k] + h[2][c][k];
+            v[8 + c][k] = h[2][c][k] - h[1][c][k];
+            v[12 + c][k] = h[1][c][k] - h[3][c][k];
+        }
     }
     v
 }
@@ -253,18 +306,32 @@ fn input_transform_t(x: &[f32; 16]) -> [[f32; 4]; 4] {
     t.map(|t| [t[0], t[1] - t[2] + t[3], t[1] + t[2] - t[0], -t[3]])
 }
 
-/// `A^T m A` of one 4x4 `m`: the 2x2 output tile, row major.
-#[inline(always)]
-fn output_transform(m: &[f32; 16]) -> [f32; 4] {
-    let mut s = [[0.0f32; 4]; 2];
-    for c in 0..4 {
-        s[0][c] = m[c] + m[4 + c] + m[8 + c];
-        s[1][c] = m[4 + c] - m[8 + c] - m[12 + c];
+/// `A^T m A` of `n` (at most [`RUN`]) 4x4 tiles at once, `m[xi]` holding each tile's value xi:
+/// returns `out[i][tile]`, i the tile's 4 pixels of its 2x2 output, row major.
+fn output_transforms(m: [&[f32]; 16], n: usize) -> [[f32; RUN]; 4] {
+    let mut staged = [[0.0f32; RUN]; 16];
+    for (staged, m) in staged.iter_mut().zip(m) {
+        staged[..n].copy_from_slice(&m[..n]);
     }
-    [s[0][0] + s[0][1] + s[0][2], s[0][1] - s[0][2] - s[0][3], s[1][0] + s[1][1] + s[1][2], s[1][1] - s[1][2] - s[1][3]]
+    let m = &staged;
+    let mut s = [[[0.0f32; RUN]; 4]; 2];
+    for c in 0..4 {
+        for k in 0..RUN {
+            s[0][c][k] = m[c][k] + m[4 + c][k] + m[8 + c][k];
+            s[1][c][k] = m[4 + c][k] - m[8 + c][k] - m[12 + c][k];
+        }
+    }
+    let mut out = [[0.0f32; RUN]; 4];
+    for k in 0..RUN {
+        out[0][k] = s[0][0][k] + s[0][1][k] + s[0][2][k];
+        out[1][k] = s[0][1][k] - s[0][2][k] - s[0][3][k];
+        out[2][k] = s[1][0][k] + s[1][1][k] + s[1][2][k];
+        out[3][k] = s[1][1][k] - s[1][2][k] - s[1][3][k];
+    }
+    out
 }
 
-/// `A y A^T` of one 2x2 tile `y` (row major): the transpose of [`output_transform`].
+/// `A y A^T` of one 2x2 tile `y` (row major): the transpose of [`output_transforms`]' `A^T m A`.
 #[inline(always)]
 fn output_transform_t(y: [f32; 4]) -> [f32; 16] {
     // A y: rows y0, y0 + y1, y0 - y1, -y1; then the same along each row.
@@ -305,16 +372,30 @@ fn window(t: &Tiles, x: &[f32], p: TilePlace, inside: bool) -> [[f32; 4]; 4] {
     d
 }
 
-/// `V` of the block `t0..t0 + len` of image `x`, into `v` ([16][in][len]).
-fn transform_input(t: &Tiles, x: &[f32], (t0, len): (usize, usize), v: &mut [f32]) {
+/// `V` of the block `t0..t0 + len` of image `x`, into `v` ([16][in][len]): runs of windows
+/// wholly inside the input by [`transform_windows`], the rest window by window.
+fn transform_input(t: &Tiles, x: &[f32], block @ (_, len): (usize, usize), v: &mut [f32]) {
     let (cin, plane) = (t.in_channels, t.in_h * t.in_w);
-    for j in 0..len {
-        let p = t.place(t0 + j);
-        let inside = t.inside(p);
+    for run in t.runs(block) {
+        let first = t.place(run.first);
+        let inside = t.inside(first) && first.ix as usize + 2 * run.tiles + 2 <= t.in_w;
         for ci in 0..cin {
-            let d = window(t, &x[ci * plane..(ci + 1) * plane], p, inside);
-            for (xi, value) in input_transform(&d).into_iter().enumerate() {
-                v[(xi * cin + ci) * len + j] = value;
+            let x = &x[ci * plane..(ci + 1) * plane];
+            let at = |xi: usize| (xi * cin + ci) * len + run.at;
+            if inside {
+                let corner = first.iy as usize * t.in_w + first.ix as usize;
+                let rows = std::array::from_fn(|r| &x[corner + r * t.in_w..]);
+                for (xi, values) in transform_windows(rows, run.tiles).iter().enumerate() {
+                    v[at(xi)..][..run.tiles].copy_from_slice(&values[..run.tiles]);
+                }
+            } else {
+                for k in 0..run.tiles {
+                    let p = t.place(run.first + k);
+                    let d = window(t, x, p, t.inside(p));
+                    for (xi, value) in input_transform(&d).into_iter().enumerate() {
+                        v[at(xi) + k] = value;
+                    }
+                }
             }
         }
     }
@@ -380,27 +461,30 @@ impl<'a> Forward<'a> {
                 let u = |xi: usize| Matrix::rows(&self.u[xi * cout * cin..], cout, cin, cin);
                 gemms(u, |xi| Matrix::rows(&v[xi * cin * len..], cin, len, len), 0.0, m);
                 // Y = A^T M A, the bias and the ReLU, each tile clipped to the output.
-                for j in 0..len {
-                    let p = t.place(block.0 + j);
-                    let (right, below) = (p.ox + 1 < t.out_w, p.oy + 1 < t.out_h);
+                for run in t.runs(block) {
+                    let first = t.place(run.first);
+                    let below = first.oy + 1 < t.out_h;
                     for (co, &b) in self.bias.iter().enumerate() {
-                        let mut tile = [0.0f32; 16];
-                        for (xi, value) in tile.iter_mut().enumerate() {
-                            *value = m[(xi * cout + co) * len + j];
+                        let m = std::array::from_fn(|xi| &m[(xi * cout + co) * len + run.at..][..run.tiles]);
+                        let mut out = output_transforms(m, run.tiles);
+                        for out in &mut out {
+                            for v in out.iter_mut() {
+                                *v = if self.relu { (*v + b).max(0.0) } else { *v + b };
+                            }
                         }
-                        let mut out = output_transform(&tile).map(|v| v + b);
-                        if self.relu {
-                            out = out.map(|v| v.max(0.0));
-                        }
-                        let at = co * plane + p.oy * t.out_w + p.ox;
-                        y[at] = out[0];
-                        if right {
-                            y[at + 1] = out[1];
-                        }
-                        if below {
-                            y[at + t.out_w] = out[2];
+                        let y = &mut y[co * plane..(co + 1) * plane];
+                        for k in 0..run.tiles {
+                            let at = first.oy * t.out_w + first.ox + 2 * k;
+                            let right = first.ox + 2 * k + 1 < t.out_w;
+                            y[at] = out[0][k];
                             if right {
-                                y[at + t.out_w + 1] = out[3];
+                                y[at + 1] = out[1][k];
+                            }
+                            if below {
+                                y[at + t.out_w] = out[2][k];
+                                if right {
+                                    y[at + t.out_w + 1] = out[3][k];
+                                }
                             }
                         }
                     }
