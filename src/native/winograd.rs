@@ -473,17 +473,17 @@ impl<'a> Forward<'a> {
                             }
                         }
                         let y = &mut y[co * plane..(co + 1) * plane];
-                        for k in 0..run.tiles {
+                        for (k, pixels) in (0..run.tiles).map(|k| out.map(|o| o[k])).enumerate() {
                             let at = first.oy * t.out_w + first.ox + 2 * k;
                             let right = first.ox + 2 * k + 1 < t.out_w;
-                            y[at] = out[0][k];
+                            y[at] = pixels[0];
                             if right {
-                                y[at + 1] = out[1][k];
+                                y[at + 1] = pixels[1];
                             }
                             if below {
-                                y[at + t.out_w] = out[2][k];
+                                y[at + t.out_w] = pixels[2];
                                 if right {
-                                    y[at + t.out_w + 1] = out[3][k];
+                                    y[at + t.out_w + 1] = pixels[3];
                                 }
                             }
                         }
