@@ -137,28 +137,29 @@ fn max_pool2d_matches_the_reference_bit_for_bit() {
     }
 }
 
+/// A 3x3 convolution of stride 1.
+fn conv3x3(
+    batch: usize,
+    in_channels: usize,
+    in_h: usize,
+    in_w: usize,
+    out_channels: usize,
+    padding: Padding,
+) -> Conv2dShape {
+    Conv2dShape { batch, in_channels, in_h, in_w, out_channels, kernel_h: 3, kernel_w: 3, stride: 1, padding }
+}
+
 /// The fused convolution, ReLU and max-pool give what the two ops give one after the other, bit
 /// for bit (values and argmax), with one thread and two: even and odd convolution outputs (an odd
 /// one leaves a row and a column no 2x2 window covers), a 3x3 window of stride 2, a `same` kernel,
 /// and an output that spans several im2col tiles.
 #[test]
 fn conv_relu_pool_fused_gives_the_bits_of_conv_then_pool() {
-    let conv = |batch, in_channels, in_h, in_w, out_channels, padding| Conv2dShape {
-        batch,
-        in_channels,
-        in_h,
-        in_w,
-        out_channels,
-        kernel_h: 3,
-        kernel_w: 3,
-        stride: 1,
-        padding,
-    };
     let cases = [
-        (conv(2, 3, 10, 10, 4, Padding::Valid), 2, 2),
-        (conv(3, 2, 11, 9, 5, Padding::Valid), 2, 2),
-        (conv(2, 4, 9, 8, 3, Padding::Same), 3, 2),
-        (conv(5, 3, 130, 128, 6, Padding::Valid), 2, 2),
+        (conv3x3(2, 3, 10, 10, 4, Padding::Valid), 2, 2),
+        (conv3x3(3, 2, 11, 9, 5, Padding::Valid), 2, 2),
+        (conv3x3(2, 4, 9, 8, 3, Padding::Same), 3, 2),
+        (conv3x3(5, 3, 130, 128, 6, Padding::Valid), 2, 2),
     ];
     for (i, (c, pool, stride)) in cases.into_iter().enumerate() {
         let p = Pool2dShape { batch: c.batch, channels: c.out_channels, in_h: c.out_h(), in_w: c.out_w(), pool, stride };
@@ -272,31 +273,20 @@ fn conv2d_and_dense_give_the_same_bits_on_one_thread_and_two() {
 /// of 1x1, 2x2 and 3x3 (one tile, mostly padding), several tile blocks (a block holds 128K / (16 x
 /// (in + out)) tiles), and batches of 5 and 6: two backward task groups of 4, the last short.
 fn winograd_shapes() -> Vec<Conv2dShape> {
-    let conv = |batch, in_channels, in_h, in_w, out_channels, padding| Conv2dShape {
-        batch,
-        in_channels,
-        in_h,
-        in_w,
-        out_channels,
-        kernel_h: 3,
-        kernel_w: 3,
-        stride: 1,
-        padding,
-    };
     vec![
-        conv(1, 1, 1, 1, 1, Padding::Same),
-        conv(2, 2, 2, 2, 3, Padding::Same),
-        conv(3, 3, 3, 3, 2, Padding::Valid),
-        conv(1, 2, 3, 3, 2, Padding::Same),
-        conv(3, 5, 7, 9, 4, Padding::Same),
-        conv(2, 4, 8, 10, 3, Padding::Valid),
-        conv(2, 3, 11, 6, 5, Padding::Valid),
+        conv3x3(1, 1, 1, 1, 1, Padding::Same),
+        conv3x3(2, 2, 2, 2, 3, Padding::Same),
+        conv3x3(3, 3, 3, 3, 2, Padding::Valid),
+        conv3x3(1, 2, 3, 3, 2, Padding::Same),
+        conv3x3(3, 5, 7, 9, 4, Padding::Same),
+        conv3x3(2, 4, 8, 10, 3, Padding::Valid),
+        conv3x3(2, 3, 11, 6, 5, Padding::Valid),
         // 24 x 23 = 552 tiles in blocks of 341; 5 images.
-        conv(5, 16, 50, 47, 8, Padding::Valid),
+        conv3x3(5, 16, 50, 47, 8, Padding::Valid),
         // 20 x 21 = 420 tiles in blocks of 409 (the last of 11); 6 images.
-        conv(6, 8, 40, 41, 12, Padding::Same),
+        conv3x3(6, 8, 40, 41, 12, Padding::Same),
         // Model A's conv4 at batch 2: 64 -> 32 channels, 28x28 out.
-        conv(2, 64, 30, 30, 32, Padding::Valid),
+        conv3x3(2, 64, 30, 30, 32, Padding::Valid),
     ]
 }
 
