@@ -35,7 +35,7 @@ pub fn conv_out_dim(input: usize, kernel: usize, stride: usize, padding: Padding
 
 /// A 2-D convolution `y = conv(x, w) + b`.
 /// `x`: [batch, in_channels, in_h, in_w]; `w`: [out_channels, in_channels, kernel_h, kernel_w];
-/// `b`: [out_channels]; `y`: [batch, out_channels, out_h, out_w].
+/// `b`: \[out_channels\]; `y`: [batch, out_channels, out_h, out_w].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Conv2dShape {
     pub batch: usize,
@@ -140,7 +140,7 @@ impl Pool2dShape {
 }
 
 /// A fully connected layer `y = x @ w + b` (Keras's layout).
-/// `x`: [batch, inputs]; `w`: [inputs, outputs]; `b`: [outputs]; `y`: [batch, outputs].
+/// `x`: [batch, inputs]; `w`: [inputs, outputs]; `b`: \[outputs\]; `y`: [batch, outputs].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct DenseShape {
     pub batch: usize,

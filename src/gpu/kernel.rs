@@ -40,7 +40,7 @@ macro_rules! shader {
 }
 
 /// One entry point of a shader with the storage bindings it uses: (binding number, access), in
-/// the order [`Dispatch::new`] receives the tensors.
+/// the order `Dispatch::new` receives the tensors.
 #[derive(Debug)]
 pub struct KernelSpec {
     pub shader: &'static Shader,

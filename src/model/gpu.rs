@@ -1,4 +1,4 @@
-//! A sequential model on the GPU: [`super::walk`] run once, when the model is built for a batch
+//! A sequential model on the GPU: `super::walk` run once, when the model is built for a batch
 //! size, on an executor that allocates every tensor and records every dispatch (activations,
 //! their gradients, parameters, gradients, Adam moments). A training step then uploads the batch,
 //! replays forward, loss, backward and Adam from one encoder, submits once and reads back the

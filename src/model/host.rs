@@ -1,4 +1,4 @@
-//! A sequential model on the CPU: [`super::walk`] run on an executor that computes each op at once,
+//! A sequential model on the CPU: `super::walk` run on an executor that computes each op at once,
 //! in host memory. Two executors: [`super::reference::Reference`] (the plain loops of `crate::reference`, the oracle
 //! of every test, `--device reference`) and [`super::native::Native`] (`crate::native`'s GEMMs on every core,
 //! `--device cpu`). What they share, the parameters with their gradients and Adam moments, the

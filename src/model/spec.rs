@@ -100,7 +100,7 @@ pub struct LayerInfo {
     /// Keras-like: `conv1`, `pool1`, `bn1`, `relu1`, `flatten1`, `dense1`, `dropout1`.
     pub name: String,
     pub spec: LayerSpec,
-    /// Per-sample shapes: [channels, height, width] or [features].
+    /// Per-sample shapes: [channels, height, width] or \[features\].
     pub input: Vec<usize>,
     pub output: Vec<usize>,
     pub params: Vec<ParamInfo>,

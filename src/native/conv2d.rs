@@ -1,6 +1,6 @@
 //! 2-D convolution as im2col and GEMM, image by image across cores, NCHW as everywhere else.
 //!
-//! Each image's output pixels are cut into tiles of at most [`TILE_VALUES`] im2col values, so a
+//! Each image's output pixels are cut into tiles of at most `TILE_VALUES` im2col values, so a
 //! tile's columns (`in_channels * kernel_h * kernel_w` rows of its pixels) stay in the core's
 //! cache between being written and being packed by the GEMM. Per image:
 //! - forward: `y[co, p] = b[co] + sum_k w[co, k] * col[k, p]`, then the ReLU;

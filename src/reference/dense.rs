@@ -1,5 +1,5 @@
 //! Dense (fully connected) layers, `y = x @ w + b` in Keras's layout: `x` [batch, inputs],
-//! `w` [inputs, outputs], `b` [outputs], `y` [batch, outputs], all row-major.
+//! `w` [inputs, outputs], `b` \[outputs\], `y` [batch, outputs], all row-major.
 //!
 //! Every output is a sum taken in ascending order of the reduced index, as the GPU kernel does.
 //! The functions panic if a slice's length does not match `shape` (a bug of the caller).

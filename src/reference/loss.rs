@@ -39,7 +39,7 @@ fn max_and_exp_sum<T: Real>(row: &[T]) -> (T, T) {
 }
 
 /// Loss, gradient w.r.t. the logits and correct count, for logits [batch, classes], labels
-/// [batch] and class weights [max(classes, 2)] (all ones when unused).
+/// \[batch\] and class weights [max(classes, 2)] (all ones when unused).
 ///
 /// Binary (`classes == 1`), with target `t = label`: `loss_i = max(z, 0) - z t + log1p(exp(-|z|))`,
 /// `dz = sigmoid(z) - t`, predicted class `z > 0` (so z = 0 counts as class 0, as Keras's

@@ -15,7 +15,7 @@
 //!   is full.
 //!
 //! Memory is held: the bodies of all uploads together hold at most `upload_budget_bytes` (charged
-//! as their bytes arrive, [`uploads`]), each at most `max_upload_bytes` and read within
+//! as their bytes arrive, `uploads`), each at most `max_upload_bytes` and read within
 //! `body_timeout`. Only a complete body waits for one of the `decode_threads` decoders; while it
 //! decodes, its multipart field is a second copy of it, and its image is decoded within
 //! [`DecodeLimits`]: besides the file's bytes (twice for a JPEG), at most three times

@@ -83,7 +83,7 @@ impl Params {
     }
 }
 
-/// A layer's per-channel tensors, each [channels]: the trained scale and shift, and the running
+/// A layer's per-channel tensors, each \[channels\]: the trained scale and shift, and the running
 /// statistics that training mode updates and inference mode normalises with.
 #[derive(Clone, Copy, Debug)]
 pub struct Weights<'a> {
@@ -93,14 +93,14 @@ pub struct Weights<'a> {
     pub running_var: &'a GpuTensor,
 }
 
-/// The batch statistics of the training forward pass, [channels] each, that the backward pass
+/// The batch statistics of the training forward pass, \[channels\] each, that the backward pass
 /// reads, and the real-rows count both passes read.
 #[derive(Clone, Debug)]
 pub struct SavedStats {
     pub mean: GpuTensor,
     /// `1 / sqrt(biased batch variance + epsilon)`.
     pub inv_std: GpuTensor,
-    /// [1] u32: the rows of the batch that are real images (the rest are padding), as given to
+    /// \[1\] u32: the rows of the batch that are real images (the rest are padding), as given to
     /// [`forward_train`].
     pub rows: GpuTensor,
 }
@@ -112,7 +112,7 @@ pub struct TrainForward {
     pub saved: SavedStats,
 }
 
-/// Where the backward pass writes: `dx` like x, `dgamma` and `dbeta` [channels] (overwritten, not
+/// Where the backward pass writes: `dx` like x, `dgamma` and `dbeta` \[channels\] (overwritten, not
 /// accumulated).
 #[derive(Clone, Copy, Debug)]
 pub struct Grads<'a> {
@@ -138,7 +138,7 @@ fn check_forward(
 /// Training-mode forward, two dispatches: per-channel batch mean and biased variance (saved, and
 /// folded into the running statistics as `running = momentum * running + (1 - momentum) * stat`),
 /// then `y = gamma * (x - mean) * inv_std + beta`. Allocates the saved statistics (see the module
-/// comment). `rows` ([1] u32, read when the dispatches run, so a step can change it) is how many
+/// comment). `rows` (\[1\] u32, read when the dispatches run, so a step can change it) is how many
 /// rows of the batch are real: the statistics are theirs alone, and the padding rows after them
 /// get `y = 0` here and `dx = 0` in [`backward`], as a batch of `rows` images would.
 pub fn forward_train(

@@ -268,7 +268,7 @@ pub fn matmul_with(gpu: &Gpu, product: &Matmul, variant: MatmulVariant) -> Resul
 
 /// Dense forward: `y = x @ w + b`, then ReLU if `relu` (the ReLU's backward then reads `y`).
 /// `x` and `y` may have any shape whose leading dimension is the batch (e.g. an NCHW activation
-/// feeding the layer without a flatten); `w` is [inputs, outputs], `b` is [outputs].
+/// feeding the layer without a flatten); `w` is [inputs, outputs], `b` is \[outputs\].
 pub fn dense_forward(
     gpu: &Gpu,
     shape: &DenseShape,

@@ -45,9 +45,9 @@ fn params(shape: LossShape) -> LossParams {
     LossParams { batch: shape.batch as u32, classes: shape.classes as u32, _pad: [0; 2] }
 }
 
-/// Loss, gradient and batch statistics of logits [batch, classes] against u32 `labels` [batch],
+/// Loss, gradient and batch statistics of logits [batch, classes] against u32 `labels` \[batch\],
 /// with `class_weights` [max(classes, 2)], in one workgroup: writes `dlogits` (same shape as the
-/// logits, the gradient of the loss averaged over the rows counted) and `stats` [4] = [mean loss,
+/// logits, the gradient of the loss averaged over the rows counted) and `stats` \[4\] = [mean loss,
 /// correct predictions, rows counted, rows ignored]. A label `>= max(classes, 2)` cannot be checked
 /// here (it is in a buffer): the kernel ignores that row (zero loss and gradient, not correct, not
 /// in the mean) and counts it in `stats[3]`; this is how a short batch's padding rows
