@@ -82,6 +82,13 @@ impl Native {
             .map_err(|e| Error::Invalid(format!("parameters {weight} and {bias}: {e}")))?;
         Ok((&values[read], w, b))
     }
+
+    /// [`check`]s a convolution's input, weight and bias against its shape.
+    fn check_conv2d(&self, s: &Conv2dShape, x: &NativeTensor, weight: usize, bias: usize) -> Result<()> {
+        check("conv2d x", &s.input_dims(), x.len())?;
+        check("conv2d weight", &s.weight_dims(), self.s.values[weight].len())?;
+        check("conv2d bias", &[s.out_channels], self.s.values[bias].len())
+    }
 }
 
 /// Fails unless `what` holds as many values as `dims` name: shapes come from a checked plan, so
@@ -112,9 +119,7 @@ impl Executor for Native {
         bias: usize,
         relu: bool,
     ) -> Result<NativeTensor> {
-        check("conv2d x", &s.input_dims(), x.len())?;
-        check("conv2d weight", &s.weight_dims(), self.s.values[weight].len())?;
-        check("conv2d bias", &[s.out_channels], self.s.values[bias].len())?;
+        self.check_conv2d(s, x, weight, bias)?;
         let (w, b) = (&self.s.values[weight], &self.s.values[bias]);
         Ok(self.output(s.output_dims().iter().product(), |y| conv2d::forward(s, x, w, b, relu, y)))
     }
@@ -137,9 +142,7 @@ impl Executor for Native {
         bias: usize,
     ) -> Result<(NativeTensor, Buffer<u32>)> {
         pool.validate()?;
-        check("conv2d x", &conv.input_dims(), x.len())?;
-        check("conv2d weight", &conv.weight_dims(), self.s.values[weight].len())?;
-        check("conv2d bias", &[conv.out_channels], self.s.values[bias].len())?;
+        self.check_conv2d(conv, x, weight, bias)?;
         if conv.output_dims() != pool.input_dims() {
             return Err(Error::shape("max_pool2d x", pool.input_dims(), conv.output_dims()));
         }
@@ -232,10 +235,8 @@ impl Executor for Native {
         params: bool,
         input: bool,
     ) -> Result<Option<NativeTensor>> {
-        check("conv2d x", &s.input_dims(), x.len())?;
+        self.check_conv2d(s, x, weight, bias)?;
         check("conv2d dy", &s.output_dims(), dy.len())?;
-        check("conv2d weight", &s.weight_dims(), self.s.values[weight].len())?;
-        check("conv2d bias", &[s.out_channels], self.s.values[bias].len())?;
         let mut dx = input.then(|| self.pool.take(x.len()));
         if params {
             let (w, dw, db) = self.with_grads(weight, weight, bias)?;
