@@ -10,7 +10,7 @@ use super::host::{HostExecutor, HostModel, HostState};
 use super::plan::BatchNormParams;
 use super::walk::{Executor, Pass};
 use crate::native::buffers::{Buffer, BufferPool};
-use crate::native::{batch_norm, conv2d, conv_pool, dense, elementwise, max_pool2d};
+use crate::native::{batch_norm, conv_pool, conv2d, dense, elementwise, max_pool2d};
 use crate::reference::loss;
 use crate::shape::{BatchNormConfig, BatchNormShape, Conv2dShape, DenseShape, DropoutConfig, LossShape, Pool2dShape};
 use crate::{Error, Result};

@@ -11,8 +11,8 @@ use std::time::Instant;
 
 use super::StepProfile;
 use super::plan::{BatchNormParams, Mode, Op, Plan, PlanLayer};
-use crate::{Error, Result};
 use crate::shape::{BatchNormShape, Conv2dShape, DenseShape, DropoutConfig, Pool2dShape};
+use crate::{Error, Result};
 
 /// Which pass of a layer the ops that follow belong to, for the executor's labels and profiles.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -43,16 +43,18 @@ pub(super) fn backward_by_image_groups(
         None => Vec::new(),
     };
     dx_chunks.resize_with(tasks, || None);
-    partial_chunks.into_par_iter().zip(dx_chunks.into_par_iter()).enumerate().for_each(|(task, (mut partial, mut dx))| {
-        let images = task * IMAGES_PER_TASK..((task + 1) * IMAGES_PER_TASK).min(batch);
-        if let Some(dx) = dx.as_deref_mut() {
-            dx.fill(0.0);
-        }
-        if let Some(partial) = partial.as_deref_mut() {
-            partial.fill(0.0);
-        }
-        work(Task { images, partial, dx });
-    });
+    partial_chunks.into_par_iter().zip(dx_chunks.into_par_iter()).enumerate().for_each(
+        |(task, (mut partial, mut dx))| {
+            let images = task * IMAGES_PER_TASK..((task + 1) * IMAGES_PER_TASK).min(batch);
+            if let Some(dx) = dx.as_deref_mut() {
+                dx.fill(0.0);
+            }
+            if let Some(partial) = partial.as_deref_mut() {
+                partial.fill(0.0);
+            }
+            work(Task { images, partial, dx });
+        },
+    );
     let mut sum = vec![0.0f32; per_task];
     sum_in_order(&partials, per_task, &mut sum);
     sum

@@ -13,8 +13,8 @@ pub mod conv2d;
 pub mod conv_pool;
 pub mod dense;
 pub mod elementwise;
-mod image_groups;
 mod gemm;
+mod image_groups;
 pub mod max_pool2d;
 mod winograd;
 

@@ -3,7 +3,7 @@
 //! with one thread against two.
 
 use crate::common::*;
-use wgcnn::native::{batch_norm, conv2d, conv_pool, dense, elementwise, max_pool2d};
+use wgcnn::native::{batch_norm, conv_pool, conv2d, dense, elementwise, max_pool2d};
 use wgcnn::reference;
 use wgcnn::shape::{
     AdamConfig, BatchNormConfig, BatchNormShape, Conv2dShape, DenseShape, DropoutConfig, Padding, Pool2dShape,
@@ -162,7 +162,8 @@ fn conv_relu_pool_fused_gives_the_bits_of_conv_then_pool() {
         (conv3x3(5, 3, 130, 128, 6, Padding::Valid), 2, 2),
     ];
     for (i, (c, pool, stride)) in cases.into_iter().enumerate() {
-        let p = Pool2dShape { batch: c.batch, channels: c.out_channels, in_h: c.out_h(), in_w: c.out_w(), pool, stride };
+        let p =
+            Pool2dShape { batch: c.batch, channels: c.out_channels, in_h: c.out_h(), in_w: c.out_w(), pool, stride };
         let seed = 700 + 10 * i as u64;
         let x = random(seed, c.input_dims().iter().product(), -1.0, 1.0);
         let w = random(seed + 1, c.weight_dims().iter().product(), -1.0, 1.0);

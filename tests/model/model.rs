@@ -259,7 +259,9 @@ fn a_profiled_step_times_every_layer_and_pass_and_trains_as_a_step_does() {
         // Every layer with work to do forward (flatten moves no data; conv2 and its pool run as
         // one op), the loss, every layer backward down to the first (whose input gradient nobody
         // reads), and Adam.
-        for expected in ["conv1 forward", "bn1 forward", "conv2+pool2 forward", "dense2 forward", "loss", "dense2 backward"] {
+        for expected in
+            ["conv1 forward", "bn1 forward", "conv2+pool2 forward", "dense2 forward", "loss", "dense2 backward"]
+        {
             assert!(labels_seen.contains(&expected), "{expected} missing from {labels_seen:?}");
         }
         for expected in ["dropout1 backward", "bn1 backward", "conv1 backward", "adam"] {
