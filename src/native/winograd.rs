@@ -257,8 +257,9 @@ fn input_transform(d: &[[f32; 4]; 4]) -> [f32; 16] {
     v
 }
 
-/// Tiles one pass of [`transform_windows`] or [`output_transforms`] takes: their staging arrays
-/// (16 rows of it) stay on the stack, and each loop over them is long enough to vectorise.
+/// Tiles one pass of a transform takes ([`transform_windows`], [`output_transforms`] and their
+/// transposes): the staging arrays (16 rows of it) stay on the stack, and each loop over them is
+/// long enough to vectorise.
 const RUN: usize = 32;
 
 /// [`input_transform`] of `n` (at most [`RUN`]) windows side by side along a tile row, wholly
@@ -291,29 +292,50 @@ fn transform_windows(rows: [&[f32]; 4], n: usize) -> [[f32; RUN]; 16] {
     v
 }
 
-/// `B X B^T` of one 4x4 `x`, row major: the transpose of [`input_transform`].
-#[inline(always)]
-fn input_transform_t(x: &[f32; 16]) -> [[f32; 4]; 4] {
+/// `B X B^T` of `n` (at most [`RUN`]) 4x4 tiles at once, `x[xi]` holding each tile's value xi:
+/// the transpose of [`input_transform`]. Returns `d[r][c][tile]`, row r and column c of each
+/// tile's 4x4 window gradient; zero past `n`.
+fn input_gradient_transforms(x: [&[f32]; 16], n: usize) -> [[[f32; RUN]; 4]; 4] {
+    let x = stage(x, n);
     // B X: rows x0, x1 - x2 + x3, x1 + x2 - x0, -x3 of each column.
-    let mut t = [[0.0f32; 4]; 4];
+    let mut t = [[[0.0f32; RUN]; 4]; 4];
     for c in 0..4 {
-        let (x0, x1, x2, x3) = (x[c], x[4 + c], x[8 + c], x[12 + c]);
-        t[0][c] = x0;
-        t[1][c] = x1 - x2 + x3;
-        t[2][c] = x1 + x2 - x0;
-        t[3][c] = -x3;
+        for k in 0..RUN {
+            let (x0, x1, x2, x3) = (x[c][k], x[4 + c][k], x[8 + c][k], x[12 + c][k]);
+            t[0][c][k] = x0;
+            t[1][c][k] = x1 - x2 + x3;
+            t[2][c][k] = x1 + x2 - x0;
+            t[3][c][k] = -x3;
+        }
     }
-    t.map(|t| [t[0], t[1] - t[2] + t[3], t[1] + t[2] - t[0], -t[3]])
+    // Then the same along each row.
+    let mut d = [[[0.0f32; RUN]; 4]; 4];
+    for (d, t) in d.iter_mut().zip(&t) {
+        for k in 0..RUN {
+            d[0][k] = t[0][k];
+            d[1][k] = t[1][k] - t[2][k] + t[3][k];
+            d[2][k] = t[1][k] + t[2][k] - t[0][k];
+            d[3][k] = -t[3][k];
+        }
+    }
+    d
+}
+
+/// The first `n` values of each of 16 slices, zero after: fixed-length rows the transforms' loops
+/// run over in full.
+#[inline(always)]
+fn stage(slices: [&[f32]; 16], n: usize) -> [[f32; RUN]; 16] {
+    let mut staged = [[0.0f32; RUN]; 16];
+    for (staged, values) in staged.iter_mut().zip(slices) {
+        staged[..n].copy_from_slice(&values[..n]);
+    }
+    staged
 }
 
 /// `A^T m A` of `n` (at most [`RUN`]) 4x4 tiles at once, `m[xi]` holding each tile's value xi:
 /// returns `out[i][tile]`, i the tile's 4 pixels of its 2x2 output, row major.
 fn output_transforms(m: [&[f32]; 16], n: usize) -> [[f32; RUN]; 4] {
-    let mut staged = [[0.0f32; RUN]; 16];
-    for (staged, m) in staged.iter_mut().zip(m) {
-        staged[..n].copy_from_slice(&m[..n]);
-    }
-    let m = &staged;
+    let m = &stage(m, n);
     let mut s = [[[0.0f32; RUN]; 4]; 2];
     for c in 0..4 {
         for k in 0..RUN {
@@ -331,17 +353,28 @@ fn output_transforms(m: [&[f32]; 16], n: usize) -> [[f32; RUN]; 4] {
     out
 }
 
-/// `A y A^T` of one 2x2 tile `y` (row major): the transpose of [`output_transforms`]' `A^T m A`.
-#[inline(always)]
-fn output_transform_t(y: [f32; 4]) -> [f32; 16] {
-    // A y: rows y0, y0 + y1, y0 - y1, -y1; then the same along each row.
-    let z = [[y[0], y[1]], [y[0] + y[2], y[1] + y[3]], [y[0] - y[2], y[1] - y[3]], [-y[2], -y[3]]];
-    let mut out = [0.0; 16];
+/// `A y A^T` of 2x2 tiles side by side, `y[i][tile]` holding pixel i (row major) of each: the
+/// transpose of [`output_transforms`]' `A^T m A`. Returns `out[xi][tile]`.
+fn output_gradient_transforms(y: &[[f32; RUN]; 4]) -> [[f32; RUN]; 16] {
+    // A y: rows y0, y0 + y1, y0 - y1, -y1 of each column; then the same along each row.
+    let mut z = [[[0.0f32; RUN]; 2]; 4];
+    for c in 0..2 {
+        for k in 0..RUN {
+            let (top, bottom) = (y[c][k], y[2 + c][k]);
+            z[0][c][k] = top;
+            z[1][c][k] = top + bottom;
+            z[2][c][k] = top - bottom;
+            z[3][c][k] = -bottom;
+        }
+    }
+    let mut out = [[0.0f32; RUN]; 16];
     for (r, z) in z.iter().enumerate() {
-        out[4 * r] = z[0];
-        out[4 * r + 1] = z[0] + z[1];
-        out[4 * r + 2] = z[0] - z[1];
-        out[4 * r + 3] = -z[1];
+        for k in 0..RUN {
+            out[4 * r][k] = z[0][k];
+            out[4 * r + 1][k] = z[0][k] + z[1][k];
+            out[4 * r + 2][k] = z[0][k] - z[1][k];
+            out[4 * r + 3][k] = -z[1][k];
+        }
     }
     out
 }
@@ -401,22 +434,24 @@ fn transform_input(t: &Tiles, x: &[f32], block @ (_, len): (usize, usize), v: &m
     }
 }
 
-/// `Yh = A dY A^T` of the block `t0..t0 + len` of one image's `dy`, into `yh` ([16][out][len]).
-fn transform_output_gradient(t: &Tiles, dy: &[f32], (t0, len): (usize, usize), yh: &mut [f32]) {
+/// `Yh = A dY A^T` of the block `t0..t0 + len` of one image's `dy`, into `yh` ([16][out][len]),
+/// a run of tiles at a time ([`output_gradient_transforms`]); `dy` is zero past the output.
+fn transform_output_gradient(t: &Tiles, dy: &[f32], block @ (_, len): (usize, usize), yh: &mut [f32]) {
     let (cout, plane) = (t.out_channels, t.out_h * t.out_w);
-    for j in 0..len {
-        let p = t.place(t0 + j);
-        let (right, below) = (p.ox + 1 < t.out_w, p.oy + 1 < t.out_h);
+    for run in t.runs(block) {
+        let first = t.place(run.first);
+        let (cols, rows) = ((t.out_w - first.ox).min(2 * run.tiles), (t.out_h - first.oy).min(2));
         for co in 0..cout {
-            let at = co * plane + p.oy * t.out_w + p.ox;
-            let y = [
-                dy[at],
-                if right { dy[at + 1] } else { 0.0 },
-                if below { dy[at + t.out_w] } else { 0.0 },
-                if right && below { dy[at + t.out_w + 1] } else { 0.0 },
-            ];
-            for (xi, value) in output_transform_t(y).into_iter().enumerate() {
-                yh[(xi * cout + co) * len + j] = value;
+            let at = co * plane + first.oy * t.out_w + first.ox;
+            // y[2r + c][k]: pixel (r, c) of tile k, split from the run's two rows of dy.
+            let mut y = [[0.0f32; RUN]; 4];
+            for r in 0..rows {
+                for (j, &g) in dy[at + r * t.out_w..][..cols].iter().enumerate() {
+                    y[2 * r + j % 2][j / 2] = g;
+                }
+            }
+            for (xi, values) in output_gradient_transforms(&y).iter().enumerate() {
+                yh[(xi * cout + co) * len + run.at..][..run.tiles].copy_from_slice(&values[..run.tiles]);
             }
         }
     }
@@ -561,31 +596,49 @@ pub(super) fn backward(
 }
 
 /// Adds `B dV B^T` of each tile of the block (`dv` [16][in][len]) into its input window of one
-/// image's `dx`, dropping what falls outside the input.
-fn add_input_gradient(t: &Tiles, dv: &[f32], (t0, len): (usize, usize), dx: &mut [f32]) {
+/// image's `dx`, dropping what falls outside the input. A run of windows wholly inside adds row by
+/// row, the columns where neighbours overlap summed first; the others value by value.
+fn add_input_gradient(t: &Tiles, dv: &[f32], block @ (_, len): (usize, usize), dx: &mut [f32]) {
     let (cin, plane) = (t.in_channels, t.in_h * t.in_w);
-    for j in 0..len {
-        let p = t.place(t0 + j);
-        let inside = t.inside(p);
+    for run in t.runs(block) {
+        let first = t.place(run.first);
+        let inside = t.inside(first) && first.ix as usize + 2 * run.tiles + 2 <= t.in_w;
         for ci in 0..cin {
-            let tile: [f32; 16] = std::array::from_fn(|xi| dv[(xi * cin + ci) * len + j]);
-            let d = input_transform_t(&tile);
+            let d = input_gradient_transforms(
+                std::array::from_fn(|xi| &dv[(xi * cin + ci) * len + run.at..][..run.tiles]),
+                run.tiles,
+            );
             let dx = &mut dx[ci * plane..(ci + 1) * plane];
             if inside {
-                let at = p.iy as usize * t.in_w + p.ix as usize;
+                let corner = first.iy as usize * t.in_w + first.ix as usize;
                 for (r, d) in d.iter().enumerate() {
-                    dx[at + r * t.in_w..][..4].iter_mut().zip(d).for_each(|(o, &g)| *o += g);
+                    // Column 2k + c takes tile k's column c and tile k - 1's column c + 2.
+                    let (mut even, mut odd) = ([0.0f32; RUN + 1], [0.0f32; RUN + 1]);
+                    even[..RUN].copy_from_slice(&d[0]);
+                    odd[..RUN].copy_from_slice(&d[1]);
+                    for k in 0..RUN {
+                        even[k + 1] += d[2][k];
+                        odd[k + 1] += d[3][k];
+                    }
+                    let row = &mut dx[corner + r * t.in_w..][..2 * run.tiles + 2];
+                    for ((pair, e), o) in row.chunks_exact_mut(2).zip(even).zip(odd) {
+                        pair[0] += e;
+                        pair[1] += o;
+                    }
                 }
             } else {
-                for (r, d) in d.iter().enumerate() {
-                    let iy = p.iy + r as isize;
-                    if iy < 0 || iy as usize >= t.in_h {
-                        continue;
-                    }
-                    for (c, &g) in d.iter().enumerate() {
-                        let ix = p.ix + c as isize;
-                        if ix >= 0 && (ix as usize) < t.in_w {
-                            dx[iy as usize * t.in_w + ix as usize] += g;
+                for k in 0..run.tiles {
+                    let p = t.place(run.first + k);
+                    for (r, d) in d.iter().enumerate() {
+                        let iy = p.iy + r as isize;
+                        if iy < 0 || iy as usize >= t.in_h {
+                            continue;
+                        }
+                        for (c, d) in d.iter().enumerate() {
+                            let ix = p.ix + c as isize;
+                            if ix >= 0 && (ix as usize) < t.in_w {
+                                dx[iy as usize * t.in_w + ix as usize] += d[k];
+                            }
                         }
                     }
                 }
