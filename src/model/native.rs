@@ -10,6 +10,7 @@ use super::host::{HostExecutor, HostModel, HostState};
 use super::plan::BatchNormParams;
 use super::walk::{Executor, Pass};
 use crate::native::buffers::{Buffer, BufferPool};
+use crate::native::conv2d::OutputGradient;
 use crate::native::{batch_norm, conv_pool, conv2d, dense, elementwise, max_pool2d};
 use crate::reference::loss;
 use crate::shape::{BatchNormConfig, BatchNormShape, Conv2dShape, DenseShape, DropoutConfig, LossShape, Pool2dShape};
@@ -81,6 +82,30 @@ impl Native {
             .get_disjoint_mut([weight, bias])
             .map_err(|e| Error::Invalid(format!("parameters {weight} and {bias}: {e}")))?;
         Ok((&values[read], w, b))
+    }
+
+    /// [`Executor::conv2d_backward`] from `dy`, checked against the shape where it is given whole.
+    fn conv2d_backward_from(
+        &mut self,
+        s: &Conv2dShape,
+        x: &NativeTensor,
+        dy: OutputGradient,
+        (weight, bias): (usize, usize),
+        params: bool,
+        input: bool,
+    ) -> Result<Option<NativeTensor>> {
+        self.check_conv2d(s, x, weight, bias)?;
+        if let OutputGradient::Given(dy) = dy {
+            check("conv2d dy", &s.output_dims(), dy.len())?;
+        }
+        let mut dx = input.then(|| self.pool.take(x.len()));
+        if params {
+            let (w, dw, db) = self.with_grads(weight, weight, bias)?;
+            conv2d::backward(s, x, w, dy, dx.as_deref_mut(), Some((dw, db)))?;
+        } else {
+            conv2d::backward(s, x, &self.s.values[weight], dy, dx.as_deref_mut(), None)?;
+        }
+        Ok(dx.map(|dx| NativeTensor(Arc::new(dx))))
     }
 
     /// [`check`]s a convolution's input, weight and bias against its shape.
@@ -235,16 +260,7 @@ impl Executor for Native {
         params: bool,
         input: bool,
     ) -> Result<Option<NativeTensor>> {
-        self.check_conv2d(s, x, weight, bias)?;
-        check("conv2d dy", &s.output_dims(), dy.len())?;
-        let mut dx = input.then(|| self.pool.take(x.len()));
-        if params {
-            let (w, dw, db) = self.with_grads(weight, weight, bias)?;
-            conv2d::backward(s, x, w, dy, dx.as_deref_mut(), Some((dw, db)));
-        } else {
-            conv2d::backward(s, x, &self.s.values[weight], dy, dx.as_deref_mut(), None);
-        }
-        Ok(dx.map(|dx| NativeTensor(Arc::new(dx))))
+        self.conv2d_backward_from(s, x, OutputGradient::Given(dy), (weight, bias), params, input)
     }
 
     fn max_pool2d_backward(
@@ -261,6 +277,29 @@ impl Executor for Native {
         check("max_pool2d dy", &out, dy.len())?;
         let relu_y = relu_mask.then_some(&y[..]);
         self.try_output(s.input_dims().iter().product(), |dx| max_pool2d::backward(s, argmax, relu_y, dy, dx))
+    }
+
+    fn max_pool2d_conv2d_backward(
+        &mut self,
+        pool: &Pool2dShape,
+        argmax: &Buffer<u32>,
+        y: &NativeTensor,
+        dy: &NativeTensor,
+        conv: &Conv2dShape,
+        x: &NativeTensor,
+        params: (usize, usize),
+        train: bool,
+        input: bool,
+    ) -> Result<Option<NativeTensor>> {
+        let out = pool.output_dims();
+        check("max_pool2d argmax", &out, argmax.len())?;
+        check("max_pool2d y", &out, y.len())?;
+        check("max_pool2d dy", &out, dy.len())?;
+        if conv.output_dims() != pool.input_dims() {
+            return Err(Error::shape("max_pool2d x", pool.input_dims(), conv.output_dims()));
+        }
+        let pooled = OutputGradient::Pooled { pool, argmax, y, dy };
+        self.conv2d_backward_from(conv, x, pooled, params, train, input)
     }
 
     fn batch_norm_backward(

@@ -158,6 +158,25 @@ pub trait Executor {
         dy: &Self::Tensor,
         relu_mask: bool,
     ) -> Result<Self::Tensor>;
+    /// The backward passes of a max-pool and of the convolution with its ReLU before it, as one:
+    /// what [`Executor::conv2d_backward`] of [`Executor::max_pool2d_backward`] (with the ReLU's
+    /// mask) gives. A backend may fuse the two and never hold the convolution's output gradient.
+    #[allow(clippy::too_many_arguments)] // both ops' operands
+    fn max_pool2d_conv2d_backward(
+        &mut self,
+        pool: &Pool2dShape,
+        argmax: &Self::Argmax,
+        y: &Self::Tensor,
+        dy: &Self::Tensor,
+        conv: &Conv2dShape,
+        x: &Self::Tensor,
+        (weight, bias): (usize, usize),
+        params: bool,
+        input: bool,
+    ) -> Result<Option<Self::Tensor>> {
+        let g = self.max_pool2d_backward(pool, argmax, y, dy, true)?;
+        self.conv2d_backward(conv, x, &g, weight, bias, params, input)
+    }
     /// Training mode: the input gradient, and gamma's and beta's gradients.
     fn batch_norm_backward(
         &mut self,
@@ -312,15 +331,44 @@ pub fn backward<E: Executor>(
     let training = mode == Mode::Train;
     let mut dy = dlogits;
     let mut layer_output = None;
-    for (i, layer) in plan.layers.iter().enumerate().rev() {
-        exec.enter(&layer.info.name, Pass::Backward);
+    let mut layers = plan.layers.iter().enumerate().rev().peekable();
+    while let Some((i, layer)) = layers.next() {
         if wanted.layer_output == Some(i) {
             layer_output = Some(dy.clone());
         }
+        // Nobody reads the gradient w.r.t. the images in training.
+        let input_wanted = |i: usize| i > 0 || wanted.input;
+        // A pool and the convolution whose ReLU it took over run backward as one op ("conv1+pool1"),
+        // except at the Grad-CAM layer, whose output gradient is read between the two.
+        let conv_before = match (&layer.op, &fwd.saved[i], layers.peek().copied()) {
+            (Op::MaxPool2d { shape }, Saved::Argmax(argmax), Some((c, conv)))
+                if conv.relu_fused_into_pool && wanted.layer_output != Some(c) =>
+            {
+                match conv.op {
+                    Op::Conv2d { shape: conv_shape, weight, bias, .. } => {
+                        Some((shape, argmax, c, conv, conv_shape, (weight, bias)))
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        if let Some((pool, argmax, c, conv, conv_shape, params)) = conv_before {
+            layers.next();
+            exec.enter(&format!("{}+{}", conv.info.name, layer.info.name), Pass::Backward);
+            let (y, x) = (fwd.input_of(i + 1)?, fwd.input_of(c)?);
+            let input = input_wanted(c);
+            let dx = exec.max_pool2d_conv2d_backward(pool, argmax, y, &dy, &conv_shape, x, params, training, input)?;
+            match dx {
+                Some(dx) => dy = dx,
+                None => break,
+            }
+            continue;
+        }
+        exec.enter(&layer.info.name, Pass::Backward);
         let x = || fwd.input_of(i);
         let y = || fwd.input_of(i + 1);
-        // Nobody reads the gradient w.r.t. the images in training.
-        let input = i > 0 || wanted.input;
+        let input = input_wanted(i);
         // Whether this layer applies the backward pass of its fused ReLU itself: not when the next
         // layer (a pool) did, except at the Grad-CAM layer, whose output gradient is read after
         // its ReLU.

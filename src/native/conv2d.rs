@@ -12,15 +12,17 @@
 //! for any number of threads.
 //!
 //! 3x3 kernels of stride 1 may run as Winograd F(2x2, 3x3) instead (`winograd.rs`):
-//! [`ConvAlgorithm::chosen`] picks per shape, [`forward_with`] and [`backward_with`] force either.
+//! [`ConvAlgorithm::chosen`] picks per shape and pass, [`forward_with`] and [`backward_with`] force either.
 
 use rayon::prelude::*;
 
 use super::buffers::with_scratch;
 use super::gemm::{Matrix, matmul};
 use super::image_groups::{Task, add_bias_gradient, backward_by_image_groups};
+pub use super::image_groups::OutputGradient;
 use super::winograd;
-pub use super::winograd::{CONV_ALGORITHM_ENV, ConvAlgorithm, WINOGRAD_MIN_IN_CHANNELS};
+pub use super::winograd::{CONV_ALGORITHM_ENV, ConvAlgorithm, ConvPass};
+use crate::error::Result;
 use crate::shape::Conv2dShape;
 
 /// The most im2col values a tile holds (1 MiB of f32: of 16K, 64K, 256K and 1M values, the
@@ -158,7 +160,7 @@ fn col2im_add(s: &Conv2dShape, col: &[f32], tile: (usize, usize), dx: &mut [f32]
 /// `y` ([batch, out_channels, out_h, out_w]) = conv(x, w) + b, then max(y, 0) if `relu`, as
 /// [`crate::reference::conv2d::conv2d_forward`]. Every element of `y` is written.
 pub fn forward(s: &Conv2dShape, x: &[f32], w: &[f32], b: &[f32], relu: bool, y: &mut [f32]) {
-    forward_with(ConvAlgorithm::chosen(s), s, x, w, b, relu, y)
+    forward_with(ConvAlgorithm::chosen(s, ConvPass::Forward), s, x, w, b, relu, y)
 }
 
 /// [`forward`] by `algorithm` where it fits the shape ([`ConvAlgorithm::for_shape`]), else im2col.
@@ -189,7 +191,7 @@ pub(super) struct ImageForward<'a> {
 impl<'a> ImageForward<'a> {
     /// By the algorithm [`ConvAlgorithm::chosen`] for the shape.
     pub(super) fn new(s: &'a Conv2dShape, w: &'a [f32], bias: &'a [f32], relu: bool) -> Self {
-        Self::with_algorithm(ConvAlgorithm::chosen(s), s, w, bias, relu)
+        Self::with_algorithm(ConvAlgorithm::chosen(s, ConvPass::Forward), s, w, bias, relu)
     }
 
     /// By `algorithm` where it fits the shape, else im2col.
@@ -252,16 +254,17 @@ impl<'a> ImageForward<'a> {
 
 /// The backward pass from `dy` (the gradient before any ReLU), as
 /// [`crate::reference::conv2d::conv2d_backward`]: the input gradient into `dx` when given, and the
-/// weight and bias gradients into `dw_db` when given. Every element of each is written.
+/// weight and bias gradients into `dw_db` when given. Every element of each is written. Fails only
+/// where `dy` comes from a pool whose argmax lies outside its window's plane.
 pub fn backward(
     s: &Conv2dShape,
     x: &[f32],
     w: &[f32],
-    dy: &[f32],
+    dy: OutputGradient,
     dx: Option<&mut [f32]>,
     dw_db: Option<(&mut [f32], &mut [f32])>,
-) {
-    backward_with(ConvAlgorithm::chosen(s), s, x, w, dy, dx, dw_db)
+) -> Result<()> {
+    backward_with(ConvAlgorithm::chosen(s, ConvPass::Backward), s, x, w, dy, dx, dw_db)
 }
 
 /// [`backward`] by `algorithm` where it fits the shape ([`ConvAlgorithm::for_shape`]), else im2col.
@@ -270,10 +273,10 @@ pub fn backward_with(
     s: &Conv2dShape,
     x: &[f32],
     w: &[f32],
-    dy: &[f32],
+    dy: OutputGradient,
     dx: Option<&mut [f32]>,
     dw_db: Option<(&mut [f32], &mut [f32])>,
-) {
+) -> Result<()> {
     if algorithm.for_shape(s) == ConvAlgorithm::Winograd {
         return winograd::backward(s, x, w, dy, dx, dw_db);
     }
@@ -290,36 +293,39 @@ pub fn backward_with(
             let (col, dcol) = scratch.split_at_mut(g.taps * g.tile);
             for (i, n) in images.enumerate() {
                 let x = &x[n * image..(n + 1) * image];
-                let dy = &dy[n * out_image..(n + 1) * out_image];
-                for tile in g.tiles() {
-                    let dy_tile = Matrix::rows(&dy[tile.0..], s.out_channels, tile.1, g.pixels);
+                dy.image(n, out_image, |dy| {
+                    for tile in g.tiles() {
+                        let dy_tile = Matrix::rows(&dy[tile.0..], s.out_channels, tile.1, g.pixels);
+                        if let Some(partial) = partial.as_deref_mut() {
+                            let (col, col_stride): (&[f32], usize) = if g.pointwise {
+                                (&x[tile.0..], g.pixels)
+                            } else {
+                                let col = &mut col[..g.taps * tile.1];
+                                im2col(s, x, tile, col);
+                                (col, tile.1)
+                            };
+                            // dw[co, k] += sum over the tile's pixels of dy[co, p] * col[k, p].
+                            let col_t = Matrix::rows(col, g.taps, tile.1, col_stride).t();
+                            matmul(dy_tile, col_t, 1.0, partial, g.taps);
+                        }
+                        if let Some(dx) = dx.as_deref_mut() {
+                            let dcol = &mut dcol[..g.taps * tile.1];
+                            matmul(weights.t(), dy_tile, 0.0, dcol, tile.1);
+                            col2im_add(s, dcol, tile, &mut dx[i * image..(i + 1) * image]);
+                        }
+                    }
                     if let Some(partial) = partial.as_deref_mut() {
-                        let (col, col_stride): (&[f32], usize) = if g.pointwise {
-                            (&x[tile.0..], g.pixels)
-                        } else {
-                            let col = &mut col[..g.taps * tile.1];
-                            im2col(s, x, tile, col);
-                            (col, tile.1)
-                        };
-                        // dw[co, k] += sum over the tile's pixels of dy[co, p] * col[k, p].
-                        let col_t = Matrix::rows(col, g.taps, tile.1, col_stride).t();
-                        matmul(dy_tile, col_t, 1.0, partial, g.taps);
+                        add_bias_gradient(&mut partial[dw_len..], dy, g.pixels);
                     }
-                    if let Some(dx) = dx.as_deref_mut() {
-                        let dcol = &mut dcol[..g.taps * tile.1];
-                        matmul(weights.t(), dy_tile, 0.0, dcol, tile.1);
-                        col2im_add(s, dcol, tile, &mut dx[i * image..(i + 1) * image]);
-                    }
-                }
-                if let Some(partial) = partial.as_deref_mut() {
-                    add_bias_gradient(&mut partial[dw_len..], dy, g.pixels);
-                }
+                })?;
             }
-        });
-    });
+            Ok(())
+        })
+    })?;
     if let Some((dw, db)) = dw_db {
         let (sum_dw, sum_db) = sums.split_at(dw_len);
         dw.copy_from_slice(sum_dw);
         db.copy_from_slice(sum_db);
     }
+    Ok(())
 }

@@ -1,10 +1,40 @@
 //! Backward passes split by groups of images, the same bits for any thread count: each group of
 //! [`IMAGES_PER_TASK`] images sums its own weight-gradient partial, and the partials are then
-//! added in group order. Shared by the im2col and the Winograd convolutions.
+//! added in group order. Shared by the im2col and the Winograd convolutions, as is where they read
+//! each image's output gradient ([`OutputGradient`]).
 
 use std::ops::Range;
 
 use rayon::prelude::*;
+
+use super::buffers::with_output_scratch;
+use super::max_pool2d;
+use crate::error::Result;
+use crate::shape::Pool2dShape;
+
+/// Where a convolution's backward pass reads its output gradient (after its ReLU's backward pass).
+#[derive(Clone, Copy)]
+pub enum OutputGradient<'a> {
+    /// The whole batch's, [batch, out_channels, out_h, out_w].
+    Given(&'a [f32]),
+    /// Spread back from the 2x2 max-pool after the convolution's ReLU, one image at a time into
+    /// this thread's output scratch, so the full-size gradient is never written to memory: the
+    /// pool's `argmax`, its output `y` (the ReLU's mask) and its output gradient `dy`.
+    Pooled { pool: &'a Pool2dShape, argmax: &'a [u32], y: &'a [f32], dy: &'a [f32] },
+}
+
+impl OutputGradient<'_> {
+    /// Calls `f` with image `n`'s gradient, `len` values ([out_channels, out_h, out_w]).
+    pub(super) fn image<R>(&self, n: usize, len: usize, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+        match *self {
+            OutputGradient::Given(dy) => Ok(f(&dy[n * len..(n + 1) * len])),
+            OutputGradient::Pooled { pool, argmax, y, dy } => with_output_scratch(len, |image| {
+                max_pool2d::backward_image(pool, n, argmax, Some(y), dy, image)?;
+                Ok(f(image))
+            }),
+        }
+    }
+}
 
 /// Images whose weight gradients one task sums before the tasks' sums are added in order: few
 /// enough partial sums to keep, enough tasks to keep every core busy.
@@ -23,13 +53,14 @@ pub(super) struct Task<'a> {
 /// Runs `work` for each group of images of a batch across cores. `dx` (`image_len` values an
 /// image) is split among the groups; when `partial_len` is `Some`, each group gets a partial of
 /// that many values, and their sum, added in group order, is returned (else an empty vector).
+/// The first error of `work` is returned instead.
 pub(super) fn backward_by_image_groups(
     batch: usize,
     image_len: usize,
     dx: Option<&mut [f32]>,
     partial_len: Option<usize>,
-    work: impl Fn(Task) + Sync,
-) -> Vec<f32> {
+    work: impl Fn(Task) -> Result<()> + Sync,
+) -> Result<Vec<f32>> {
     let tasks = batch.div_ceil(IMAGES_PER_TASK);
     let per_task = partial_len.unwrap_or(0);
     let mut partials = vec![0.0f32; tasks * per_task];
@@ -43,7 +74,7 @@ pub(super) fn backward_by_image_groups(
         None => Vec::new(),
     };
     dx_chunks.resize_with(tasks, || None);
-    partial_chunks.into_par_iter().zip(dx_chunks.into_par_iter()).enumerate().for_each(
+    partial_chunks.into_par_iter().zip(dx_chunks.into_par_iter()).enumerate().try_for_each(
         |(task, (mut partial, mut dx))| {
             let images = task * IMAGES_PER_TASK..((task + 1) * IMAGES_PER_TASK).min(batch);
             if let Some(dx) = dx.as_deref_mut() {
@@ -52,12 +83,12 @@ pub(super) fn backward_by_image_groups(
             if let Some(partial) = partial.as_deref_mut() {
                 partial.fill(0.0);
             }
-            work(Task { images, partial, dx });
+            work(Task { images, partial, dx })
         },
-    );
+    )?;
     let mut sum = vec![0.0f32; per_task];
     sum_in_order(&partials, per_task, &mut sum);
-    sum
+    Ok(sum)
 }
 
 /// Adds each channel's sum of one image's `dy` (planes of `plane` values) into the bias gradient.

@@ -81,53 +81,75 @@ fn pool_row_2x2(x: &[f32], in_w: usize, first: u32, y: &mut [f32], argmax: &mut 
 /// pooled ReLU output), only where that is positive: the backward pass of a ReLU before the pool.
 /// Every element of `dx` is written; an argmax outside its own plane is an error.
 pub fn backward(s: &Pool2dShape, argmax: &[u32], relu_y: Option<&[f32]>, dy: &[f32], dx: &mut [f32]) -> Result<()> {
+    let in_plane = s.in_h * s.in_w;
+    dx.par_chunks_mut(in_plane).enumerate().try_for_each(|(plane, dx)| backward_plane(s, plane, argmax, relu_y, dy, dx))
+}
+
+/// [`backward`] of image `n` alone into `dx` ([channels, in_h, in_w]), on the calling thread:
+/// `argmax`, `relu_y` and `dy` are the whole batch's.
+pub(super) fn backward_image(
+    s: &Pool2dShape,
+    n: usize,
+    argmax: &[u32],
+    relu_y: Option<&[f32]>,
+    dy: &[f32],
+    dx: &mut [f32],
+) -> Result<()> {
+    let mut planes = dx.chunks_exact_mut(s.in_h * s.in_w).enumerate();
+    planes.try_for_each(|(c, dx)| backward_plane(s, n * s.channels + c, argmax, relu_y, dy, dx))
+}
+
+/// [`backward`] of one plane (`plane` counting over the batch's images and channels) into `dx`
+/// ([in_h, in_w]).
+fn backward_plane(
+    s: &Pool2dShape,
+    plane: usize,
+    argmax: &[u32],
+    relu_y: Option<&[f32]>,
+    dy: &[f32],
+    dx: &mut [f32],
+) -> Result<()> {
     let (in_plane, out_plane) = (s.in_h * s.in_w, s.out_h() * s.out_w());
-    dx.par_chunks_mut(in_plane).enumerate().try_for_each(|(plane, dx)| {
-        let outputs = plane * out_plane..(plane + 1) * out_plane;
-        let base = plane * in_plane;
-        // As the ReLU's backward pass: only a positive output passes (not a NaN one).
-        let gradient = |o: usize| if relu_y.is_none_or(|y| y[o] > 0.0) { dy[o] } else { 0.0 };
-        let outside = |o: usize| {
-            Error::Invalid(format!(
-                "max_pool2d argmax {} is outside its plane {plane} of {:?}",
-                argmax[o],
-                s.input_dims()
-            ))
-        };
-        if s.pool == 2 && s.stride == 2 {
-            // Windows do not overlap: each writes its four elements, the gradient at its argmax.
-            let (in_w, out_w) = (s.in_w, s.out_w());
-            for (oy, first) in (0..s.out_h()).zip(outputs.clone().step_by(out_w)) {
-                let top = 2 * oy * in_w;
-                let (top_row, rest) = dx[top..].split_at_mut(in_w);
-                let bottom_row = &mut rest[..in_w];
-                let windows = top_row.chunks_exact_mut(2).zip(bottom_row.chunks_exact_mut(2));
-                for (ox, (t, b)) in windows.enumerate() {
-                    let o = first + ox;
-                    // The argmax as (row, column) inside its window.
-                    let d = (argmax[o] as usize).wrapping_sub(base + top + 2 * ox);
-                    let (row, col) = if d < 2 { (0, d) } else { (1, d.wrapping_sub(in_w)) };
-                    if col >= 2 {
-                        return Err(outside(o));
-                    }
-                    let g = gradient(o);
-                    let at = |r: usize, c: usize| if (r, c) == (row, col) { g } else { 0.0 };
-                    (t[0], t[1], b[0], b[1]) = (at(0, 0), at(0, 1), at(1, 0), at(1, 1));
+    let outputs = plane * out_plane..(plane + 1) * out_plane;
+    let base = plane * in_plane;
+    // As the ReLU's backward pass: only a positive output passes (not a NaN one).
+    let gradient = |o: usize| if relu_y.is_none_or(|y| y[o] > 0.0) { dy[o] } else { 0.0 };
+    let outside = |o: usize| {
+        Error::Invalid(format!("max_pool2d argmax {} is outside its plane {plane} of {:?}", argmax[o], s.input_dims()))
+    };
+    if s.pool == 2 && s.stride == 2 {
+        // Windows do not overlap: each writes its four elements, the gradient at its argmax.
+        let (in_w, out_w) = (s.in_w, s.out_w());
+        for (oy, first) in (0..s.out_h()).zip(outputs.clone().step_by(out_w)) {
+            let top = 2 * oy * in_w;
+            let (top_row, rest) = dx[top..].split_at_mut(in_w);
+            let bottom_row = &mut rest[..in_w];
+            let windows = top_row.chunks_exact_mut(2).zip(bottom_row.chunks_exact_mut(2));
+            for (ox, (t, b)) in windows.enumerate() {
+                let o = first + ox;
+                // The argmax as (row, column) inside its window.
+                let d = (argmax[o] as usize).wrapping_sub(base + top + 2 * ox);
+                let (row, col) = if d < 2 { (0, d) } else { (1, d.wrapping_sub(in_w)) };
+                if col >= 2 {
+                    return Err(outside(o));
                 }
-                // An odd width leaves a column no window covers.
-                top_row[2 * out_w..].fill(0.0);
-                bottom_row[2 * out_w..].fill(0.0);
+                let g = gradient(o);
+                let at = |r: usize, c: usize| if (r, c) == (row, col) { g } else { 0.0 };
+                (t[0], t[1], b[0], b[1]) = (at(0, 0), at(0, 1), at(1, 0), at(1, 1));
             }
-            // An odd height leaves a row no window covers.
-            dx[2 * s.out_h() * in_w..].fill(0.0);
-            return Ok(());
+            // An odd width leaves a column no window covers.
+            top_row[2 * out_w..].fill(0.0);
+            bottom_row[2 * out_w..].fill(0.0);
         }
-        dx.fill(0.0);
-        for o in outputs {
-            let at = (argmax[o] as usize).wrapping_sub(base);
-            let slot = dx.get_mut(at).ok_or_else(|| outside(o))?;
-            *slot += gradient(o);
-        }
-        Ok(())
-    })
+        // An odd height leaves a row no window covers.
+        dx[2 * s.out_h() * in_w..].fill(0.0);
+        return Ok(());
+    }
+    dx.fill(0.0);
+    for o in outputs {
+        let at = (argmax[o] as usize).wrapping_sub(base);
+        let slot = dx.get_mut(at).ok_or_else(|| outside(o))?;
+        *slot += gradient(o);
+    }
+    Ok(())
 }

@@ -28,7 +28,8 @@ use rayon::prelude::*;
 
 use super::buffers::with_scratch;
 use super::gemm::{Matrix, matmul};
-use super::image_groups::{Task, add_bias_gradient, backward_by_image_groups};
+use super::image_groups::{OutputGradient, Task, add_bias_gradient, backward_by_image_groups};
+use crate::error::Result;
 use crate::shape::Conv2dShape;
 
 /// The environment variable that chooses the convolution algorithm: `im2col`, `winograd` or `auto`.
@@ -38,8 +39,13 @@ pub const CONV_ALGORITHM_ENV: &str = "WGCNN_CONV_ALGORITHM";
 /// 512 KiB of f32, half this machine's L2 per core.
 const BLOCK_VALUES: usize = 128 * 1024;
 
-/// The fewest input channels for which [`ConvAlgorithm::auto`] picks Winograd.
-pub const WINOGRAD_MIN_IN_CHANNELS: usize = 64;
+/// A convolution's passes, for which [`ConvAlgorithm::auto`] may choose differently.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvPass {
+    Forward,
+    /// The input and weight gradients.
+    Backward,
+}
 
 /// How the native backend computes a convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,12 +62,15 @@ impl ConvAlgorithm {
         s.kernel_h == 3 && s.kernel_w == 3 && s.stride == 1
     }
 
-    /// The default for a shape, a fixed rule from the measurements in `docs/native-cpu.md`:
-    /// Winograd for 3x3 stride-1 kernels with at least [`WINOGRAD_MIN_IN_CHANNELS`] input
-    /// channels. With fewer, its 16 GEMMs are too thin (a depth of `in_channels`) and its
-    /// transforms cost more than the multiplies it saves.
-    pub fn auto(s: &Conv2dShape) -> ConvAlgorithm {
-        if Self::winograd_fits(s) && s.in_channels >= WINOGRAD_MIN_IN_CHANNELS {
+    /// The default for a pass of a shape, a fixed rule from the measurements in
+    /// `docs/native-cpu.md`: Winograd only for the backward pass of 3x3 stride-1 kernels with at
+    /// least 64 input and 128 output channels and 400 output pixels an image. Its 16 GEMMs have a
+    /// depth of the input channels (forward) or output channels (input gradient) and are as wide
+    /// as an image's 2x2 tiles: thinner or narrower, they and the transforms cost more than the
+    /// multiplies Winograd saves, and the forward pass lost at every layer measured.
+    pub fn auto(s: &Conv2dShape, pass: ConvPass) -> ConvAlgorithm {
+        let large = s.in_channels >= 64 && s.out_channels >= 128 && s.out_h() * s.out_w() >= 400;
+        if pass == ConvPass::Backward && Self::winograd_fits(s) && large {
             ConvAlgorithm::Winograd
         } else {
             ConvAlgorithm::Im2col
@@ -91,13 +100,14 @@ impl ConvAlgorithm {
         }
     }
 
-    /// The algorithm the backend runs for `s`: `WGCNN_CONV_ALGORITHM`'s, read once (the auto rule
-    /// if it is unusable; the binary reports that error before any work), else the auto rule.
-    pub fn chosen(s: &Conv2dShape) -> ConvAlgorithm {
+    /// The algorithm the backend runs for `pass` of `s`: `WGCNN_CONV_ALGORITHM`'s, read once (the
+    /// auto rule if it is unusable; the binary reports that error before any work), else the auto
+    /// rule.
+    pub fn chosen(s: &Conv2dShape, pass: ConvPass) -> ConvAlgorithm {
         static FORCED: OnceLock<Option<ConvAlgorithm>> = OnceLock::new();
         match *FORCED.get_or_init(|| Self::from_env().unwrap_or(None)) {
             Some(forced) => forced.for_shape(s),
-            None => Self::auto(s),
+            None => Self::auto(s, pass),
         }
     }
 }
@@ -536,10 +546,10 @@ pub(super) fn backward(
     s: &Conv2dShape,
     x: &[f32],
     w: &[f32],
-    dy: &[f32],
+    dy: OutputGradient,
     dx: Option<&mut [f32]>,
     dw_db: Option<(&mut [f32], &mut [f32])>,
-) {
+) -> Result<()> {
     assert!(ConvAlgorithm::winograd_fits(s), "winograd: a 3x3 kernel of stride 1, not {s:?}");
     let t = Tiles::new(s);
     let (cin, cout) = (t.in_channels, t.out_channels);
@@ -554,33 +564,35 @@ pub(super) fn backward(
         with_scratch(16 * (cout + cin) * t.block, |scratch| {
             for (i, n) in images.enumerate() {
                 let x = &x[n * image..(n + 1) * image];
-                let dy = &dy[n * out_image..(n + 1) * out_image];
-                for block @ (_, len) in t.blocks() {
-                    let (yh, v) = scratch.split_at_mut(16 * cout * len);
-                    let v = &mut v[..16 * cin * len];
-                    transform_output_gradient(&t, dy, block, yh);
-                    let yh: &[f32] = yh;
-                    let yh_at = |xi: usize| Matrix::rows(&yh[xi * cout * len..], cout, len, len);
+                dy.image(n, out_image, |dy| {
+                    for block @ (_, len) in t.blocks() {
+                        let (yh, v) = scratch.split_at_mut(16 * cout * len);
+                        let v = &mut v[..16 * cin * len];
+                        transform_output_gradient(&t, dy, block, yh);
+                        let yh: &[f32] = yh;
+                        let yh_at = |xi: usize| Matrix::rows(&yh[xi * cout * len..], cout, len, len);
+                        if let Some(partial) = partial.as_deref_mut() {
+                            // dU[xi] += Yh[xi] V[xi]^T, reducing over the block's tiles.
+                            transform_input(&t, x, block, v);
+                            let v_read: &[f32] = v;
+                            let v_t = |xi: usize| Matrix::rows(&v_read[xi * cin * len..], cin, len, len).t();
+                            gemms(yh_at, v_t, 1.0, &mut partial[..du_len]);
+                        }
+                        if let Some(dx) = dx.as_deref_mut() {
+                            // dV[xi] = U[xi]^T Yh[xi], then B dV B^T into each window.
+                            let u_t = |xi: usize| Matrix::rows(&u[xi * cout * cin..], cout, cin, cin).t();
+                            gemms(u_t, yh_at, 0.0, v);
+                            add_input_gradient(&t, v, block, &mut dx[i * image..(i + 1) * image]);
+                        }
+                    }
                     if let Some(partial) = partial.as_deref_mut() {
-                        // dU[xi] += Yh[xi] V[xi]^T, reducing over the block's tiles.
-                        transform_input(&t, x, block, v);
-                        let v_read: &[f32] = v;
-                        let v_t = |xi: usize| Matrix::rows(&v_read[xi * cin * len..], cin, len, len).t();
-                        gemms(yh_at, v_t, 1.0, &mut partial[..du_len]);
+                        add_bias_gradient(&mut partial[du_len..], dy, out_plane);
                     }
-                    if let Some(dx) = dx.as_deref_mut() {
-                        // dV[xi] = U[xi]^T Yh[xi], then B dV B^T into each window.
-                        let u_t = |xi: usize| Matrix::rows(&u[xi * cout * cin..], cout, cin, cin).t();
-                        gemms(u_t, yh_at, 0.0, v);
-                        add_input_gradient(&t, v, block, &mut dx[i * image..(i + 1) * image]);
-                    }
-                }
-                if let Some(partial) = partial.as_deref_mut() {
-                    add_bias_gradient(&mut partial[du_len..], dy, out_plane);
-                }
+                })?;
             }
-        });
-    });
+            Ok(())
+        })
+    })?;
     if let Some((dw, db)) = dw_db {
         let (du, sum_db) = sums.split_at(du_len);
         db.copy_from_slice(sum_db);
@@ -593,6 +605,7 @@ pub(super) fn backward(
             }
         });
     }
+    Ok(())
 }
 
 /// Adds `B dV B^T` of each tile of the block (`dv` [16][in][len]) into its input window of one

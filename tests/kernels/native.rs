@@ -3,6 +3,7 @@
 //! with one thread against two.
 
 use crate::common::*;
+use wgcnn::native::conv2d::OutputGradient;
 use wgcnn::native::{batch_norm, conv_pool, conv2d, dense, elementwise, max_pool2d};
 use wgcnn::reference;
 use wgcnn::shape::{
@@ -70,16 +71,16 @@ fn conv2d_matches_the_reference() {
         let (want_dw, want_db) = (narrow(want_dw), narrow(want_db));
         // Buffers start as NaN: every element must be written.
         let (mut dx, mut dw, mut db) = (vec![f32::NAN; x.len()], vec![f32::NAN; w.len()], vec![f32::NAN; b.len()]);
-        conv2d::backward(&s, &x, &w, &dy, Some(&mut dx), Some((&mut dw, &mut db)));
+        conv2d::backward(&s, &x, &w, OutputGradient::Given(&dy), Some(&mut dx), Some((&mut dw, &mut db))).expect("a given gradient");
         assert_close(&format!("conv2d dx {s:?}"), &dx, &want_dx, ATOL, RTOL);
         assert_close(&format!("conv2d dw {s:?}"), &dw, &want_dw, GRAD_ATOL, RTOL);
         assert_close(&format!("conv2d db {s:?}"), &db, &want_db, GRAD_ATOL, RTOL);
         // Each part on its own gives the same bits as both together.
         let mut dx_only = vec![f32::NAN; x.len()];
-        conv2d::backward(&s, &x, &w, &dy, Some(&mut dx_only), None);
+        conv2d::backward(&s, &x, &w, OutputGradient::Given(&dy), Some(&mut dx_only), None).expect("a given gradient");
         assert_bits_equal("conv2d dx alone", &dx_only, &dx);
         let (mut dw_only, mut db_only) = (vec![f32::NAN; w.len()], vec![f32::NAN; b.len()]);
-        conv2d::backward(&s, &x, &w, &dy, None, Some((&mut dw_only, &mut db_only)));
+        conv2d::backward(&s, &x, &w, OutputGradient::Given(&dy), None, Some((&mut dw_only, &mut db_only))).expect("a given gradient");
         assert_bits_equal("conv2d dw alone", &dw_only, &dw);
     }
 }
@@ -154,7 +155,7 @@ fn conv3x3(
 /// one leaves a row and a column no 2x2 window covers), a 3x3 window of stride 2, a `same` kernel,
 /// and an output that spans several im2col tiles.
 #[test]
-fn conv_relu_pool_fused_gives_the_bits_of_conv_then_pool() {
+fn conv_relu_pool_fused_gives_the_bits_of_conv_then_pool_forward_and_backward() {
     let cases = [
         (conv3x3(2, 3, 10, 10, 4, Padding::Valid), 2, 2),
         (conv3x3(3, 2, 11, 9, 5, Padding::Valid), 2, 2),
@@ -182,6 +183,32 @@ fn conv_relu_pool_fused_gives_the_bits_of_conv_then_pool() {
             assert_bits_equal(&format!("fused y {c:?} {threads} threads"), &y, &want_y);
             assert_eq!(argmax, want_argmax, "fused argmax {c:?} {threads} threads");
         }
+        // Backward: the pool's (with the ReLU's mask) spread image by image inside the convolution's.
+        let dy = random(seed + 3, pooled, -1.0, 1.0);
+        let mut conv_dy = vec![0.0; conv_y.len()];
+        max_pool2d::backward(&p, &want_argmax, Some(&want_y), &dy, &mut conv_dy).unwrap();
+        let pool_dy = OutputGradient::Pooled { pool: &p, argmax: &want_argmax, y: &want_y, dy: &dy };
+        for algorithm in [conv2d::ConvAlgorithm::Im2col, conv2d::ConvAlgorithm::Winograd] {
+            let run = |dy: OutputGradient| {
+                let (mut dx, mut dw, mut db) = (vec![f32::NAN; x.len()], vec![f32::NAN; w.len()], vec![f32::NAN; b.len()]);
+                conv2d::backward_with(algorithm, &c, &x, &w, dy, Some(&mut dx), Some((&mut dw, &mut db))).unwrap();
+                [dx, dw, db]
+            };
+            let want = run(OutputGradient::Given(&conv_dy));
+            for threads in [1, 2] {
+                let got = with_threads(threads, || run(pool_dy));
+                for (what, (got, want)) in ["dx", "dw", "db"].iter().zip(got.iter().zip(&want)) {
+                    assert_bits_equal(&format!("fused {what} {algorithm:?} {c:?} {threads} threads"), got, want);
+                }
+            }
+        }
+        // An argmax outside its window is an error, not a panic or a wrong gradient.
+        let mut bad_argmax = want_argmax.clone();
+        bad_argmax[pooled - 1] = u32::MAX;
+        let bad = OutputGradient::Pooled { pool: &p, argmax: &bad_argmax, y: &want_y, dy: &dy };
+        let mut dx = vec![0.0; x.len()];
+        let err = conv2d::backward(&c, &x, &w, bad, Some(&mut dx), None).unwrap_err();
+        assert!(err.to_string().contains("argmax"), "{err}");
     }
 }
 
@@ -256,7 +283,7 @@ fn conv2d_and_dense_give_the_same_bits_on_one_thread_and_two() {
             let mut y = vec![0.0; dy.len()];
             conv2d::forward(&s, &x, &w, &b, true, &mut y);
             let (mut dx, mut dw, mut db) = (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; b.len()]);
-            conv2d::backward(&s, &x, &w, &dy, Some(&mut dx), Some((&mut dw, &mut db)));
+            conv2d::backward(&s, &x, &w, OutputGradient::Given(&dy), Some(&mut dx), Some((&mut dw, &mut db))).expect("a given gradient");
             let d = DenseShape { batch: 33, inputs: 600, outputs: 17 };
             let mut dense_dw = vec![0.0; 600 * 17];
             let mut dense_db = vec![0.0; 17];
@@ -334,7 +361,7 @@ fn winograd_conv2d_matches_the_reference_and_gives_the_same_bits_on_one_thread_a
                         conv2d::forward_with(algorithm, &s, &x, &w, &b, true, &mut y_relu);
                         let (mut dx, mut dw, mut db) =
                             (vec![f32::NAN; x.len()], vec![f32::NAN; w.len()], vec![f32::NAN; b.len()]);
-                        conv2d::backward_with(algorithm, &s, &x, &w, &dy, Some(&mut dx), Some((&mut dw, &mut db)));
+                        conv2d::backward_with(algorithm, &s, &x, &w, OutputGradient::Given(&dy), Some(&mut dx), Some((&mut dw, &mut db))).expect("a given gradient");
                         [y, y_relu, dx, dw, db]
                     })
                 })
@@ -356,10 +383,10 @@ fn winograd_conv2d_matches_the_reference_and_gives_the_same_bits_on_one_thread_a
             worst[a][2] = worst[a][2].max(worst_error(dw, &want_dw));
             // Each backward part alone gives the same bits as both together.
             let mut dx_only = vec![f32::NAN; x.len()];
-            conv2d::backward_with(algorithm, &s, &x, &w, &dy, Some(&mut dx_only), None);
+            conv2d::backward_with(algorithm, &s, &x, &w, OutputGradient::Given(&dy), Some(&mut dx_only), None).expect("a given gradient");
             assert_bits_equal(&what("dx alone"), &dx_only, dx);
             let (mut dw_only, mut db_only) = (vec![f32::NAN; w.len()], vec![f32::NAN; b.len()]);
-            conv2d::backward_with(algorithm, &s, &x, &w, &dy, None, Some((&mut dw_only, &mut db_only)));
+            conv2d::backward_with(algorithm, &s, &x, &w, OutputGradient::Given(&dy), None, Some((&mut dw_only, &mut db_only))).expect("a given gradient");
             assert_bits_equal(&what("dw alone"), &dw_only, dw);
             assert_bits_equal(&what("db alone"), &db_only, db);
         }
