@@ -1,4 +1,4 @@
-//! Kernel timings at the layer shapes of the two reference models, on the adapter the tests use
+//! Kernel timings at the layer shapes of the two reference models (and fer48's convolutions), on the adapter the tests use
 //! (`WGCNN_DEVICE` chooses). Each benchmark times the dispatch(es) of one pass, submitted and
 //! waited for inside the timed region; pipelines and bind groups are built before timing.
 //! The native CPU backend's conv, pool and dense passes (`native_*`) are timed beside them at the
@@ -110,7 +110,7 @@ fn native_passes() -> Vec<NativePass> {
     };
     // Each convolution by im2col and, where it fits (3x3, stride 1), by Winograd F(2x2, 3x3),
     // alternating: `<pass>/<layer>/im2col` and `.../winograd`, both counted in direct-convolution FLOPs.
-    use native::conv2d::ConvAlgorithm;
+    use native::conv2d::{ConvAlgorithm, OutputGradient};
     for (layer, s) in conv_layers() {
         let size = |dims: [usize; 4]| dims.iter().product::<usize>();
         let (x, w, b) = (values(size(s.input_dims())), values(size(s.weight_dims())), values(s.out_channels));
@@ -134,7 +134,7 @@ fn native_passes() -> Vec<NativePass> {
                 pass(
                     format!("native_conv2d_backward_input/{layer}/{name}"),
                     Work::Flops(flops),
-                    Box::new(move || native::conv2d::backward_with(algorithm, &s, &x, &w, &dy, Some(&mut dx), None)),
+                    Box::new(move || native::conv2d::backward_with(algorithm, &s, &x, &w, OutputGradient::Given(&dy), Some(&mut dx), None).expect("a given gradient")),
                 );
             }
             let (mut dw, mut db) = (vec![0.0; w2.len()], vec![0.0; s.out_channels]);
@@ -142,7 +142,7 @@ fn native_passes() -> Vec<NativePass> {
                 format!("native_conv2d_backward_weight/{layer}/{name}"),
                 Work::Flops(flops),
                 Box::new(move || {
-                    native::conv2d::backward_with(algorithm, &s, &x2, &w2, &dy2, None, Some((&mut dw, &mut db)))
+                    native::conv2d::backward_with(algorithm, &s, &x2, &w2, OutputGradient::Given(&dy2), None, Some((&mut dw, &mut db))).expect("a given gradient")
                 }),
             );
         }
@@ -194,17 +194,20 @@ fn native_passes() -> Vec<NativePass> {
 
 /// One conv layer of a reference model: (name, input [batch, c, h, w], out channels).
 fn conv_layers() -> Vec<(String, Conv2dShape)> {
-    let conv = |batch, c, hw, out| Conv2dShape {
-        batch,
-        in_channels: c,
-        in_h: hw,
-        in_w: hw,
-        out_channels: out,
-        kernel_h: 3,
-        kernel_w: 3,
-        stride: 1,
-        padding: Padding::Valid,
+    let with_padding = |padding| {
+        move |batch, c, hw, out| Conv2dShape {
+            batch,
+            in_channels: c,
+            in_h: hw,
+            in_w: hw,
+            out_channels: out,
+            kernel_h: 3,
+            kernel_w: 3,
+            stride: 1,
+            padding,
+        }
     };
+    let (conv, same) = (with_padding(Padding::Valid), with_padding(Padding::Same));
     vec![
         // Model A: 3x256x256, batch 32; conv (valid) then 2x2 pool each time.
         ("A.conv1".into(), conv(32, 3, 256, 16)),
@@ -215,6 +218,13 @@ fn conv_layers() -> Vec<(String, Conv2dShape)> {
         ("B.conv1".into(), conv(64, 3, 128, 32)),
         ("B.conv2".into(), conv(64, 32, 63, 64)),
         ("B.conv3".into(), conv(64, 64, 30, 128)),
+        // fer48: 1x48x48, batch 64; `same` convolutions, a 2x2 pool after the 1st, 3rd, 5th and 6th.
+        ("F.conv1".into(), same(64, 1, 48, 32)),
+        ("F.conv2".into(), same(64, 32, 24, 64)),
+        ("F.conv3".into(), same(64, 64, 24, 64)),
+        ("F.conv4".into(), same(64, 64, 12, 128)),
+        ("F.conv5".into(), same(64, 128, 12, 128)),
+        ("F.conv6".into(), same(64, 128, 6, 256)),
     ]
 }
 
@@ -261,10 +271,12 @@ fn bytes(elements: usize) -> Work {
     Work::Bytes(4.0 * elements as f64)
 }
 
-/// The pools after each convolution of both models: (name, shape).
+/// The pools after each convolution of both models (fer48's follow batch norm and are left out):
+/// (name, shape).
 fn pool_layers() -> Vec<(String, Pool2dShape)> {
     conv_layers()
         .into_iter()
+        .filter(|(layer, _)| !layer.starts_with("F."))
         .map(|(layer, c)| {
             let name = layer.replace("conv", "pool");
             (
