@@ -134,7 +134,18 @@ fn native_passes() -> Vec<NativePass> {
                 pass(
                     format!("native_conv2d_backward_input/{layer}/{name}"),
                     Work::Flops(flops),
-                    Box::new(move || native::conv2d::backward_with(algorithm, &s, &x, &w, OutputGradient::Given(&dy), Some(&mut dx), None).expect("a given gradient")),
+                    Box::new(move || {
+                        native::conv2d::backward_with(
+                            algorithm,
+                            &s,
+                            &x,
+                            &w,
+                            OutputGradient::Given(&dy),
+                            Some(&mut dx),
+                            None,
+                        )
+                        .expect("a given gradient")
+                    }),
                 );
             }
             let (mut dw, mut db) = (vec![0.0; w2.len()], vec![0.0; s.out_channels]);
@@ -142,7 +153,16 @@ fn native_passes() -> Vec<NativePass> {
                 format!("native_conv2d_backward_weight/{layer}/{name}"),
                 Work::Flops(flops),
                 Box::new(move || {
-                    native::conv2d::backward_with(algorithm, &s, &x2, &w2, OutputGradient::Given(&dy2), None, Some((&mut dw, &mut db))).expect("a given gradient")
+                    native::conv2d::backward_with(
+                        algorithm,
+                        &s,
+                        &x2,
+                        &w2,
+                        OutputGradient::Given(&dy2),
+                        None,
+                        Some((&mut dw, &mut db)),
+                    )
+                    .expect("a given gradient")
                 }),
             );
         }

@@ -18,8 +18,8 @@ use rayon::prelude::*;
 
 use super::buffers::with_scratch;
 use super::gemm::{Matrix, matmul};
-use super::image_groups::{Task, add_bias_gradient, backward_by_image_groups};
 pub use super::image_groups::OutputGradient;
+use super::image_groups::{Task, add_bias_gradient, backward_by_image_groups};
 use super::winograd;
 pub use super::winograd::{CONV_ALGORITHM_ENV, ConvAlgorithm, ConvPass};
 use crate::error::Result;

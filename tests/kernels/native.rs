@@ -71,7 +71,8 @@ fn conv2d_matches_the_reference() {
         let (want_dw, want_db) = (narrow(want_dw), narrow(want_db));
         // Buffers start as NaN: every element must be written.
         let (mut dx, mut dw, mut db) = (vec![f32::NAN; x.len()], vec![f32::NAN; w.len()], vec![f32::NAN; b.len()]);
-        conv2d::backward(&s, &x, &w, OutputGradient::Given(&dy), Some(&mut dx), Some((&mut dw, &mut db))).expect("a given gradient");
+        conv2d::backward(&s, &x, &w, OutputGradient::Given(&dy), Some(&mut dx), Some((&mut dw, &mut db)))
+            .expect("a given gradient");
         assert_close(&format!("conv2d dx {s:?}"), &dx, &want_dx, ATOL, RTOL);
         assert_close(&format!("conv2d dw {s:?}"), &dw, &want_dw, GRAD_ATOL, RTOL);
         assert_close(&format!("conv2d db {s:?}"), &db, &want_db, GRAD_ATOL, RTOL);
@@ -80,7 +81,8 @@ fn conv2d_matches_the_reference() {
         conv2d::backward(&s, &x, &w, OutputGradient::Given(&dy), Some(&mut dx_only), None).expect("a given gradient");
         assert_bits_equal("conv2d dx alone", &dx_only, &dx);
         let (mut dw_only, mut db_only) = (vec![f32::NAN; w.len()], vec![f32::NAN; b.len()]);
-        conv2d::backward(&s, &x, &w, OutputGradient::Given(&dy), None, Some((&mut dw_only, &mut db_only))).expect("a given gradient");
+        conv2d::backward(&s, &x, &w, OutputGradient::Given(&dy), None, Some((&mut dw_only, &mut db_only)))
+            .expect("a given gradient");
         assert_bits_equal("conv2d dw alone", &dw_only, &dw);
     }
 }
@@ -190,7 +192,8 @@ fn conv_relu_pool_fused_gives_the_bits_of_conv_then_pool_forward_and_backward() 
         let pool_dy = OutputGradient::Pooled { pool: &p, argmax: &want_argmax, y: &want_y, dy: &dy };
         for algorithm in [conv2d::ConvAlgorithm::Im2col, conv2d::ConvAlgorithm::Winograd] {
             let run = |dy: OutputGradient| {
-                let (mut dx, mut dw, mut db) = (vec![f32::NAN; x.len()], vec![f32::NAN; w.len()], vec![f32::NAN; b.len()]);
+                let (mut dx, mut dw, mut db) =
+                    (vec![f32::NAN; x.len()], vec![f32::NAN; w.len()], vec![f32::NAN; b.len()]);
                 conv2d::backward_with(algorithm, &c, &x, &w, dy, Some(&mut dx), Some((&mut dw, &mut db))).unwrap();
                 [dx, dw, db]
             };
@@ -283,7 +286,8 @@ fn conv2d_and_dense_give_the_same_bits_on_one_thread_and_two() {
             let mut y = vec![0.0; dy.len()];
             conv2d::forward(&s, &x, &w, &b, true, &mut y);
             let (mut dx, mut dw, mut db) = (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; b.len()]);
-            conv2d::backward(&s, &x, &w, OutputGradient::Given(&dy), Some(&mut dx), Some((&mut dw, &mut db))).expect("a given gradient");
+            conv2d::backward(&s, &x, &w, OutputGradient::Given(&dy), Some(&mut dx), Some((&mut dw, &mut db)))
+                .expect("a given gradient");
             let d = DenseShape { batch: 33, inputs: 600, outputs: 17 };
             let mut dense_dw = vec![0.0; 600 * 17];
             let mut dense_db = vec![0.0; 17];
@@ -361,7 +365,16 @@ fn winograd_conv2d_matches_the_reference_and_gives_the_same_bits_on_one_thread_a
                         conv2d::forward_with(algorithm, &s, &x, &w, &b, true, &mut y_relu);
                         let (mut dx, mut dw, mut db) =
                             (vec![f32::NAN; x.len()], vec![f32::NAN; w.len()], vec![f32::NAN; b.len()]);
-                        conv2d::backward_with(algorithm, &s, &x, &w, OutputGradient::Given(&dy), Some(&mut dx), Some((&mut dw, &mut db))).expect("a given gradient");
+                        conv2d::backward_with(
+                            algorithm,
+                            &s,
+                            &x,
+                            &w,
+                            OutputGradient::Given(&dy),
+                            Some(&mut dx),
+                            Some((&mut dw, &mut db)),
+                        )
+                        .expect("a given gradient");
                         [y, y_relu, dx, dw, db]
                     })
                 })
@@ -383,10 +396,20 @@ fn winograd_conv2d_matches_the_reference_and_gives_the_same_bits_on_one_thread_a
             worst[a][2] = worst[a][2].max(worst_error(dw, &want_dw));
             // Each backward part alone gives the same bits as both together.
             let mut dx_only = vec![f32::NAN; x.len()];
-            conv2d::backward_with(algorithm, &s, &x, &w, OutputGradient::Given(&dy), Some(&mut dx_only), None).expect("a given gradient");
+            conv2d::backward_with(algorithm, &s, &x, &w, OutputGradient::Given(&dy), Some(&mut dx_only), None)
+                .expect("a given gradient");
             assert_bits_equal(&what("dx alone"), &dx_only, dx);
             let (mut dw_only, mut db_only) = (vec![f32::NAN; w.len()], vec![f32::NAN; b.len()]);
-            conv2d::backward_with(algorithm, &s, &x, &w, OutputGradient::Given(&dy), None, Some((&mut dw_only, &mut db_only))).expect("a given gradient");
+            conv2d::backward_with(
+                algorithm,
+                &s,
+                &x,
+                &w,
+                OutputGradient::Given(&dy),
+                None,
+                Some((&mut dw_only, &mut db_only)),
+            )
+            .expect("a given gradient");
             assert_bits_equal(&what("dw alone"), &dw_only, dw);
             assert_bits_equal(&what("db alone"), &db_only, db);
         }
