@@ -621,7 +621,9 @@ fn bench_train_profile_prints_a_table_of_every_layer_and_pass() {
     for device in ["software", "cpu"] {
         let args = ["--device", device, "bench-train", "--preset", "emotions3", "--size", "24", "--batch-size", "2"];
         let run = ok(dir.path(), &[&args[..], &["--steps", "1", "--warmup", "0", "--profile"]].concat());
-        for part in ["conv1+pool1 forward", "conv3+pool3 forward", "dense2 forward", "loss", "conv1 backward", "adam"] {
+        for part in
+            ["conv1+pool1 forward", "conv3+pool3 forward", "dense2 forward", "loss", "conv1+pool1 backward", "adam"]
+        {
             assert!(
                 run.stdout.lines().any(|l| l.trim_start().starts_with(part) && l.ends_with('%')),
                 "{device}: no row for {part}:\n{}",
