@@ -1,9 +1,10 @@
 //! Batch normalisation across cores: each channel's statistics and parameter gradients by one
-//! task (summed in the reference's order: image, then position), the element-wise maps plane by
-//! plane. Semantics of [`crate::reference::batch_norm`].
+//! task (summed image by image, each plane in interleaved lanes, `sum.rs`), the element-wise maps
+//! plane by plane. Semantics of [`crate::reference::batch_norm`].
 
 use rayon::prelude::*;
 
+use super::sum::{sum, sum_pairs};
 use crate::error::Result;
 use crate::shape::{BatchNormConfig, BatchNormShape};
 
@@ -50,8 +51,9 @@ pub fn forward_train(
     let stats: Vec<(f32, f32)> = (0..s.channels)
         .into_par_iter()
         .map(|c| {
-            let mean = channel(s, x, c).flatten().sum::<f32>() / count;
-            let variance = channel(s, x, c).flatten().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / count;
+            let mean = channel(s, x, c).map(sum).sum::<f32>() / count;
+            let variance =
+                channel(s, x, c).map(|x| sum_pairs(x, x, |v, _| (v - mean) * (v - mean))).sum::<f32>() / count;
             (mean, variance)
         })
         .collect();
@@ -125,10 +127,8 @@ pub fn backward(
         .map(|c| {
             let (mut dbeta, mut dgamma) = (0.0f32, 0.0f32);
             for (x, dy) in channel(s, x, c).zip(channel(s, dy, c)) {
-                for (&x, &g) in x.iter().zip(dy) {
-                    dbeta += g;
-                    dgamma += g * ((x - mean[c]) * inv_std[c]);
-                }
+                dbeta += sum(dy);
+                dgamma += sum_pairs(x, dy, |x, g| g * ((x - mean[c]) * inv_std[c]));
             }
             (dgamma, dbeta)
         })

@@ -9,6 +9,7 @@ use rayon::prelude::*;
 
 use super::buffers::with_output_scratch;
 use super::max_pool2d;
+use super::sum::sum;
 use crate::error::Result;
 use crate::shape::Pool2dShape;
 
@@ -94,7 +95,7 @@ pub(super) fn backward_by_image_groups(
 /// Adds each channel's sum of one image's `dy` (planes of `plane` values) into the bias gradient.
 pub(super) fn add_bias_gradient(db: &mut [f32], dy: &[f32], plane: usize) {
     for (db, dy) in db.iter_mut().zip(dy.chunks_exact(plane)) {
-        *db += dy.iter().sum::<f32>();
+        *db += sum(dy);
     }
 }
 
