@@ -149,6 +149,8 @@ fn native_passes() -> Vec<NativePass> {
                 );
             }
             let (mut dw, mut db) = (vec![0.0; w2.len()], vec![0.0; s.out_channels]);
+            let direct = algorithm == ConvAlgorithm::Im2col && native::conv2d::weight_gradient_is_direct(&s);
+            let name = if direct { "direct".into() } else { name };
             pass(
                 format!("native_conv2d_backward_weight/{layer}/{name}"),
                 Work::Flops(flops),

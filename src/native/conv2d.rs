@@ -17,6 +17,7 @@
 use rayon::prelude::*;
 
 use super::buffers::with_scratch;
+use super::first_layer;
 use super::gemm::{Matrix, matmul};
 pub use super::image_groups::OutputGradient;
 use super::image_groups::{Task, add_bias_gradient, backward_by_image_groups};
@@ -252,6 +253,12 @@ impl<'a> ImageForward<'a> {
     }
 }
 
+/// Whether the weight gradient of `s` runs the direct kernel for first layers (`first_layer.rs`:
+/// stride 1, kernels 3 wide, at most 4 input channels) whatever the algorithm, and not a GEMM.
+pub fn weight_gradient_is_direct(s: &Conv2dShape) -> bool {
+    first_layer::fits(s)
+}
+
 /// The backward pass from `dy` (the gradient before any ReLU), as
 /// [`crate::reference::conv2d::conv2d_backward`]: the input gradient into `dx` when given, and the
 /// weight and bias gradients into `dw_db` when given. Every element of each is written. Fails only
@@ -275,10 +282,18 @@ pub fn backward_with(
     w: &[f32],
     dy: OutputGradient,
     dx: Option<&mut [f32]>,
-    dw_db: Option<(&mut [f32], &mut [f32])>,
+    mut dw_db: Option<(&mut [f32], &mut [f32])>,
 ) -> Result<()> {
     if algorithm.for_shape(s) == ConvAlgorithm::Winograd {
         return winograd::backward(s, x, w, dy, dx, dw_db);
+    }
+    // A first layer's weight gradient, which im2col's small GEMM computes slowly, is direct; then
+    // only the input gradient (rarely wanted there) is left for im2col.
+    if let Some((dw, db)) = dw_db.take_if(|_| weight_gradient_is_direct(s)) {
+        first_layer::weight_gradient(s, x, dy, dw, db)?;
+        if dx.is_none() {
+            return Ok(());
+        }
     }
     let g = Geometry::new(s);
     let image = s.in_channels * s.in_h * s.in_w;

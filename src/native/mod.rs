@@ -13,9 +13,11 @@ pub mod conv2d;
 pub mod conv_pool;
 pub mod dense;
 pub mod elementwise;
+mod first_layer;
 mod gemm;
 mod image_groups;
 pub mod max_pool2d;
+mod sum;
 mod winograd;
 
 pub use gemm::{CPU_KERNELS_ENV, CpuKernels};
