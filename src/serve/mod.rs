@@ -27,39 +27,35 @@
 
 pub mod batcher;
 mod connections;
+mod errors;
+mod handlers;
+mod image_upload;
+mod page;
+mod state;
 mod uploads;
 
-use std::io::Cursor;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::body::{Body, Bytes};
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Query, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::{Semaphore, oneshot};
 
-use crate::data::image::{DecodeError, DecodeLimits, InputFormat, decode_and_resize, planar_to_rgb, to_f32_planar};
+use crate::data::image::DecodeLimits;
 use crate::files::human_bytes;
 use crate::model::backend::Backend;
-use crate::model::explain::{ExplainMethod, HEAT_ALPHA, overlay_heatmap};
+use crate::model::explain::ExplainMethod;
 use crate::model::test_time::TestTimeAugment;
 use crate::workflow::session::ModelSession;
 use crate::{Error, Result};
-use batcher::{BatchOptions, BatcherHandle, SubmitError};
+use batcher::BatchOptions;
 use connections::{BoundedListener, ConnectionsView};
-use uploads::{BodyBudget, BodyError};
-
-/// The upload page, self-contained; `{{TITLE}}` becomes [`page_title`].
-const PAGE: &str = include_str!("page.html");
+use handlers::router;
+use page::{PAGE, html_escape, page_title};
+use state::AppState;
+use uploads::BodyBudget;
 
 /// What `wgcnn serve` is told.
 #[derive(Clone, Debug)]
@@ -104,28 +100,6 @@ impl Default for ServeOptions {
             test_time_augment: None,
         }
     }
-}
-
-/// What every handler reads.
-struct AppState {
-    batcher: BatcherHandle,
-    format: InputFormat,
-    class_names: Vec<String>,
-    /// The model's name in answers: its run folder's name, or the file's stem.
-    name: String,
-    /// `/model`'s answer.
-    model_info: Value,
-    /// The upload page, titled after the model's classes.
-    page: String,
-    max_upload_bytes: usize,
-    limits: DecodeLimits,
-    body_timeout: Duration,
-    /// The bytes the upload bodies hold.
-    uploads: Arc<BodyBudget>,
-    connections: ConnectionsView,
-    /// Permits to decode, `decode_threads`; waited for by complete bodies only.
-    decoders: Arc<Semaphore>,
-    started: Instant,
 }
 
 /// A running server: the listener bound, the model loaded, requests served on a background
@@ -316,24 +290,6 @@ async fn shutdown_signal() {
     }
 }
 
-/// The page's title from the model's classes: "Happy or sad?", "Happy, sad or angry?".
-fn page_title(classes: &[String]) -> String {
-    let mut names: Vec<String> = classes.to_vec();
-    if let Some(first) = names.first_mut() {
-        let mut chars = first.chars();
-        *first = chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default();
-    }
-    match names.split_last() {
-        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}?", rest.join(", ")),
-        _ => format!("{}?", names.concat()),
-    }
-}
-
-/// `text` safe inside HTML.
-fn html_escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
-}
-
 /// `runs/happy/model.safetensors` is "happy"; `happy.safetensors` is "happy".
 fn model_name(path: &Path) -> String {
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
@@ -342,264 +298,4 @@ fn model_name(path: &Path) -> String {
         Some(folder) if stem == "model" => folder.to_string(),
         _ => stem.to_string(),
     }
-}
-
-fn router(state: Arc<AppState>) -> Router {
-    let limit = state.max_upload_bytes;
-    Router::new()
-        .route("/", get(|State(state): State<Arc<AppState>>| async move { Html(state.page.clone()) }))
-        .route("/predict", post(predict))
-        .route("/explain", post(explain))
-        .route("/health", get(health))
-        .route("/model", get(model))
-        .route("/stats", get(stats))
-        .fallback(|request: Request| async move {
-            ApiError::new(StatusCode::NOT_FOUND, format!("no such page: {}", request.uri().path()))
-        })
-        .method_not_allowed_fallback(|request: Request| async move {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                format!("{} is not allowed on {}", request.method(), request.uri().path()),
-            )
-        })
-        // The multipart reader has its own limit (2 MB unless told); the body is already limited.
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state(state)
-}
-
-/// An error answer: a status and `{"error": message}`.
-#[derive(Debug)]
-struct ApiError {
-    status: StatusCode,
-    message: String,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into() }
-    }
-
-    fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, message)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        // The client's mistakes are the client's to read; the server's own are logged too (through
-        // the `log` facade: `wgcnn serve` writes them on stderr).
-        if self.status.is_server_error() {
-            log::error!("{} {}", self.status, self.message);
-        }
-        (self.status, axum::Json(json!({ "error": self.message }))).into_response()
-    }
-}
-
-impl From<DecodeError> for ApiError {
-    fn from(e: DecodeError) -> Self {
-        let status = match e {
-            DecodeError::NotAnImage => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            DecodeError::TooLarge { .. } | DecodeError::TooManyBytes { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            DecodeError::Empty
-            | DecodeError::Truncated { .. }
-            | DecodeError::Unreadable { .. }
-            | DecodeError::DecoderPanicked { .. } => StatusCode::BAD_REQUEST,
-        };
-        let message = match e {
-            DecodeError::Empty => "the upload is empty: send an image file".to_string(),
-            e => e.to_string(),
-        };
-        Self::new(status, message)
-    }
-}
-
-impl From<SubmitError> for ApiError {
-    fn from(e: SubmitError) -> Self {
-        match e {
-            SubmitError::Busy => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the server is busy: too many requests are waiting; try again",
-            ),
-            SubmitError::Stopped => Self::new(StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down"),
-            SubmitError::Model(e) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        }
-    }
-}
-
-/// The uploaded file: the multipart field `file` of a multipart body, or the whole body.
-async fn uploaded_file(parts: axum::http::request::Parts, body: Bytes) -> std::result::Result<Bytes, ApiError> {
-    let is_multipart = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("multipart/form-data"));
-    if !is_multipart {
-        return Ok(body);
-    }
-    let request = Request::from_parts(parts, Body::from(body));
-    let mut form = Multipart::from_request(request, &())
-        .await
-        .map_err(|e| ApiError::bad_request(format!("the multipart form cannot be read: {}", e.body_text())))?;
-    loop {
-        match form.next_field().await {
-            Ok(Some(field)) if field.name() == Some("file") => {
-                return field.bytes().await.map_err(|e| {
-                    ApiError::bad_request(format!("the multipart field `file` cannot be read: {}", e.body_text()))
-                });
-            }
-            Ok(Some(_)) => continue,
-            Ok(None) => {
-                return Err(ApiError::bad_request(
-                    "the multipart form has no field named `file`: send the image as `file`",
-                ));
-            }
-            Err(e) => {
-                return Err(ApiError::bad_request(format!("the multipart form cannot be read: {}", e.body_text())));
-            }
-        }
-    }
-}
-
-impl ApiError {
-    fn from_body(e: BodyError, limit: usize) -> Self {
-        match e {
-            BodyError::TooLarge { sent } => Self::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the upload is over the limit of {} (at least {sent} bytes sent)", human_bytes(limit as u64)),
-            ),
-            BodyError::Shed => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the server needed this upload's memory for others, and it was the upload idle longest; \
-                 try again",
-            ),
-            BodyError::Broken(e) => Self::bad_request(format!("reading the upload failed: {e}")),
-        }
-    }
-}
-
-/// The request's image, read and decoded within the server's bounds (see the module's comment):
-/// planar u8 of the model's input.
-async fn decoded_upload(state: &AppState, request: Request) -> std::result::Result<Vec<u8>, ApiError> {
-    let (parts, body) = request.into_parts();
-    let limit = state.max_upload_bytes;
-    let body = tokio::time::timeout(state.body_timeout, state.uploads.read(body, limit))
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                format!("the upload did not arrive within {} s", state.body_timeout.as_secs_f64()),
-            )
-        })?
-        .map_err(|e| ApiError::from_body(e, limit))?;
-    let decoding = Arc::clone(&state.decoders)
-        .acquire_owned()
-        .await
-        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down"))?;
-    let file = uploaded_file(parts, body.bytes.clone()).await?;
-    let (format, limits) = (state.format, state.limits);
-    // The body's charge and the decoder go with the decode, which runs on when its client has gone.
-    tokio::task::spawn_blocking(move || {
-        let _held = (body, decoding);
-        decode_and_resize(&file, &format, &limits)
-    })
-    .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("decoding failed: {e}")))?
-    .map(|image| image.pixels)
-    .map_err(ApiError::from)
-}
-
-async fn predict(State(state): State<Arc<AppState>>, request: Request) -> std::result::Result<Response, ApiError> {
-    let start = Instant::now();
-    let pixels = decoded_upload(&state, request).await?;
-    let predicted = state.batcher.predict(to_f32_planar(&pixels)).await?;
-    let p = predicted.prediction;
-    let probabilities: serde_json::Map<String, Value> =
-        p.probabilities.iter().map(|(name, v)| (name.clone(), json!(v))).collect();
-    Ok(axum::Json(json!({
-        "label": p.label,
-        "confidence": p.confidence,
-        "probabilities": probabilities,
-        "model": state.name,
-        "elapsed_ms": start.elapsed().as_secs_f64() * 1e3,
-        "batch_images": predicted.batch_images,
-    }))
-    .into_response())
-}
-
-#[derive(Deserialize)]
-struct ExplainQuery {
-    class: Option<String>,
-    method: Option<String>,
-}
-
-async fn explain(
-    State(state): State<Arc<AppState>>,
-    query: std::result::Result<Query<ExplainQuery>, QueryRejection>,
-    request: Request,
-) -> std::result::Result<Response, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::bad_request(format!("bad query: {}", e.body_text())))?;
-    let method = query.method.as_deref().map(str::parse::<ExplainMethod>).transpose().map_err(ApiError::bad_request)?;
-    let class = match &query.class {
-        None => None,
-        Some(name) => Some(state.class_names.iter().position(|c| c == name).ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "unknown class {name:?}: the model's classes are {}",
-                state.class_names.join(", ")
-            ))
-        })?),
-    };
-    let pixels = decoded_upload(&state, request).await?;
-    let explained = state.batcher.explain(to_f32_planar(&pixels), class, method.unwrap_or_default()).await?;
-    let format = state.format;
-    let png = tokio::task::spawn_blocking(move || overlay_png(&pixels, &format, &explained.heat))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("drawing the heat map failed: {e}")))?
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let mut response = ([(header::CONTENT_TYPE, "image/png")], png).into_response();
-    let headers = response.headers_mut();
-    for (name, value) in [
-        ("x-explain-class", state.class_names[explained.class].clone()),
-        ("x-explain-method", explained.choice.method.name().to_string()),
-        ("x-explain-asked", explained.choice.asked.name().to_string()),
-        ("x-explain-note", explained.choice.note.clone().unwrap_or_default()),
-        ("x-label", explained.prediction.label.clone()),
-        ("x-confidence", format!("{:.6}", explained.prediction.confidence)),
-    ] {
-        if let Ok(value) =
-            HeaderValue::from_str(&value).map_err(drop).and_then(|v| if v.is_empty() { Err(()) } else { Ok(v) })
-        {
-            headers.insert(name, value);
-        }
-    }
-    Ok(response)
-}
-
-/// The heat map over the image as the model sees it (grey shown as grey), as PNG bytes.
-fn overlay_png(pixels: &[u8], format: &InputFormat, heat: &[f32]) -> Result<Vec<u8>> {
-    let overlay = overlay_heatmap(&planar_to_rgb(pixels, format), heat, HEAT_ALPHA)?;
-    let mut png = Cursor::new(Vec::new());
-    overlay
-        .write_to(&mut png, image::ImageFormat::Png)
-        .map_err(|e| Error::Invalid(format!("encoding the heat map as PNG: {e}")))?;
-    Ok(png.into_inner())
-}
-
-async fn health(State(state): State<Arc<AppState>>) -> Response {
-    axum::Json(json!({
-        "status": "ok",
-        "model": state.name,
-        "uptime_s": state.started.elapsed().as_secs_f64(),
-    }))
-    .into_response()
-}
-
-async fn model(State(state): State<Arc<AppState>>) -> Response {
-    axum::Json(state.model_info.clone()).into_response()
-}
-
-async fn stats(State(state): State<Arc<AppState>>) -> Response {
-    let mut stats = json!(state.batcher.stats());
-    stats["uploads"] = json!(state.uploads.stats());
-    stats["connections"] = json!(state.connections.stats());
-    axum::Json(stats).into_response()
 }
