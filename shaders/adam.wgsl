@@ -4,7 +4,7 @@
 // tensor shape, or a whole parameter arena at once).
 // Bindings (group 0): 0 params, 1 param (read_write), 2 grad (read), 3 m (read_write),
 //   4 v (read_write).
-// One invocation: one element, in this order (the CPU twin, `cpu::adam::adam_step`, does the same
+// One invocation: one element, in this order (the CPU twin, `reference::adam::adam_step`, does the same
 // f32 operations):
 //   p = p - p * weight_decay * lr                     (decay first, on the old parameter)
 //   m = m + (g - m) * one_minus_beta1

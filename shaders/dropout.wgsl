@@ -4,7 +4,7 @@
 // Layout: flat f32 arrays of `len` elements (any tensor shape); element i's fate depends only on
 // (i, step, seed), never on its position in a workgroup.
 // Mask: keep i iff pcg4d(i, step, seed_lo, seed_hi).x >= threshold, a stateless hash compared in
-// integers (threshold = round(rate * 2^32)), identical to src/cpu/dropout.rs, so nothing is stored.
+// integers (threshold = round(rate * 2^32)), identical to src/reference/dropout.rs, so nothing is stored.
 // Bindings (group 0):
 //   dropout: 0 params, 1 src (read), 2 dst (read_write)
 // One invocation: one element.

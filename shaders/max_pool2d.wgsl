@@ -3,9 +3,9 @@
 // Layout (row-major, planes = batch * channels):
 //   x, dx: [planes, in_h, in_w] f32;  y, dy: [planes, out_h, out_w] f32;
 //   argmax: [planes, out_h, out_w] u32, the flat index into x of the element each window chose.
-// Choice (as src/cpu/max_pool2d.rs): the first NaN in row-major window order if there is one, else
-// the first maximum (a later element must be strictly greater), so a window of equal values chooses
-// its top-left element.
+// Choice (as src/reference/max_pool2d.rs): the first NaN in row-major window order if there is one,
+// else the first maximum (a later element must be strictly greater), so a window of equal values
+// chooses its top-left element.
 // Bindings (group 0):
 //   max_pool2d_forward:  0 params, 1 x (read), 2 y (read_write), 3 argmax (read_write)
 //   max_pool2d_backward: 0 params, 4 argmax (read), 5 dy (read), 6 dx (read_write), 7 y (read, the

@@ -94,7 +94,7 @@ impl FromStr for ExplainMethod {
     }
 }
 
-/// A model that can explain its predictions (the GPU model and the CPU reference).
+/// A model that can explain its predictions (the GPU model and both CPU models, native and reference).
 pub trait Explain {
     /// Explains the score of `classes[i]` for image `i` of `images` (NCHW f32, one image per class
     /// given; any number of them). Changes nothing the model keeps: training continues as if the

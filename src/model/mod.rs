@@ -84,7 +84,8 @@ pub(crate) fn real_rows(labels: &[u32]) -> Result<usize> {
 }
 
 /// What the trainer needs from a model on some backend. Images are NCHW f32 in [0, 1], `batch`
-/// of them; labels are class indices. Implemented by the GPU model and the CPU model.
+/// of them; labels are class indices. Implemented by the GPU model and by both CPU models
+/// (native and reference).
 pub trait Trainable {
     /// The fixed number of images per call (a short batch is padded with [`PADDING_LABEL`]).
     fn batch_size(&self) -> usize;
