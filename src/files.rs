@@ -1,5 +1,6 @@
 //! Reading a file the user names as hostile input: only a regular file (a symbolic link is
-//! followed to one), and never more than a stated number of bytes.
+//! followed to one), and never more than a stated number of bytes; and writing every file the
+//! user keeps whole ([`write_atomically`]).
 //!
 //! A FIFO, socket, device or folder is refused from its metadata without being opened: opening a
 //! FIFO blocks until a writer comes, and a device such as `/dev/zero` never ends. The file is then
@@ -8,8 +9,9 @@
 //! file that grows (or lies about its size, as `/proc` files do) is still stopped there.
 
 use std::fs::{File, FileType, OpenOptions};
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use thiserror::Error;
 
@@ -113,6 +115,45 @@ fn io_error(error: std::io::Error) -> ReadError {
         return ReadError::SymlinkLoop;
     }
     ReadError::Io(error.to_string())
+}
+
+/// Writes `bytes` to a temporary file next to `path`, flushes it to disk and renames it into place,
+/// so `path` never holds a partial file; the temporary file is removed on failure.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    static NEXT_TEMP: AtomicU64 = AtomicU64::new(0);
+    let Some(file_name) = path.file_name() else {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "the path does not name a file"));
+    };
+    let temp = path.with_file_name(format!(
+        ".{}.{}-{}.tmp",
+        file_name.to_string_lossy(),
+        std::process::id(),
+        NEXT_TEMP.fetch_add(1, Ordering::Relaxed)
+    ));
+    let written = File::create(&temp)
+        .and_then(|mut file| {
+            file.write_all(bytes)?;
+            file.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&temp, path))
+        .and_then(|()| sync_folder(path));
+    if written.is_err() {
+        // The temporary file may not exist (creating it failed); the write's error is the one to report.
+        let _ = std::fs::remove_file(&temp);
+    }
+    written
+}
+
+/// Flushes the folder holding `path`, so that a rename into it survives a power cut too.
+#[cfg(unix)]
+fn sync_folder(path: &Path) -> std::io::Result<()> {
+    let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    File::open(folder)?.sync_all()
+}
+
+#[cfg(not(unix))]
+fn sync_folder(_path: &Path) -> std::io::Result<()> {
+    Ok(())
 }
 
 #[cfg(test)]

@@ -457,7 +457,7 @@ pub fn write_dataset(
             let path = out_dir.join(emotion.name()).join(format!("{}_{i:0digits$}.png", emotion.name()));
             let mut png = std::io::Cursor::new(Vec::new());
             image.write_to(&mut png, ImageFormat::Png).map_err(|e| write_error(&path, &e))?;
-            crate::model::file::write_atomically(&path, png.get_ref()).map_err(|e| write_error(&path, &e))?;
+            crate::files::write_atomically(&path, png.get_ref()).map_err(|e| write_error(&path, &e))?;
             Ok(path)
         })
         .collect()

@@ -7,10 +7,7 @@
 //! `best.<name>` and `epoch_start.<name>`) and the run's settings (`run_settings`).
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::Write;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use safetensors::Dtype;
 use safetensors::tensor::{Metadata, TensorView};
@@ -21,6 +18,9 @@ use crate::model::spec::{Architecture, ParamInfo};
 use crate::model::test_time::TestTimeAugment;
 use crate::model::weights::{NamedTensor, OptimizerState};
 use crate::{Error, Result};
+
+// Its first home: callers outside the crate (the examples) keep this path.
+pub use crate::files::write_atomically;
 
 /// The `format` metadata of a wgcnn model file.
 pub const FORMAT: &str = "wgcnn";
@@ -264,45 +264,6 @@ impl ModelFile {
             resume,
         })
     }
-}
-
-/// Writes `bytes` to a temporary file next to `path`, flushes it to disk and renames it into place,
-/// so `path` never holds a partial file; the temporary file is removed on failure.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    static NEXT_TEMP: AtomicU64 = AtomicU64::new(0);
-    let Some(file_name) = path.file_name() else {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "the path does not name a file"));
-    };
-    let temp = path.with_file_name(format!(
-        ".{}.{}-{}.tmp",
-        file_name.to_string_lossy(),
-        std::process::id(),
-        NEXT_TEMP.fetch_add(1, Ordering::Relaxed)
-    ));
-    let written = File::create(&temp)
-        .and_then(|mut file| {
-            file.write_all(bytes)?;
-            file.sync_all()
-        })
-        .and_then(|()| std::fs::rename(&temp, path))
-        .and_then(|()| sync_folder(path));
-    if written.is_err() {
-        // The temporary file may not exist (creating it failed); the write's error is the one to report.
-        let _ = std::fs::remove_file(&temp);
-    }
-    written
-}
-
-/// Flushes the folder holding `path`, so that a rename into it survives a power cut too.
-#[cfg(unix)]
-fn sync_folder(path: &Path) -> std::io::Result<()> {
-    let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    File::open(folder)?.sync_all()
-}
-
-#[cfg(not(unix))]
-fn sync_folder(_path: &Path) -> std::io::Result<()> {
-    Ok(())
 }
 
 fn file_error(path: &Path, reason: impl std::fmt::Display) -> Error {

@@ -12,7 +12,8 @@ pub mod train;
 use std::path::Path;
 
 use crate::data::image::{Fit, InputFormat};
-use crate::model::file::{ModelFile, write_atomically};
+use crate::files::write_atomically;
+use crate::model::file::ModelFile;
 use crate::{Error, Result};
 
 /// Writes a whole file through a temporary one, the error naming the path.

@@ -420,7 +420,7 @@ pub(super) fn register_embedded_font() -> std::result::Result<(), String> {
 pub(super) fn save_png(canvas: &RgbImage, path: &Path) -> Result<()> {
     let mut png = std::io::Cursor::new(Vec::new());
     canvas.write_to(&mut png, image::ImageFormat::Png).map_err(|e| plot_error(path, e))?;
-    crate::model::file::write_atomically(path, png.get_ref()).map_err(|e| plot_error(path, e))
+    crate::files::write_atomically(path, png.get_ref()).map_err(|e| plot_error(path, e))
 }
 
 pub(super) fn plot_error(path: &Path, reason: impl std::fmt::Display) -> Error {

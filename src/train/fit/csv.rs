@@ -31,6 +31,6 @@ pub(super) fn metrics_csv(history: &History) -> String {
 
 /// Writes the CSV through a temporary file renamed into place, as every file the user keeps.
 pub(super) fn write_csv(path: &Path, contents: &str) -> Result<()> {
-    crate::model::file::write_atomically(path, contents.as_bytes())
+    crate::files::write_atomically(path, contents.as_bytes())
         .map_err(|e| Error::Invalid(format!("writing the metrics CSV {}: {e}", path.display())))
 }
