@@ -143,7 +143,7 @@ fn predictor_pads_the_last_batch_and_matches_one_full_batch() {
         assert_close(&format!("image {i}"), b, a, 1e-6, 1e-5);
         assert!((a.iter().sum::<f32>() - 1.0).abs() < 1e-5, "softmax row {i} sums to 1: {a:?}");
     }
-    // The CPU backend gives the same numbers.
+    // The CPU reference gives the same numbers.
     let cpu = Predictor::new(&Backend::Reference, &arch, &weights, 2).unwrap().predict(&images).unwrap();
     for (i, (a, b)) in whole.iter().zip(&cpu).enumerate() {
         assert_close(&format!("cpu image {i}"), b, a, 1e-5, 1e-4);
