@@ -34,7 +34,7 @@ mod tests {
     /// Every length around the lane count and a long one, within rounding of the f64 sum.
     #[test]
     fn sums_match_f64_at_every_tail_length() {
-        for len in [0, 1, 15, 16, 17, 33, 1000, 100_003] {
+        for len in [0usize, 1, 15, 16, 17, 33, 1000, 100_003] {
             let a: Vec<f32> = (0..len).map(|i| ((i * 7919) % 1013) as f32 / 1013.0 - 0.5).collect();
             let b: Vec<f32> = (0..len).map(|i| ((i * 104_729) % 977) as f32 / 977.0).collect();
             let want: f64 = a.iter().map(|&v| f64::from(v)).sum();
