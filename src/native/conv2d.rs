@@ -18,7 +18,7 @@ use rayon::prelude::*;
 
 use super::buffers::with_scratch;
 use super::first_layer;
-use super::gemm::{Matrix, matmul};
+use super::gemm::{CpuKernels, Matrix, matmul};
 pub use super::image_groups::OutputGradient;
 use super::image_groups::{Task, add_bias_gradient, backward_by_image_groups};
 use super::winograd;
@@ -290,7 +290,7 @@ pub fn backward_with(
     // A first layer's weight gradient, which im2col's small GEMM computes slowly, is direct; then
     // only the input gradient (rarely wanted there) is left for im2col.
     if let Some((dw, db)) = dw_db.take_if(|_| weight_gradient_is_direct(s)) {
-        first_layer::weight_gradient(s, x, dy, dw, db)?;
+        first_layer::weight_gradient(CpuKernels::in_use(), s, x, dy, dw, db)?;
         if dx.is_none() {
             return Ok(());
         }

@@ -70,21 +70,11 @@ impl Band {
     }
 }
 
-/// The weight and bias gradients of `s` (which [`fits`]) into `dw` and `db`, every element
-/// written, as the im2col path computes them. Fails only where `dy` comes from a pool whose argmax
-/// lies outside its window's plane.
+/// The weight and bias gradients of `s` (which [`fits`]) into `dw` and `db` by the kernel set
+/// `kernels` (which the CPU must run: [`CpuKernels::in_use`] but in tests), every element written,
+/// as the im2col path computes them. Fails only where `dy` comes from a pool whose argmax lies
+/// outside its window's plane.
 pub(super) fn weight_gradient(
-    s: &Conv2dShape,
-    x: &[f32],
-    dy: OutputGradient,
-    dw: &mut [f32],
-    db: &mut [f32],
-) -> Result<()> {
-    weight_gradient_with(CpuKernels::in_use(), s, x, dy, dw, db)
-}
-
-/// [`weight_gradient`] by the kernel set `kernels`, which the CPU must run.
-fn weight_gradient_with(
     kernels: CpuKernels,
     s: &Conv2dShape,
     x: &[f32],
@@ -130,7 +120,7 @@ fn image_gradient(
 ) {
     match kernels {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `weight_gradient_with` checked that the CPU runs this kernel set.
+        // SAFETY: `weight_gradient` checked that the CPU runs this kernel set.
         CpuKernels::Avx512 => unsafe { image_avx512(s, band, x, dy, scratch, dw) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
@@ -325,7 +315,7 @@ mod tests {
                 let run = |threads| {
                     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("a pool");
                     let (mut dw, mut db) = (vec![f32::NAN; want_dw.len()], vec![f32::NAN; want_db.len()]);
-                    pool.install(|| weight_gradient_with(set, &s, &x, OutputGradient::Given(&dy), &mut dw, &mut db))
+                    pool.install(|| weight_gradient(set, &s, &x, OutputGradient::Given(&dy), &mut dw, &mut db))
                         .expect("a given gradient");
                     (dw, db)
                 };
