@@ -68,11 +68,7 @@ impl Backend {
         weights: &[NamedTensor],
         options: &TrainOptions,
     ) -> Result<Box<dyn Trainable + Send>> {
-        Ok(match self {
-            Backend::Gpu(gpu) => Box::new(GpuModel::new(gpu.clone(), architecture, batch, weights, options)?),
-            Backend::Native => Box::new(NativeModel::new(architecture, batch, weights, options)?),
-            Backend::Reference => Box::new(ReferenceModel::new(architecture, batch, weights, options)?),
-        })
+        Ok(self.build(architecture, batch, weights, options)?)
     }
 
     /// A model of `architecture` holding `weights` that explains its predictions ([`Explain`]),
@@ -83,14 +79,30 @@ impl Backend {
         batch: usize,
         weights: &[NamedTensor],
     ) -> Result<Box<dyn Explain + Send>> {
-        let options = TrainOptions::default();
+        Ok(self.build(architecture, batch, weights, &TrainOptions::default())?)
+    }
+
+    /// The model of this backend, which both trains and explains.
+    fn build(
+        &self,
+        architecture: &Architecture,
+        batch: usize,
+        weights: &[NamedTensor],
+        options: &TrainOptions,
+    ) -> Result<Box<dyn TrainAndExplain + Send>> {
         Ok(match self {
-            Backend::Gpu(gpu) => Box::new(GpuModel::new(gpu.clone(), architecture, batch, weights, &options)?),
-            Backend::Native => Box::new(NativeModel::new(architecture, batch, weights, &options)?),
-            Backend::Reference => Box::new(ReferenceModel::new(architecture, batch, weights, &options)?),
+            Backend::Gpu(gpu) => Box::new(GpuModel::new(gpu.clone(), architecture, batch, weights, options)?),
+            Backend::Native => Box::new(NativeModel::new(architecture, batch, weights, options)?),
+            Backend::Reference => Box::new(ReferenceModel::new(architecture, batch, weights, options)?),
         })
     }
 }
+
+/// What every backend's model is: [`Backend::model`] and [`Backend::explainer`] hand out one side
+/// of it.
+trait TrainAndExplain: Trainable + Explain {}
+
+impl<M: Trainable + Explain> TrainAndExplain for M {}
 
 /// Inference on any number of images: they go through a fixed-batch model a batch at a time,
 /// the last batch padded (padding rows' outputs are dropped).

@@ -5,11 +5,12 @@
 //! labels and loss statistics, and the model around them, lives here once.
 
 use super::explain::{self, BackwardResult, CamTensors, Explain, Explanation};
-use super::plan::{Mode, Plan, find_weight, named};
+use super::plan::{BatchNormParams, Mode, Plan, find_weight, named};
 use super::spec::Architecture;
-use super::walk::{self, Executor, Stopwatch};
+use super::walk::{self, Executor, Pass, Stopwatch};
 use super::{NamedTensor, OptimizerState, StepProfile, StepStats, TrainOptions, Trainable, real_rows};
-use crate::shape::{AdamConfig, DropoutConfig};
+use crate::reference::loss;
+use crate::shape::{AdamConfig, DropoutConfig, LossShape};
 use crate::{Error, Result};
 
 /// What a host executor keeps besides its ops: every parameter with its gradient and Adam moments,
@@ -38,6 +39,39 @@ impl HostState {
     /// This step's mask of `config`.
     pub(super) fn mask(&self, config: &DropoutConfig) -> DropoutConfig {
         DropoutConfig { step: self.step as u32, ..*config }
+    }
+
+    /// [`Executor::enter`]: a lap of the stopwatch while a step is profiled.
+    pub(super) fn enter(&mut self, layer: &str, pass: Pass) {
+        if let Some(stopwatch) = &mut self.stopwatch {
+            stopwatch.lap(pass.label(layer));
+        }
+    }
+
+    /// [`Executor::cross_entropy`] of the batch's labels, keeping the loss statistics. The loss
+    /// reads a few values per image: the reference's loops are as fast as anything here.
+    pub(super) fn cross_entropy(&mut self, logits: &[f32]) -> Result<Vec<f32>> {
+        let n = self.labels.len();
+        let out = loss::cross_entropy(
+            LossShape { batch: n, classes: self.outputs },
+            logits,
+            &self.labels,
+            &self.class_weights,
+        )?;
+        self.stats = StepStats { loss_sum: out.loss as f64 * n as f64, correct: out.correct as u64, count: n as u64 };
+        Ok(out.dlogits)
+    }
+
+    /// [`Executor::probabilities`] of a batch of logits.
+    pub(super) fn probabilities(&self, logits: &[f32]) -> Result<Vec<f32>> {
+        loss::probabilities(LossShape { batch: logits.len() / self.outputs, classes: self.outputs }, logits)
+    }
+
+    /// A batch-norm layer's gamma, beta, running mean and running variance, to update in place.
+    pub(super) fn batch_norm_params_mut(&mut self, p: &BatchNormParams) -> Result<[&mut Vec<f32>; 4]> {
+        self.values
+            .get_disjoint_mut([p.gamma, p.beta, p.running_mean, p.running_var])
+            .map_err(|e| Error::Invalid(format!("batch norm parameters {p:?}: {e}")))
     }
 }
 

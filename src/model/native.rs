@@ -5,15 +5,13 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
-use super::StepStats;
 use super::host::{HostExecutor, HostModel, HostState};
 use super::plan::BatchNormParams;
 use super::walk::{Executor, Pass};
 use crate::native::buffers::{Buffer, BufferPool};
 use crate::native::conv2d::OutputGradient;
 use crate::native::{batch_norm, conv_pool, conv2d, dense, elementwise, max_pool2d};
-use crate::reference::loss;
-use crate::shape::{BatchNormConfig, BatchNormShape, Conv2dShape, DenseShape, DropoutConfig, LossShape, Pool2dShape};
+use crate::shape::{BatchNormConfig, BatchNormShape, Conv2dShape, DenseShape, DropoutConfig, Pool2dShape};
 use crate::{Error, Result};
 
 /// A tensor of the native executor: a pooled buffer, shared (a clone or a reshape copies nothing).
@@ -131,9 +129,7 @@ impl Executor for Native {
     type BatchStats = batch_norm::BatchStats;
 
     fn enter(&mut self, layer: &str, pass: Pass) {
-        if let Some(stopwatch) = &mut self.s.stopwatch {
-            stopwatch.lap(pass.label(layer));
-        }
+        self.s.enter(layer, pass);
     }
 
     fn conv2d(
@@ -185,11 +181,7 @@ impl Executor for Native {
         p: &BatchNormParams,
     ) -> Result<(NativeTensor, batch_norm::BatchStats)> {
         let mut y = self.pool.take(x.len());
-        let [gamma, beta, mean, var] = self
-            .s
-            .values
-            .get_disjoint_mut([p.gamma, p.beta, p.running_mean, p.running_var])
-            .map_err(|e| Error::Invalid(format!("batch norm parameters {p:?}: {e}")))?;
+        let [gamma, beta, mean, var] = self.s.batch_norm_params_mut(p)?;
         let stats = batch_norm::forward_train(s, &BatchNormConfig::default(), x, gamma, beta, mean, var, &mut y)?;
         Ok((NativeTensor(Arc::new(y)), stats))
     }
@@ -229,19 +221,13 @@ impl Executor for Native {
         self.try_output(x.len(), |y| elementwise::dropout(&config, x, y))
     }
 
-    // The loss and probabilities read a batch of logits (a few values per image): the reference's
-    // loops are as fast as anything here.
     fn cross_entropy(&mut self, logits: &NativeTensor) -> Result<NativeTensor> {
-        let n = self.s.labels.len();
-        let shape = LossShape { batch: n, classes: self.s.outputs };
-        let out = loss::cross_entropy(shape, logits, &self.s.labels, &self.s.class_weights)?;
-        self.s.stats = StepStats { loss_sum: out.loss as f64 * n as f64, correct: out.correct as u64, count: n as u64 };
-        Ok(self.tensor(&out.dlogits))
+        let dlogits = self.s.cross_entropy(logits)?;
+        Ok(self.tensor(&dlogits))
     }
 
     fn probabilities(&mut self, logits: &NativeTensor) -> Result<NativeTensor> {
-        let shape = LossShape { batch: logits.len() / self.s.outputs, classes: self.s.outputs };
-        let probabilities = loss::probabilities(shape, logits)?;
+        let probabilities = self.s.probabilities(logits)?;
         Ok(self.tensor(&probabilities))
     }
 

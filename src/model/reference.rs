@@ -1,13 +1,12 @@
 //! The reference executor: each op computed at once by the plain loops of `crate::reference`,
 //! the oracle every other backend is tested against (`--device reference`).
 
-use super::StepStats;
 use super::host::{HostExecutor, HostModel, HostState};
 use super::plan::BatchNormParams;
 use super::walk::{Executor, Pass};
-use crate::reference::{activation, adam, batch_norm, conv2d, dense, dropout, loss, max_pool2d};
-use crate::shape::{BatchNormConfig, BatchNormShape, Conv2dShape, DenseShape, DropoutConfig, LossShape, Pool2dShape};
-use crate::{Error, Result};
+use crate::Result;
+use crate::reference::{activation, adam, batch_norm, conv2d, dense, dropout, max_pool2d};
+use crate::shape::{BatchNormConfig, BatchNormShape, Conv2dShape, DenseShape, DropoutConfig, Pool2dShape};
 
 /// The reference executor; its tensors are host vectors.
 pub struct Reference {
@@ -38,9 +37,7 @@ impl Executor for Reference {
     type BatchStats = batch_norm::SavedStats<f32>;
 
     fn enter(&mut self, layer: &str, pass: Pass) {
-        if let Some(stopwatch) = &mut self.s.stopwatch {
-            stopwatch.lap(pass.label(layer));
-        }
+        self.s.enter(layer, pass);
     }
 
     fn conv2d(
@@ -64,11 +61,7 @@ impl Executor for Reference {
         x: &Vec<f32>,
         p: &BatchNormParams,
     ) -> Result<(Vec<f32>, Self::BatchStats)> {
-        let [gamma, beta, mean, var] = self
-            .s
-            .values
-            .get_disjoint_mut([p.gamma, p.beta, p.running_mean, p.running_var])
-            .map_err(|e| Error::Invalid(format!("batch norm parameters {p:?}: {e}")))?;
+        let [gamma, beta, mean, var] = self.s.batch_norm_params_mut(p)?;
         batch_norm::forward_train(shape, &BatchNormConfig::default(), x, gamma, beta, mean, var)
     }
 
@@ -95,15 +88,11 @@ impl Executor for Reference {
     }
 
     fn cross_entropy(&mut self, logits: &Vec<f32>) -> Result<Vec<f32>> {
-        let shape = LossShape { batch: self.s.labels.len(), classes: self.s.outputs };
-        let out = loss::cross_entropy(shape, logits, &self.s.labels, &self.s.class_weights)?;
-        let n = self.s.labels.len();
-        self.s.stats = StepStats { loss_sum: out.loss as f64 * n as f64, correct: out.correct as u64, count: n as u64 };
-        Ok(out.dlogits)
+        self.s.cross_entropy(logits)
     }
 
     fn probabilities(&mut self, logits: &Vec<f32>) -> Result<Vec<f32>> {
-        loss::probabilities(LossShape { batch: logits.len() / self.s.outputs, classes: self.s.outputs }, logits)
+        self.s.probabilities(logits)
     }
 
     fn relu_backward(&mut self, y: &Vec<f32>, dy: &Vec<f32>) -> Result<Vec<f32>> {
