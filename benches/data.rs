@@ -14,11 +14,11 @@ use wgcnn::data::folder::{ImageFolder, LoadOptions};
 use wgcnn::data::image::InputFormat;
 use wgcnn::data::loader::ImageBatches;
 use wgcnn::data::split::{SplitRatios, stratified_split};
+use wgcnn::gpu::GpuModel;
 use wgcnn::gpu::{DeviceChoice, Gpu};
-use wgcnn::model::gpu::GpuModel;
-use wgcnn::model::reference::ReferenceModel;
 use wgcnn::model::spec::Architecture;
 use wgcnn::model::{TrainOptions, Trainable};
+use wgcnn::reference::ReferenceModel;
 use wgcnn::train::BatchSource;
 use wgcnn::train::fit::{FitConfig, TrainEvent, fit_with};
 

@@ -6,11 +6,11 @@
 //! `cargo bench --bench training [-- gpu|cpu] [-- A|B]`: arguments filter by backend and model.
 //! `WGCNN_BENCH_STEPS` sets the timed steps (default 3).
 
+use wgcnn::gpu::GpuModel;
 use wgcnn::gpu::{DeviceChoice, Gpu};
-use wgcnn::model::gpu::GpuModel;
-use wgcnn::model::reference::ReferenceModel;
 use wgcnn::model::spec::Architecture;
 use wgcnn::model::{TrainOptions, Trainable};
+use wgcnn::reference::ReferenceModel;
 use wgcnn::train::throughput::measure_training;
 
 fn main() -> wgcnn::Result<()> {

@@ -6,13 +6,13 @@
 use std::sync::Arc;
 
 use super::explain::Explain;
-use super::gpu::GpuModel;
-use super::native::NativeModel;
-use super::reference::ReferenceModel;
 use super::spec::Architecture;
 use super::test_time::TestTimeAugment;
 use super::{NamedTensor, TrainOptions, Trainable};
+use crate::gpu::GpuModel;
 use crate::gpu::{DeviceChoice, Gpu};
+use crate::native::NativeModel;
+use crate::reference::ReferenceModel;
 use crate::{Error, Result};
 
 /// Where models run: one GPU context shared by every model made here, the native CPU backend, or

@@ -1,8 +1,11 @@
 //! A sequential model on the CPU: `super::walk` run on an executor that computes each op at once,
-//! in host memory. Two executors: [`super::reference::Reference`] (the plain loops of `crate::reference`, the oracle
-//! of every test, `--device reference`) and [`super::native::Native`] (`crate::native`'s GEMMs on every core,
+//! in host memory. Two executors: `crate::reference`'s (its plain loops, the oracle of every
+//! test, `--device reference`) and `crate::native`'s (GEMMs on every core,
 //! `--device cpu`). What they share, the parameters with their gradients and Adam moments, the
 //! labels and loss statistics, and the model around them, lives here once.
+//!
+//! The module is the crate's own: [`HostState`] and [`HostExecutor`] are `pub` only so that the
+//! public model types can name them in their bounds; no one outside can name or implement them.
 
 use super::explain::{self, BackwardResult, CamTensors, Explain, Explanation};
 use super::plan::{BatchNormParams, Mode, Plan, find_weight, named};
@@ -16,33 +19,33 @@ use crate::{Error, Result};
 /// What a host executor keeps besides its ops: every parameter with its gradient and Adam moments,
 /// and what the loss reads and reports.
 pub struct HostState {
-    pub(super) values: Vec<Vec<f32>>,
+    pub(crate) values: Vec<Vec<f32>>,
     /// Per parameter; empty for running statistics.
-    pub(super) grads: Vec<Vec<f32>>,
-    pub(super) moments: Vec<(Vec<f32>, Vec<f32>)>,
+    pub(crate) grads: Vec<Vec<f32>>,
+    pub(crate) moments: Vec<(Vec<f32>, Vec<f32>)>,
     /// The learning rate is this step's.
-    pub(super) adam: AdamConfig,
+    pub(crate) adam: AdamConfig,
     /// Optimizer steps taken; the current step's dropout masks and Adam bias correction.
-    pub(super) step: u64,
+    pub(crate) step: u64,
     /// The labels of the batch being run, and the loss weight of each class.
-    pub(super) labels: Vec<u32>,
-    pub(super) class_weights: Vec<f32>,
+    pub(crate) labels: Vec<u32>,
+    pub(crate) class_weights: Vec<f32>,
     /// Logits per image.
-    pub(super) outputs: usize,
+    pub(crate) outputs: usize,
     /// Of the last loss computed.
-    pub(super) stats: StepStats,
+    pub(crate) stats: StepStats,
     /// Set while a step is profiled.
-    pub(super) stopwatch: Option<Stopwatch>,
+    pub(crate) stopwatch: Option<Stopwatch>,
 }
 
 impl HostState {
     /// This step's mask of `config`.
-    pub(super) fn mask(&self, config: &DropoutConfig) -> DropoutConfig {
+    pub(crate) fn mask(&self, config: &DropoutConfig) -> DropoutConfig {
         DropoutConfig { step: self.step as u32, ..*config }
     }
 
     /// [`Executor::enter`]: a lap of the stopwatch while a step is profiled.
-    pub(super) fn enter(&mut self, layer: &str, pass: Pass) {
+    pub(crate) fn enter(&mut self, layer: &str, pass: Pass) {
         if let Some(stopwatch) = &mut self.stopwatch {
             stopwatch.lap(pass.label(layer));
         }
@@ -50,7 +53,7 @@ impl HostState {
 
     /// [`Executor::cross_entropy`] of the batch's labels, keeping the loss statistics. The loss
     /// reads a few values per image: the reference's loops are as fast as anything here.
-    pub(super) fn cross_entropy(&mut self, logits: &[f32]) -> Result<Vec<f32>> {
+    pub(crate) fn cross_entropy(&mut self, logits: &[f32]) -> Result<Vec<f32>> {
         let n = self.labels.len();
         let out = loss::cross_entropy(
             LossShape { batch: n, classes: self.outputs },
@@ -63,12 +66,12 @@ impl HostState {
     }
 
     /// [`Executor::probabilities`] of a batch of logits.
-    pub(super) fn probabilities(&self, logits: &[f32]) -> Result<Vec<f32>> {
+    pub(crate) fn probabilities(&self, logits: &[f32]) -> Result<Vec<f32>> {
         loss::probabilities(LossShape { batch: logits.len() / self.outputs, classes: self.outputs }, logits)
     }
 
     /// A batch-norm layer's gamma, beta, running mean and running variance, to update in place.
-    pub(super) fn batch_norm_params_mut(&mut self, p: &BatchNormParams) -> Result<[&mut Vec<f32>; 4]> {
+    pub(crate) fn batch_norm_params_mut(&mut self, p: &BatchNormParams) -> Result<[&mut Vec<f32>; 4]> {
         self.values
             .get_disjoint_mut([p.gamma, p.beta, p.running_mean, p.running_var])
             .map_err(|e| Error::Invalid(format!("batch norm parameters {p:?}: {e}")))

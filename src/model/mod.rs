@@ -4,15 +4,12 @@
 pub mod backend;
 pub mod explain;
 pub mod file;
-pub mod gpu;
 pub mod history;
-pub mod host;
-pub mod native;
-mod plan;
-pub mod reference;
+pub(crate) mod host;
+pub(crate) mod plan;
 pub mod spec;
 pub mod test_time;
-mod walk;
+pub(crate) mod walk;
 pub mod weights;
 
 use crate::shape::AdamConfig;

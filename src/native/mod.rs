@@ -1,4 +1,5 @@
-//! The native CPU backend's ops: the same semantics as [`crate::reference`], computed fast on
+//! The native CPU backend: its ops, and [`NativeModel`], the model that runs them (`--device
+//! cpu`). The ops have the same semantics as [`crate::reference`], computed fast on
 //! every core. Convolutions and dense layers are GEMMs (im2col per image tile into
 //! the gemm crate's kernels, [`CpuKernels`]), the rest are loops split across cores with rayon. Tensors are NCHW f32.
 //!
@@ -13,6 +14,7 @@ pub mod conv2d;
 pub mod conv_pool;
 pub mod dense;
 pub mod elementwise;
+mod executor;
 mod first_layer;
 mod gemm;
 mod image_groups;
@@ -20,4 +22,5 @@ pub mod max_pool2d;
 mod sum;
 mod winograd;
 
+pub use executor::NativeModel;
 pub use gemm::{CPU_KERNELS_ENV, CpuKernels};

@@ -3,11 +3,11 @@
 //! undisturbed, and bad requests.
 
 use crate::common::*;
+use wgcnn::gpu::GpuModel;
 use wgcnn::model::explain::{Explain, Explanation};
-use wgcnn::model::gpu::GpuModel;
-use wgcnn::model::reference::ReferenceModel;
 use wgcnn::model::spec::{Architecture, InputShape};
 use wgcnn::model::{NamedTensor, TrainOptions, Trainable};
+use wgcnn::reference::ReferenceModel;
 
 const INPUT: InputShape = InputShape { channels: 3, height: 13, width: 15 };
 

@@ -392,9 +392,9 @@ fn the_report_is_a_readable_summary() {
 
 #[test]
 fn training_on_augmented_image_batches_repeats_bit_for_bit() {
-    use wgcnn::model::reference::ReferenceModel;
     use wgcnn::model::spec::{Architecture, InputShape};
     use wgcnn::model::{TrainOptions, Trainable};
+    use wgcnn::reference::ReferenceModel;
     use wgcnn::train::fit::{FitConfig, fit};
 
     let dir = tempfile::tempdir().unwrap();

@@ -101,14 +101,20 @@ fn expand(tree: &str) -> Vec<String> {
 /// `crate::`/`super::` paths written inline.
 fn paths(code: &str) -> Vec<(bool, String)> {
     let mut out = Vec::new();
+    // The code outside `use` statements, whose inline paths are read below: a `use` tree's
+    // prefix (`crate::native::` of `crate::native::{conv2d, dense}`) names no item.
+    let mut inline = String::with_capacity(code.len());
     let mut rest = code;
     while let Some(at) = find_use(rest) {
         let public = rest[..at].trim_end().ends_with("pub") || rest[..at].trim_end().ends_with(')');
         let end = at + rest[at..].find(';').expect("a use statement ends with ;");
         let tree: String = rest[at + 4..end].split_whitespace().collect::<Vec<_>>().join(" ");
         out.extend(expand(&tree.replace(" :: ", "::").replace(":: ", "::")).into_iter().map(|p| (public, p)));
+        inline.push_str(&rest[..at]);
         rest = &rest[end..];
     }
+    inline.push_str(rest);
+    let code = inline.as_str();
     for (at, _) in code.match_indices("crate::").chain(code.match_indices("super::")) {
         let before = code[..at].chars().next_back();
         if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':' || c == '$') {

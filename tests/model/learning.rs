@@ -3,7 +3,7 @@
 
 use crate::common::*;
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use wgcnn::model::gpu::GpuModel;
+use wgcnn::gpu::GpuModel;
 use wgcnn::model::spec::{Architecture, InputShape};
 use wgcnn::model::{TrainOptions, Trainable};
 use wgcnn::train::fit::{FitConfig, fit};

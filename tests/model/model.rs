@@ -2,13 +2,13 @@
 //! determinism of GPU training.
 
 use crate::common::*;
+use wgcnn::gpu::GpuModel;
 use wgcnn::model::backend::{Backend, Predictor};
-use wgcnn::model::gpu::GpuModel;
-use wgcnn::model::native::NativeModel;
-use wgcnn::model::reference::ReferenceModel;
 use wgcnn::model::spec::{Architecture, InputShape};
 use wgcnn::model::test_time::TestTimeAugment;
 use wgcnn::model::{NamedTensor, TrainOptions, Trainable};
+use wgcnn::native::NativeModel;
+use wgcnn::reference::ReferenceModel;
 
 /// A small model with every layer kind: conv (same and valid), batch norm, pool, flatten, dense,
 /// dropout, and a softmax head.

@@ -1,4 +1,4 @@
-//! A sequential model on the GPU: `super::walk` run once, when the model is built for a batch
+//! A sequential model on the GPU: `crate::model::walk` run once, when the model is built for a batch
 //! size, on an executor that allocates every tensor and records every dispatch (activations,
 //! their gradients, parameters, gradients, Adam moments). A training step then uploads the batch,
 //! replays forward, loss, backward and Adam from one encoder, submits once and reads back the
@@ -9,13 +9,13 @@ mod recorder;
 
 use std::sync::Arc;
 
-use super::explain::{self, BackwardResult, CamTensors, Explain, Explanation};
-use super::plan::{Mode, Plan, find_weight, named};
-use super::spec::Architecture;
-use super::walk::{self, Forward};
-use super::{NamedTensor, OptimizerState, StepProfile, StepStats, TrainOptions, Trainable, real_rows};
 use crate::gpu::ops::{adam, dropout, loss};
 use crate::gpu::{Dispatch, Gpu, GpuTensor};
+use crate::model::explain::{self, BackwardResult, CamTensors, Explain, Explanation};
+use crate::model::plan::{Mode, Plan, find_weight, named};
+use crate::model::spec::Architecture;
+use crate::model::walk::{self, Forward};
+use crate::model::{NamedTensor, OptimizerState, StepProfile, StepStats, TrainOptions, Trainable, real_rows};
 use crate::shape::{AdamConfig, DropoutConfig};
 use crate::{Error, Result};
 use recorder::{Recorder, Recording, upload_params};

@@ -5,9 +5,9 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
-use super::host::{HostExecutor, HostModel, HostState};
-use super::plan::BatchNormParams;
-use super::walk::{Executor, Pass};
+use crate::model::host::{HostExecutor, HostModel, HostState};
+use crate::model::plan::BatchNormParams;
+use crate::model::walk::{Executor, Pass};
 use crate::native::buffers::{Buffer, BufferPool};
 use crate::native::conv2d::OutputGradient;
 use crate::native::{batch_norm, conv_pool, conv2d, dense, elementwise, max_pool2d};

@@ -1,10 +1,10 @@
 //! The reference executor: each op computed at once by the plain loops of `crate::reference`,
 //! the oracle every other backend is tested against (`--device reference`).
 
-use super::host::{HostExecutor, HostModel, HostState};
-use super::plan::BatchNormParams;
-use super::walk::{Executor, Pass};
 use crate::Result;
+use crate::model::host::{HostExecutor, HostModel, HostState};
+use crate::model::plan::BatchNormParams;
+use crate::model::walk::{Executor, Pass};
 use crate::reference::{activation, adam, batch_norm, conv2d, dense, dropout, max_pool2d};
 use crate::shape::{BatchNormConfig, BatchNormShape, Conv2dShape, DenseShape, DropoutConfig, Pool2dShape};
 
