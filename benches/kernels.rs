@@ -265,7 +265,7 @@ fn conv_passes(gpu: &Gpu) -> Vec<Pass> {
         let flops = s.forward_flops();
         passes.push(Pass {
             name: format!("conv2d_forward/{layer}/{}", gpu.kernels),
-            dispatches: conv2d::conv2d_forward(gpu, &s, &x, &w, &b, &y, true).unwrap(),
+            dispatches: conv2d::forward(gpu, &s, &x, &w, &b, &y, true).unwrap(),
             work: Work::Flops(flops),
         });
         // The first layer's input gradient is never needed in training.
@@ -273,7 +273,7 @@ fn conv_passes(gpu: &Gpu) -> Vec<Pass> {
             let dx = tensor(gpu, "dx", &s.input_dims());
             passes.push(Pass {
                 name: format!("conv2d_backward_input/{layer}/{}", gpu.kernels),
-                dispatches: conv2d::conv2d_backward_input(gpu, &s, &y, &w, &dx).unwrap(),
+                dispatches: conv2d::backward_input(gpu, &s, &y, &w, &dx).unwrap(),
                 work: Work::Flops(flops),
             });
         }
@@ -281,7 +281,7 @@ fn conv_passes(gpu: &Gpu) -> Vec<Pass> {
         let db = tensor(gpu, "db", &[s.out_channels]);
         passes.push(Pass {
             name: format!("conv2d_backward_weight/{layer}/{}", gpu.kernels),
-            dispatches: conv2d::conv2d_backward_weight(gpu, &s, &x, &y, &dw, &db).unwrap(),
+            dispatches: conv2d::backward_weight(gpu, &s, &x, &y, &dw, &db).unwrap(),
             work: Work::Flops(flops),
         });
     }
@@ -328,7 +328,7 @@ fn pool_passes(gpu: &Gpu) -> Vec<Pass> {
         let x = tensor(gpu, "x", &s.input_dims());
         let y = tensor(gpu, "y", &s.output_dims());
         let argmax = GpuTensor::zeros(gpu, "argmax", &s.output_dims()).unwrap();
-        let forward = max_pool2d::max_pool2d_forward(gpu, &s, &x, &y, &argmax).unwrap();
+        let forward = max_pool2d::forward(gpu, &s, &x, &y, &argmax).unwrap();
         gpu.run(&[&forward]).unwrap(); // valid indices for the backward pass
         passes.push(Pass {
             name: format!("max_pool2d_forward/{layer}"),
@@ -339,7 +339,7 @@ fn pool_passes(gpu: &Gpu) -> Vec<Pass> {
         passes.push(Pass {
             name: format!("max_pool2d_backward/{layer}"),
             // As in training, fused with the backward pass of the ReLU before the pool.
-            dispatches: vec![max_pool2d::max_pool2d_backward(gpu, &s, &argmax, &y, &y, &dx, true).unwrap()],
+            dispatches: vec![max_pool2d::backward(gpu, &s, &argmax, &y, &y, &dx, true).unwrap()],
             work: bytes(input + 3 * output),
         });
     }
@@ -373,23 +373,23 @@ fn dense_passes(gpu: &Gpu) -> Vec<Pass> {
         let flops = Work::Flops(s.forward_flops());
         passes.push(Pass {
             name: format!("dense_forward/{layer}/{}", gpu.kernels),
-            dispatches: vec![dense::dense_forward(gpu, &s, &x, &w, &b, &y, true).unwrap()],
+            dispatches: vec![dense::forward(gpu, &s, &x, &w, &b, &y, true).unwrap()],
             work: flops,
         });
         passes.push(Pass {
             name: format!("dense_backward_input/{layer}/{}", gpu.kernels),
-            dispatches: vec![dense::dense_backward_input(gpu, &s, &y, &w, &x).unwrap()],
+            dispatches: vec![dense::backward_input(gpu, &s, &y, &w, &x).unwrap()],
             work: Work::Flops(s.forward_flops()),
         });
         let dw = tensor(gpu, "dw", &[s.inputs, s.outputs]);
         passes.push(Pass {
             name: format!("dense_backward_weight/{layer}/{}", gpu.kernels),
-            dispatches: vec![dense::dense_backward_weight(gpu, &s, &x, &y, &dw).unwrap()],
+            dispatches: vec![dense::backward_weight(gpu, &s, &x, &y, &dw).unwrap()],
             work: Work::Flops(s.forward_flops()),
         });
         passes.push(Pass {
             name: format!("dense_backward_bias/{layer}/{}", gpu.kernels),
-            dispatches: vec![dense::dense_backward_bias(gpu, &s, &y, &b).unwrap()],
+            dispatches: vec![dense::backward_bias(gpu, &s, &y, &b).unwrap()],
             work: bytes(s.batch * s.outputs + s.outputs),
         });
     }
@@ -408,7 +408,7 @@ fn other_passes(gpu: &Gpu) -> Vec<Pass> {
         let dx = tensor(gpu, "dx", &a1);
         passes.push(Pass {
             name: "relu_forward/A.conv1".into(),
-            dispatches: vec![activation::relu_forward(gpu, &x, &y).unwrap()],
+            dispatches: vec![activation::relu(gpu, &x, &y).unwrap()],
             work: bytes(2 * len),
         });
         passes.push(Pass {
@@ -424,12 +424,12 @@ fn other_passes(gpu: &Gpu) -> Vec<Pass> {
         let (x, y) = (tensor(gpu, "x", &shape), tensor(gpu, "y", &shape));
         passes.push(Pass {
             name: "dropout_forward/B.dropout".into(),
-            dispatches: vec![dropout::dropout_forward(gpu, &config, &x, &y).unwrap()],
+            dispatches: vec![dropout::forward(gpu, &config, &x, &y).unwrap()],
             work: bytes(2 * 64 * 128),
         });
         passes.push(Pass {
             name: "dropout_backward/B.dropout".into(),
-            dispatches: vec![dropout::dropout_backward(gpu, &config, &y, &x).unwrap()],
+            dispatches: vec![dropout::backward(gpu, &config, &y, &x).unwrap()],
             work: bytes(2 * 64 * 128),
         });
     }
@@ -489,7 +489,7 @@ fn other_passes(gpu: &Gpu) -> Vec<Pass> {
         let (p, g, m, v) = (t("param"), t("grad"), t("m"), t("v"));
         passes.push(Pass {
             name: format!("adam/{name}"),
-            dispatches: vec![adam::adam_step(gpu, &AdamConfig::default(), 1, &p, &g, &m, &v).unwrap()],
+            dispatches: vec![adam::step(gpu, &AdamConfig::default(), 1, &p, &g, &m, &v).unwrap()],
             // param, grad, m, v read; param, m, v written.
             work: bytes(7 * params),
         });

@@ -159,7 +159,7 @@ fn col2im_add(s: &Conv2dShape, col: &[f32], tile: (usize, usize), dx: &mut [f32]
 }
 
 /// `y` ([batch, out_channels, out_h, out_w]) = conv(x, w) + b, then max(y, 0) if `relu`, as
-/// [`crate::reference::conv2d::conv2d_forward`]. Every element of `y` is written.
+/// [`crate::reference::conv2d::forward`]. Every element of `y` is written.
 pub fn forward(s: &Conv2dShape, x: &[f32], w: &[f32], b: &[f32], relu: bool, y: &mut [f32]) {
     forward_with(ConvAlgorithm::chosen(s, ConvPass::Forward), s, x, w, b, relu, y)
 }
@@ -260,7 +260,7 @@ pub fn weight_gradient_is_direct(s: &Conv2dShape) -> bool {
 }
 
 /// The backward pass from `dy` (the gradient before any ReLU), as
-/// [`crate::reference::conv2d::conv2d_backward`]: the input gradient into `dx` when given, and the
+/// [`crate::reference::conv2d::backward`]: the input gradient into `dx` when given, and the
 /// weight and bias gradients into `dw_db` when given. Every element of each is written. Fails only
 /// where `dy` comes from a pool whose argmax lies outside its window's plane.
 pub fn backward(

@@ -12,7 +12,7 @@ const ROWS_PER_TASK: usize = 8;
 /// Rows of the weight gradient per task (inputs).
 const INPUTS_PER_TASK: usize = 256;
 
-/// `y = x @ w + b`, then max(y, 0) if `relu`, as [`crate::reference::dense::dense_forward`].
+/// `y = x @ w + b`, then max(y, 0) if `relu`, as [`crate::reference::dense::forward`].
 pub fn forward(s: &DenseShape, x: &[f32], w: &[f32], b: &[f32], relu: bool, y: &mut [f32]) {
     let weights = Matrix::rows(w, s.inputs, s.outputs, s.outputs);
     y.par_chunks_mut(ROWS_PER_TASK * s.outputs).enumerate().for_each(|(task, y)| {
@@ -25,7 +25,7 @@ pub fn forward(s: &DenseShape, x: &[f32], w: &[f32], b: &[f32], relu: bool, y: &
     });
 }
 
-/// `dx = dy @ w^T`, as [`crate::reference::dense::dense_backward_input`].
+/// `dx = dy @ w^T`, as [`crate::reference::dense::backward_input`].
 pub fn backward_input(s: &DenseShape, dy: &[f32], w: &[f32], dx: &mut [f32]) {
     let weights_t = Matrix::rows(w, s.inputs, s.outputs, s.outputs).t();
     dx.par_chunks_mut(ROWS_PER_TASK * s.inputs).enumerate().for_each(|(task, dx)| {
@@ -36,7 +36,7 @@ pub fn backward_input(s: &DenseShape, dy: &[f32], w: &[f32], dx: &mut [f32]) {
 }
 
 /// `dw = x^T @ dy` and `db = sum of dy over the batch`, as
-/// [`crate::reference::dense::dense_backward_weight`] and `_bias`.
+/// [`crate::reference::dense::backward_weight`] and `_bias`.
 pub fn backward_params(s: &DenseShape, x: &[f32], dy: &[f32], dw: &mut [f32], db: &mut [f32]) {
     let dy_m = Matrix::rows(dy, s.batch, s.outputs, s.outputs);
     dw.par_chunks_mut(INPUTS_PER_TASK * s.outputs).enumerate().for_each(|(task, dw)| {

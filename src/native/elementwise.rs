@@ -38,7 +38,7 @@ pub fn dropout(config: &DropoutConfig, v: &[f32], out: &mut [f32]) -> Result<()>
 }
 
 /// One Adam step of `param` from `grad` (Adam's moments `m`, `v`), as
-/// [`crate::reference::adam::adam_step`] in f32.
+/// [`crate::reference::adam::step`] in f32.
 pub fn adam(cfg: &AdamConfig, step: u64, param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32]) -> Result<()> {
     AdamConfig::check_lengths(param.len(), &[("grad", grad.len()), ("m", m.len()), ("v", v.len())])?;
     let alpha = cfg.alpha(step)? as f32;

@@ -3,7 +3,7 @@
 use super::Real;
 
 /// `y = max(x, 0)`.
-pub fn relu_forward<T: Real>(x: &[T]) -> Vec<T> {
+pub fn relu<T: Real>(x: &[T]) -> Vec<T> {
     x.iter().map(|&v| v.max(T::zero())).collect()
 }
 

@@ -15,14 +15,7 @@ use crate::shape::AdamConfig;
 /// p = p - (m * alpha) / (sqrt(v) + epsilon)      alpha = adam_alpha(cfg, step)
 /// ```
 /// `1 - beta1`, `1 - beta2` and `alpha` are computed in f64 and rounded once.
-pub fn adam_step<T: Real>(
-    cfg: &AdamConfig,
-    step: u64,
-    param: &mut [T],
-    grad: &[T],
-    m: &mut [T],
-    v: &mut [T],
-) -> Result<()> {
+pub fn step<T: Real>(cfg: &AdamConfig, step: u64, param: &mut [T], grad: &[T], m: &mut [T], v: &mut [T]) -> Result<()> {
     AdamConfig::check_lengths(param.len(), &[("grad", grad.len()), ("m", m.len()), ("v", v.len())])?;
     let alpha: T = real(cfg.alpha(step)?);
     let one_minus_beta1: T = real(1.0 - cfg.beta1 as f64);

@@ -15,7 +15,7 @@ fn source(o: usize, k: usize, stride: usize, pad: usize, size: usize) -> Option<
 
 /// `y[n][co][oy][ox] = b[co] + sum_{ci,ky,kx} w[co][ci][ky][kx] * x[n][ci][oy*s+ky-pt][ox*s+kx-pl]`,
 /// then `max(y, 0)` if `relu`. Taps outside the input read zero.
-pub fn conv2d_forward<T: Real>(s: &Conv2dShape, x: &[T], w: &[T], b: &[T], relu: bool) -> Vec<T> {
+pub fn forward<T: Real>(s: &Conv2dShape, x: &[T], w: &[T], b: &[T], relu: bool) -> Vec<T> {
     let (oh, ow) = (s.out_h(), s.out_w());
     let mut y = vec![T::zero(); s.batch * s.out_channels * oh * ow];
     for n in 0..s.batch {
@@ -48,7 +48,7 @@ pub fn conv2d_forward<T: Real>(s: &Conv2dShape, x: &[T], w: &[T], b: &[T], relu:
 
 /// Gradients of `sum(y * dy)` w.r.t. x, w and b, where `dy` is the gradient at the convolution's
 /// output (before any ReLU: apply the ReLU backward first). Returns (dx, dw, db).
-pub fn conv2d_backward<T: Real>(s: &Conv2dShape, x: &[T], w: &[T], dy: &[T]) -> (Vec<T>, Vec<T>, Vec<T>) {
+pub fn backward<T: Real>(s: &Conv2dShape, x: &[T], w: &[T], dy: &[T]) -> (Vec<T>, Vec<T>, Vec<T>) {
     let (oh, ow) = (s.out_h(), s.out_w());
     let mut dx = vec![T::zero(); x.len()];
     let mut dw = vec![T::zero(); w.len()];

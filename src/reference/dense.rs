@@ -12,7 +12,7 @@ fn check_len<T>(what: &str, v: &[T], len: usize) {
 }
 
 /// `y = x @ w + b`, then `max(y, 0)` if `relu`.
-pub fn dense_forward<T: Real>(shape: &DenseShape, x: &[T], w: &[T], b: &[T], relu: bool) -> Vec<T> {
+pub fn forward<T: Real>(shape: &DenseShape, x: &[T], w: &[T], b: &[T], relu: bool) -> Vec<T> {
     let DenseShape { batch, inputs, outputs } = *shape;
     check_len("x", x, batch * inputs);
     check_len("w", w, inputs * outputs);
@@ -37,7 +37,7 @@ pub fn dense_forward<T: Real>(shape: &DenseShape, x: &[T], w: &[T], b: &[T], rel
 }
 
 /// `dx = dy @ w^T`: `dx[n][i] = sum_o dy[n][o] * w[i][o]`.
-pub fn dense_backward_input<T: Real>(shape: &DenseShape, dy: &[T], w: &[T]) -> Vec<T> {
+pub fn backward_input<T: Real>(shape: &DenseShape, dy: &[T], w: &[T]) -> Vec<T> {
     let DenseShape { batch, inputs, outputs } = *shape;
     check_len("dy", dy, batch * outputs);
     check_len("w", w, inputs * outputs);
@@ -55,7 +55,7 @@ pub fn dense_backward_input<T: Real>(shape: &DenseShape, dy: &[T], w: &[T]) -> V
 }
 
 /// `dw = x^T @ dy`: `dw[i][o] = sum_n x[n][i] * dy[n][o]`.
-pub fn dense_backward_weight<T: Real>(shape: &DenseShape, x: &[T], dy: &[T]) -> Vec<T> {
+pub fn backward_weight<T: Real>(shape: &DenseShape, x: &[T], dy: &[T]) -> Vec<T> {
     let DenseShape { batch, inputs, outputs } = *shape;
     check_len("x", x, batch * inputs);
     check_len("dy", dy, batch * outputs);
@@ -72,7 +72,7 @@ pub fn dense_backward_weight<T: Real>(shape: &DenseShape, x: &[T], dy: &[T]) -> 
 }
 
 /// `db[o] = sum_n dy[n][o]`.
-pub fn dense_backward_bias<T: Real>(shape: &DenseShape, dy: &[T]) -> Vec<T> {
+pub fn backward_bias<T: Real>(shape: &DenseShape, dy: &[T]) -> Vec<T> {
     let DenseShape { batch, outputs, .. } = *shape;
     check_len("dy", dy, batch * outputs);
     let mut db = vec![T::zero(); outputs];

@@ -10,24 +10,24 @@ use crate::Result;
 use crate::shape::DropoutConfig;
 
 /// The keep mask of `len` elements.
-pub fn dropout_mask(config: &DropoutConfig, len: usize) -> Result<Vec<bool>> {
+pub fn mask(config: &DropoutConfig, len: usize) -> Result<Vec<bool>> {
     let len = config.validate(len)?;
     Ok((0..len).map(|i| config.keeps(i)).collect())
 }
 
 /// `y = x * keep * scale`.
-pub fn dropout_forward<T: Real>(config: &DropoutConfig, x: &[T]) -> Result<Vec<T>> {
+pub fn forward<T: Real>(config: &DropoutConfig, x: &[T]) -> Result<Vec<T>> {
     apply_mask(config, x)
 }
 
 /// `dx = dy * keep * scale`, with the mask of the forward pass recomputed from (`seed`, `step`).
-pub fn dropout_backward<T: Real>(config: &DropoutConfig, dy: &[T]) -> Result<Vec<T>> {
+pub fn backward<T: Real>(config: &DropoutConfig, dy: &[T]) -> Result<Vec<T>> {
     apply_mask(config, dy)
 }
 
 /// Dropout is linear in its input, so forward and backward apply the same masked scaling.
 fn apply_mask<T: Real>(config: &DropoutConfig, v: &[T]) -> Result<Vec<T>> {
-    let mask = dropout_mask(config, v.len())?;
+    let mask = mask(config, v.len())?;
     let scale: T = real(f64::from(config.scale()));
     Ok(v.iter().zip(mask).map(|(&v, keep)| if keep { v * scale } else { T::zero() }).collect())
 }

@@ -48,11 +48,11 @@ impl Executor for Reference {
         bias: usize,
         relu: bool,
     ) -> Result<Vec<f32>> {
-        Ok(conv2d::conv2d_forward(shape, x, &self.s.values[weight], &self.s.values[bias], relu))
+        Ok(conv2d::forward(shape, x, &self.s.values[weight], &self.s.values[bias], relu))
     }
 
     fn max_pool2d(&mut self, shape: &Pool2dShape, x: &Vec<f32>) -> Result<(Vec<f32>, Vec<u32>)> {
-        max_pool2d::max_pool2d_forward(shape, x)
+        max_pool2d::forward(shape, x)
     }
 
     fn batch_norm_train(
@@ -72,7 +72,7 @@ impl Executor for Reference {
     }
 
     fn relu(&mut self, x: &Vec<f32>) -> Result<Vec<f32>> {
-        Ok(activation::relu_forward(x))
+        Ok(activation::relu(x))
     }
 
     fn reshape(&mut self, x: &Vec<f32>, _dims: &[usize]) -> Result<Vec<f32>> {
@@ -80,11 +80,11 @@ impl Executor for Reference {
     }
 
     fn dense(&mut self, shape: &DenseShape, x: &Vec<f32>, weight: usize, bias: usize, relu: bool) -> Result<Vec<f32>> {
-        Ok(dense::dense_forward(shape, x, &self.s.values[weight], &self.s.values[bias], relu))
+        Ok(dense::forward(shape, x, &self.s.values[weight], &self.s.values[bias], relu))
     }
 
     fn dropout(&mut self, config: &DropoutConfig, x: &Vec<f32>) -> Result<Vec<f32>> {
-        dropout::dropout_forward(&self.s.mask(config), x)
+        dropout::forward(&self.s.mask(config), x)
     }
 
     fn cross_entropy(&mut self, logits: &Vec<f32>) -> Result<Vec<f32>> {
@@ -109,7 +109,7 @@ impl Executor for Reference {
         params: bool,
         input: bool,
     ) -> Result<Option<Vec<f32>>> {
-        let (dx, dw, db) = conv2d::conv2d_backward(shape, x, &self.s.values[weight], dy);
+        let (dx, dw, db) = conv2d::backward(shape, x, &self.s.values[weight], dy);
         if params {
             self.s.grads[weight] = dw;
             self.s.grads[bias] = db;
@@ -126,9 +126,9 @@ impl Executor for Reference {
         relu_mask: bool,
     ) -> Result<Vec<f32>> {
         if relu_mask {
-            max_pool2d::max_pool2d_backward_relu(shape, argmax, y, dy)
+            max_pool2d::backward_relu(shape, argmax, y, dy)
         } else {
-            max_pool2d::max_pool2d_backward(shape, argmax, dy)
+            max_pool2d::backward(shape, argmax, dy)
         }
     }
 
@@ -167,18 +167,18 @@ impl Executor for Reference {
         input: bool,
     ) -> Result<Option<Vec<f32>>> {
         if params {
-            self.s.grads[weight] = dense::dense_backward_weight(shape, x, dy);
-            self.s.grads[bias] = dense::dense_backward_bias(shape, dy);
+            self.s.grads[weight] = dense::backward_weight(shape, x, dy);
+            self.s.grads[bias] = dense::backward_bias(shape, dy);
         }
-        Ok(input.then(|| dense::dense_backward_input(shape, dy, &self.s.values[weight])))
+        Ok(input.then(|| dense::backward_input(shape, dy, &self.s.values[weight])))
     }
 
     fn dropout_backward(&mut self, config: &DropoutConfig, dy: &Vec<f32>) -> Result<Vec<f32>> {
-        dropout::dropout_backward(&self.s.mask(config), dy)
+        dropout::backward(&self.s.mask(config), dy)
     }
 
     fn adam(&mut self, param: usize) -> Result<()> {
         let (m, v) = &mut self.s.moments[param];
-        adam::adam_step(&self.s.adam, self.s.step, &mut self.s.values[param], &self.s.grads[param], m, v)
+        adam::step(&self.s.adam, self.s.step, &mut self.s.values[param], &self.s.grads[param], m, v)
     }
 }

@@ -19,7 +19,7 @@ fn replaces<T: Real>(candidate: T, best: T) -> bool {
 
 /// `y[n, c, oy, ox] = max of x over the window at (oy * stride, ox * stride)`, and the flat index
 /// into `x` of the element chosen. Both are [batch, channels, out_h, out_w].
-pub fn max_pool2d_forward<T: Real>(shape: &Pool2dShape, x: &[T]) -> Result<(Vec<T>, Vec<u32>)> {
+pub fn forward<T: Real>(shape: &Pool2dShape, x: &[T]) -> Result<(Vec<T>, Vec<u32>)> {
     shape.validate()?;
     check_len("max_pool2d x", &shape.input_dims(), x.len())?;
     let (in_h, in_w, out_h, out_w) = (shape.in_h, shape.in_w, shape.out_h(), shape.out_w());
@@ -48,7 +48,7 @@ pub fn max_pool2d_forward<T: Real>(shape: &Pool2dShape, x: &[T]) -> Result<(Vec<
 
 /// `dx[i] = sum of dy over the outputs whose argmax is i`, added in output order (the order the
 /// GPU gather adds them in, so f32 results agree bit for bit).
-pub fn max_pool2d_backward<T: Real>(shape: &Pool2dShape, argmax: &[u32], dy: &[T]) -> Result<Vec<T>> {
+pub fn backward<T: Real>(shape: &Pool2dShape, argmax: &[u32], dy: &[T]) -> Result<Vec<T>> {
     shape.validate()?;
     check_len("max_pool2d argmax", &shape.output_dims(), argmax.len())?;
     check_len("max_pool2d dy", &shape.output_dims(), dy.len())?;
@@ -62,11 +62,11 @@ pub fn max_pool2d_backward<T: Real>(shape: &Pool2dShape, argmax: &[u32], dy: &[T
     Ok(dx)
 }
 
-/// [`max_pool2d_backward`] after the backward pass of a ReLU before the pool: a window passes its
+/// [`backward`] after the backward pass of a ReLU before the pool: a window passes its
 /// gradient only where its maximum `y` (the ReLU output it chose) is positive.
-pub fn max_pool2d_backward_relu<T: Real>(shape: &Pool2dShape, argmax: &[u32], y: &[T], dy: &[T]) -> Result<Vec<T>> {
+pub fn backward_relu<T: Real>(shape: &Pool2dShape, argmax: &[u32], y: &[T], dy: &[T]) -> Result<Vec<T>> {
     check_len("max_pool2d y", &shape.output_dims(), y.len())?;
-    max_pool2d_backward(shape, argmax, &super::activation::relu_backward(y, dy))
+    backward(shape, argmax, &super::activation::relu_backward(y, dy))
 }
 
 fn check_len(what: &str, dims: &[usize; 4], len: usize) -> Result<()> {

@@ -14,10 +14,10 @@ fn relu_forward_backward_match_cpu() {
         let y = zeros(&gpu, "y", &[len]);
         let dy = upload(&gpu, "dy", &[len], &dy_host);
         let dx = zeros(&gpu, "dx", &[len]);
-        let fwd = activation::relu_forward(&gpu, &x, &y).unwrap();
+        let fwd = activation::relu(&gpu, &x, &y).unwrap();
         let bwd = activation::relu_backward(&gpu, &y, &dy, &dx).unwrap();
         gpu.run(&[&fwd, &bwd]).unwrap();
-        let y_cpu = reference::activation::relu_forward(&x_host);
+        let y_cpu = reference::activation::relu(&x_host);
         // Exact: max and select do no arithmetic.
         assert_close("relu forward", &download(&gpu, &y), &y_cpu, 0.0, 0.0);
         assert_close(
@@ -36,9 +36,9 @@ fn relu_gradient_matches_finite_differences() {
     let x: Vec<f64> =
         random_f64(3, 40, 0.05, 1.0).iter().enumerate().map(|(i, v)| if i % 2 == 0 { *v } else { -*v }).collect();
     let r = random_f64(4, 40, -1.0, 1.0);
-    let y = reference::activation::relu_forward(&x);
+    let y = reference::activation::relu(&x);
     let dx = reference::activation::relu_backward(&y, &r);
-    check_gradient("relu dx", &x, &dx, |x| weighted_sum(&reference::activation::relu_forward(x), &r), 1e-6, 1e-6);
+    check_gradient("relu dx", &x, &dx, |x| weighted_sum(&reference::activation::relu(x), &r), 1e-6, 1e-6);
 }
 
 #[test]
@@ -48,7 +48,7 @@ fn relu_is_deterministic() {
     let x = upload(&gpu, "x", &[1000], &host);
     let run = || {
         let y = zeros(&gpu, "y", &[1000]);
-        gpu.run(&[&activation::relu_forward(&gpu, &x, &y).unwrap()]).unwrap();
+        gpu.run(&[&activation::relu(&gpu, &x, &y).unwrap()]).unwrap();
         download(&gpu, &y)
     };
     assert_bits_equal("relu forward", &run(), &run());

@@ -15,7 +15,7 @@ fn gpu_adam(cfg: &AdamConfig, param0: &[f32], grads: &[Vec<f32>]) -> Vec<[Vec<f3
     let param = upload(&gpu, "param", &[len], param0);
     let grad = zeros(&gpu, "grad", &[len]);
     let (m, v) = (zeros(&gpu, "m", &[len]), zeros(&gpu, "v", &[len]));
-    let dispatch = adam::adam_step(&gpu, cfg, 1, &param, &grad, &m, &v).unwrap();
+    let dispatch = adam::step(&gpu, cfg, 1, &param, &grad, &m, &v).unwrap();
     let mut states = Vec::new();
     for (i, g) in grads.iter().enumerate() {
         let step = i as u64 + 1;
@@ -47,7 +47,7 @@ fn adam_matches_cpu_over_ten_steps() {
             let (mut param, mut m, mut v) = (param0.clone(), vec![0.0; len], vec![0.0; len]);
             for (i, (g, [gpu_p, gpu_m, gpu_v])) in grads.iter().zip(&gpu_states).enumerate() {
                 let step = i as u64 + 1;
-                cpu_adam::adam_step(&cfg, step, &mut param, g, &mut m, &mut v).unwrap();
+                cpu_adam::step(&cfg, step, &mut param, g, &mut m, &mut v).unwrap();
                 let what = format!("len {len}, decay {weight_decay}, step {step}");
                 assert_close(&format!("{what} m"), gpu_m, &m, 1e-7, 1e-5);
                 assert_close(&format!("{what} v"), gpu_v, &v, 1e-7, 1e-5);
@@ -68,7 +68,7 @@ fn adam_minimises_a_quadratic() {
     let (mut m, mut v) = (vec![0.0; 8], vec![0.0; 8]);
     for step in 1..=3000 {
         let grad: Vec<f64> = (0..8).map(|i| 2.0 * curvature[i] * (p[i] - target[i])).collect();
-        cpu_adam::adam_step(&cfg, step, &mut p, &grad, &mut m, &mut v).unwrap();
+        cpu_adam::step(&cfg, step, &mut p, &grad, &mut m, &mut v).unwrap();
     }
     for i in 0..8 {
         assert!((p[i] - target[i]).abs() < 1e-3, "coordinate {i}: reached {} for minimum {}", p[i], target[i]);
@@ -88,7 +88,7 @@ fn first_step_moves_each_parameter_by_about_lr() {
     let [gpu_param, _, _] = gpu_adam(&cfg, &param0, std::slice::from_ref(&grads)).remove(0);
     let mut cpu_param = param0.clone();
     let (mut m, mut v) = (vec![0.0; len], vec![0.0; len]);
-    cpu_adam::adam_step(&cfg, 1, &mut cpu_param, &grads, &mut m, &mut v).unwrap();
+    cpu_adam::step(&cfg, 1, &mut cpu_param, &grads, &mut m, &mut v).unwrap();
     let want: Vec<f32> = param0.iter().zip(&grads).map(|(p, g)| p - cfg.lr * g.signum()).collect();
     // The smallest gradient, 0.1, leaves epsilon / sqrt(1 - b2) / 0.1 = 3e-5 of lr; f32 rounding
     // of p ~ 1 is 6e-8: atol 1e-7.
@@ -126,21 +126,21 @@ fn bad_arguments_are_errors() {
     let cfg = AdamConfig::default();
     let t = |n: usize| zeros(&gpu, "t", &[n]);
     let (p, g, m, v) = (t(10), t(10), t(10), t(10));
-    assert!(adam::adam_step(&gpu, &cfg, 1, &p, &g, &m, &v).is_ok());
-    assert!(adam::adam_step(&gpu, &cfg, 1, &p, &t(9), &m, &v).is_err());
-    assert!(adam::adam_step(&gpu, &cfg, 1, &p, &g, &t(11), &v).is_err());
-    assert!(adam::adam_step(&gpu, &cfg, 1, &p, &g, &m, &t(1)).is_err());
-    assert!(adam::adam_step(&gpu, &cfg, 0, &p, &g, &m, &v).is_err());
+    assert!(adam::step(&gpu, &cfg, 1, &p, &g, &m, &v).is_ok());
+    assert!(adam::step(&gpu, &cfg, 1, &p, &t(9), &m, &v).is_err());
+    assert!(adam::step(&gpu, &cfg, 1, &p, &g, &t(11), &v).is_err());
+    assert!(adam::step(&gpu, &cfg, 1, &p, &g, &m, &t(1)).is_err());
+    assert!(adam::step(&gpu, &cfg, 0, &p, &g, &m, &v).is_err());
     // Aliasing: the moments over the parameters, or the gradient in a written buffer.
-    assert!(adam::adam_step(&gpu, &cfg, 1, &p, &g, &p, &v).is_err());
-    assert!(adam::adam_step(&gpu, &cfg, 1, &p, &g, &m, &g).is_err());
+    assert!(adam::step(&gpu, &cfg, 1, &p, &g, &p, &v).is_err());
+    assert!(adam::step(&gpu, &cfg, 1, &p, &g, &m, &g).is_err());
     assert!(AdamParams::new(&cfg, 0, 10).is_err());
 
     let mut param = vec![0.0f32; 10];
     let (mut m, mut v) = (vec![0.0f32; 10], vec![0.0f32; 10]);
-    assert!(cpu_adam::adam_step(&cfg, 1, &mut param, &[0.0; 9], &mut m, &mut v).is_err());
-    assert!(cpu_adam::adam_step(&cfg, 1, &mut param, &[0.0; 10], &mut m[..9], &mut v).is_err());
-    assert!(cpu_adam::adam_step(&cfg, 0, &mut param, &[0.0; 10], &mut m, &mut v).is_err());
+    assert!(cpu_adam::step(&cfg, 1, &mut param, &[0.0; 9], &mut m, &mut v).is_err());
+    assert!(cpu_adam::step(&cfg, 1, &mut param, &[0.0; 10], &mut m[..9], &mut v).is_err());
+    assert!(cpu_adam::step(&cfg, 0, &mut param, &[0.0; 10], &mut m, &mut v).is_err());
 }
 
 #[test]
@@ -156,13 +156,13 @@ fn views_of_one_arena_are_updated_in_place() {
     let grad_host = random(2, len, -1.0, 1.0);
     p.write(&gpu, &param0).unwrap();
     let g = upload(&gpu, "grad", &[len], &grad_host);
-    gpu.run(&[&adam::adam_step(&gpu, &cfg, 1, &p, &g, &m, &v).unwrap()]).unwrap();
+    gpu.run(&[&adam::step(&gpu, &cfg, 1, &p, &g, &m, &v).unwrap()]).unwrap();
     let (mut param, mut m_cpu, mut v_cpu) = (param0, vec![0.0; len], vec![0.0; len]);
-    cpu_adam::adam_step(&cfg, 1, &mut param, &grad_host, &mut m_cpu, &mut v_cpu).unwrap();
+    cpu_adam::step(&cfg, 1, &mut param, &grad_host, &mut m_cpu, &mut v_cpu).unwrap();
     let want = [param, m_cpu, v_cpu].concat();
     // Tolerances of adam_matches_cpu_over_ten_steps.
     assert_close("arena", &download(&gpu, &arena), &want, 1e-6, 1e-5);
 
     let overlapping = view(4);
-    assert!(adam::adam_step(&gpu, &cfg, 1, &p, &g, &overlapping, &v).is_err());
+    assert!(adam::step(&gpu, &cfg, 1, &p, &g, &overlapping, &v).is_err());
 }

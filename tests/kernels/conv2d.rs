@@ -73,9 +73,8 @@ fn forward_matches_cpu() {
                 upload(&gpu, "b", &[s.out_channels], &b),
             );
             let yg = zeros(&gpu, "y", &s.output_dims());
-            gpu.run(&conv2d::conv2d_forward(&gpu, &s, &xg, &wg, &bg, &yg, relu).unwrap().iter().collect::<Vec<_>>())
-                .unwrap();
-            let want = reference::conv2d::conv2d_forward(&s, &x, &w, &b, relu);
+            gpu.run(&conv2d::forward(&gpu, &s, &xg, &wg, &bg, &yg, relu).unwrap().iter().collect::<Vec<_>>()).unwrap();
+            let want = reference::conv2d::forward(&s, &x, &w, &b, relu);
             let what = format!("{} conv2d forward {s:?} relu={relu}", gpu.kernels);
             assert_close(&what, &download(&gpu, &yg), &want, ATOL, RTOL);
         }
@@ -106,10 +105,10 @@ fn backward_matches_cpu() {
             zeros(&gpu, "dw", &s.weight_dims()),
             zeros(&gpu, "db", &[s.out_channels]),
         );
-        let mut dispatches = conv2d::conv2d_backward_input(&gpu, &s, &dyg, &wg, &dxg).unwrap();
-        dispatches.extend(conv2d::conv2d_backward_weight(&gpu, &s, &xg, &dyg, &dwg, &dbg).unwrap());
+        let mut dispatches = conv2d::backward_input(&gpu, &s, &dyg, &wg, &dxg).unwrap();
+        dispatches.extend(conv2d::backward_weight(&gpu, &s, &xg, &dyg, &dwg, &dbg).unwrap());
         gpu.run(&dispatches.iter().collect::<Vec<_>>()).unwrap();
-        let (dx, dw, db) = reference::conv2d::conv2d_backward(&s, &x, &w, &dy);
+        let (dx, dw, db) = reference::conv2d::backward(&s, &x, &w, &dy);
         let kernels = gpu.kernels;
         // dx sums up to 40*3*3 = 360 products, dw and db over batch * out_h * out_w (up to
         // 3*16*17 = 816) in another order (split chunks, then the chunks): relative error grows
@@ -131,9 +130,8 @@ fn gradients_match_finite_differences() {
         let w = random_f64(2, s.weight_dims().iter().product(), -1.0, 1.0);
         let b = random_f64(3, s.out_channels, -1.0, 1.0);
         let r = random_f64(4, s.output_dims().iter().product(), -1.0, 1.0);
-        let (dx, dw, db) = reference::conv2d::conv2d_backward(&s, &x, &w, &r);
-        let loss =
-            |x: &[f64], w: &[f64], b: &[f64]| weighted_sum(&reference::conv2d::conv2d_forward(&s, x, w, b, false), &r);
+        let (dx, dw, db) = reference::conv2d::backward(&s, &x, &w, &r);
+        let loss = |x: &[f64], w: &[f64], b: &[f64]| weighted_sum(&reference::conv2d::forward(&s, x, w, b, false), &r);
         check_gradient(&format!("conv2d dx {s:?}"), &x, &dx, |x| loss(x, &w, &b), 1e-6, 1e-6);
         check_gradient(&format!("conv2d dw {s:?}"), &w, &dw, |w| loss(&x, w, &b), 1e-6, 1e-6);
         check_gradient(&format!("conv2d db {s:?}"), &b, &db, |b| loss(&x, &w, b), 1e-6, 1e-6);
@@ -160,9 +158,9 @@ fn passes_are_deterministic(gpu: Arc<Gpu>) {
             zeros(&gpu, "dw", &s.weight_dims()),
             zeros(&gpu, "db", &[s.out_channels]),
         );
-        let mut d = conv2d::conv2d_forward(&gpu, &s, &x, &w, &b, &y, true).unwrap();
-        d.extend(conv2d::conv2d_backward_input(&gpu, &s, &dy, &w, &dx).unwrap());
-        d.extend(conv2d::conv2d_backward_weight(&gpu, &s, &x, &dy, &dw, &db).unwrap());
+        let mut d = conv2d::forward(&gpu, &s, &x, &w, &b, &y, true).unwrap();
+        d.extend(conv2d::backward_input(&gpu, &s, &dy, &w, &dx).unwrap());
+        d.extend(conv2d::backward_weight(&gpu, &s, &x, &dy, &dw, &db).unwrap());
         gpu.run(&d.iter().collect::<Vec<_>>()).unwrap();
         [&y, &dx, &dw, &db].map(|t| download(&gpu, t))
     };
@@ -185,10 +183,8 @@ fn bad_shapes_fail(gpu: Arc<Gpu>) {
     let w = zeros(&gpu, "w", &[4, 3, 3, 2]);
     let b = zeros(&gpu, "b", &[4]);
     let y = zeros(&gpu, "y", &s.output_dims());
-    let err = conv2d::conv2d_forward(&gpu, &s, &x, &w, &b, &y, false).unwrap_err().to_string();
+    let err = conv2d::forward(&gpu, &s, &x, &w, &b, &y, false).unwrap_err().to_string();
     assert!(err.contains("conv2d weight"), "{err}");
     let too_big = shape(1, 3, 2, 2, 4, 3, 1, Padding::Valid);
-    assert!(
-        conv2d::conv2d_forward(&gpu, &too_big, &x, &w, &b, &y, false).unwrap_err().to_string().contains("does not fit")
-    );
+    assert!(conv2d::forward(&gpu, &too_big, &x, &w, &b, &y, false).unwrap_err().to_string().contains("does not fit"));
 }

@@ -63,13 +63,13 @@ fn check_layer(gpu: &Gpu, layer: &Layer, variant: MatmulVariant) {
     let dw = zeros(gpu, "dw", &[s.inputs, s.outputs]);
     let db = zeros(gpu, "db", &[s.outputs]);
     let passes = [
-        Matmul::dense_forward(&s, &x, &w, &b, &y, false),
-        Matmul::dense_forward(&s, &x, &w, &b, &y_relu, true),
-        Matmul::dense_backward_input(&s, &dy, &w, &dx),
-        Matmul::dense_backward_weight(&s, &x, &dy, &dw),
+        Matmul::forward(&s, &x, &w, &b, &y, false),
+        Matmul::forward(&s, &x, &w, &b, &y_relu, true),
+        Matmul::backward_input(&s, &dy, &w, &dx),
+        Matmul::backward_weight(&s, &x, &dy, &dw),
     ]
     .map(|p| dense::matmul_with(gpu, &p.unwrap(), variant).unwrap());
-    let bias = dense::dense_backward_bias(gpu, &s, &dy, &db).unwrap();
+    let bias = dense::backward_bias(gpu, &s, &dy, &db).unwrap();
     let mut all: Vec<_> = passes.iter().collect();
     all.push(&bias);
     gpu.run(&all).unwrap();
@@ -78,33 +78,33 @@ fn check_layer(gpu: &Gpu, layer: &Layer, variant: MatmulVariant) {
     assert_close(
         &what("forward"),
         &download(gpu, &y),
-        &reference::dense::dense_forward(&s, &layer.x, &layer.w, &layer.b, false),
+        &reference::dense::forward(&s, &layer.x, &layer.w, &layer.b, false),
         forward_atol,
         RTOL,
     );
     assert_close(
         &what("forward relu"),
         &download(gpu, &y_relu),
-        &reference::dense::dense_forward(&s, &layer.x, &layer.w, &layer.b, true),
+        &reference::dense::forward(&s, &layer.x, &layer.w, &layer.b, true),
         forward_atol,
         RTOL,
     );
     assert_close(
         &what("dx"),
         &download(gpu, &dx),
-        &reference::dense::dense_backward_input(&s, &layer.dy, &layer.w),
+        &reference::dense::backward_input(&s, &layer.dy, &layer.w),
         reduction_atol(s.outputs),
         RTOL,
     );
     assert_close(
         &what("dw"),
         &download(gpu, &dw),
-        &reference::dense::dense_backward_weight(&s, &layer.x, &layer.dy),
+        &reference::dense::backward_weight(&s, &layer.x, &layer.dy),
         reduction_atol(s.batch),
         RTOL,
     );
     // Plain additions in the same order on both sides: exact.
-    assert_close(&what("db"), &download(gpu, &db), &reference::dense::dense_backward_bias(&s, &layer.dy), 0.0, 0.0);
+    assert_close(&what("db"), &download(gpu, &db), &reference::dense::backward_bias(&s, &layer.dy), 0.0, 0.0);
 }
 
 #[test]
@@ -149,20 +149,20 @@ fn dense_entry_points_use_the_adapter_variant() {
     let dw = zeros(&gpu, "dw", &[31 * 33, 257]);
     let db = zeros(&gpu, "db", &[257]);
     let dispatches = [
-        dense::dense_forward(&gpu, &s, &x, &w, &b, &y, true).unwrap(),
-        dense::dense_backward_input(&gpu, &s, &dy, &w, &dx).unwrap(),
-        dense::dense_backward_weight(&gpu, &s, &x, &dy, &dw).unwrap(),
-        dense::dense_backward_bias(&gpu, &s, &dy, &db).unwrap(),
+        dense::forward(&gpu, &s, &x, &w, &b, &y, true).unwrap(),
+        dense::backward_input(&gpu, &s, &dy, &w, &dx).unwrap(),
+        dense::backward_weight(&gpu, &s, &x, &dy, &dw).unwrap(),
+        dense::backward_bias(&gpu, &s, &dy, &db).unwrap(),
     ];
     gpu.run(&dispatches.iter().collect::<Vec<_>>()).unwrap();
     let tol = reduction_atol(31 * 33);
-    let y_cpu = reference::dense::dense_forward(&s, &layer.x, &layer.w, &layer.b, true);
+    let y_cpu = reference::dense::forward(&s, &layer.x, &layer.w, &layer.b, true);
     assert_close("forward", &download(&gpu, &y), &y_cpu, tol, RTOL);
-    let dx_cpu = reference::dense::dense_backward_input(&s, &layer.dy, &layer.w);
+    let dx_cpu = reference::dense::backward_input(&s, &layer.dy, &layer.w);
     assert_close("dx", &download(&gpu, &dx), &dx_cpu, tol, RTOL);
-    let dw_cpu = reference::dense::dense_backward_weight(&s, &layer.x, &layer.dy);
+    let dw_cpu = reference::dense::backward_weight(&s, &layer.x, &layer.dy);
     assert_close("dw", &download(&gpu, &dw), &dw_cpu, tol, RTOL);
-    let db_cpu = reference::dense::dense_backward_bias(&s, &layer.dy);
+    let db_cpu = reference::dense::backward_bias(&s, &layer.dy);
     assert_close("db", &download(&gpu, &db), &db_cpu, 0.0, 0.0);
 }
 
@@ -173,13 +173,12 @@ fn dense_gradients_match_finite_differences() {
         let w = random_f64(seed + 1, s.inputs * s.outputs, -1.0, 1.0);
         let b = random_f64(seed + 2, s.outputs, -1.0, 1.0);
         let r = random_f64(seed + 3, s.batch * s.outputs, -1.0, 1.0);
-        let loss =
-            |x: &[f64], w: &[f64], b: &[f64]| weighted_sum(&reference::dense::dense_forward(&s, x, w, b, relu), &r);
+        let loss = |x: &[f64], w: &[f64], b: &[f64]| weighted_sum(&reference::dense::forward(&s, x, w, b, relu), &r);
         // d loss / d y = r; through the fused ReLU it is r where the output is positive.
-        let y = reference::dense::dense_forward(&s, &x, &w, &b, relu);
+        let y = reference::dense::forward(&s, &x, &w, &b, relu);
         let dy = if relu { reference::activation::relu_backward(&y, &r) } else { r.clone() };
         // Keep clear of the ReLU kink, where the derivative is undefined; have both sides of it.
-        let pre = reference::dense::dense_forward(&s, &x, &w, &b, false);
+        let pre = reference::dense::forward(&s, &x, &w, &b, false);
         assert!(pre.iter().all(|v| v.abs() > 1e-3), "pick another seed");
         if relu {
             assert!(pre.iter().any(|&v| v < 0.0) && pre.iter().any(|&v| v > 0.0));
@@ -188,7 +187,7 @@ fn dense_gradients_match_finite_differences() {
         check_gradient(
             &what("dx"),
             &x,
-            &reference::dense::dense_backward_input(&s, &dy, &w),
+            &reference::dense::backward_input(&s, &dy, &w),
             |x| loss(x, &w, &b),
             1e-6,
             1e-6,
@@ -196,19 +195,12 @@ fn dense_gradients_match_finite_differences() {
         check_gradient(
             &what("dw"),
             &w,
-            &reference::dense::dense_backward_weight(&s, &x, &dy),
+            &reference::dense::backward_weight(&s, &x, &dy),
             |w| loss(&x, w, &b),
             1e-6,
             1e-6,
         );
-        check_gradient(
-            &what("db"),
-            &b,
-            &reference::dense::dense_backward_bias(&s, &dy),
-            |b| loss(&x, &w, b),
-            1e-6,
-            1e-6,
-        );
+        check_gradient(&what("db"), &b, &reference::dense::backward_bias(&s, &dy), |b| loss(&x, &w, b), 1e-6, 1e-6);
     }
 }
 
@@ -228,12 +220,12 @@ fn dense_passes_are_deterministic() {
             let dw = zeros(&gpu, "dw", &[31 * 33, 257]);
             let db = zeros(&gpu, "db", &[257]);
             let dispatches = [
-                Matmul::dense_forward(&s, &x, &w, &b, &y, true),
-                Matmul::dense_backward_input(&s, &dy, &w, &dx),
-                Matmul::dense_backward_weight(&s, &x, &dy, &dw),
+                Matmul::forward(&s, &x, &w, &b, &y, true),
+                Matmul::backward_input(&s, &dy, &w, &dx),
+                Matmul::backward_weight(&s, &x, &dy, &dw),
             ]
             .map(|p| dense::matmul_with(&gpu, &p.unwrap(), variant).unwrap());
-            let bias = dense::dense_backward_bias(&gpu, &s, &dy, &db).unwrap();
+            let bias = dense::backward_bias(&gpu, &s, &dy, &db).unwrap();
             let mut all: Vec<_> = dispatches.iter().collect();
             all.push(&bias);
             gpu.run(&all).unwrap();
@@ -260,19 +252,19 @@ fn mismatched_shapes_are_errors() {
     let y_short = zeros(&gpu, "y", &[2, 4]);
     let x_batch_swapped = zeros(&gpu, "x", &[5, 3]);
 
-    assert!(dense::dense_forward(&gpu, &s, &x, &w, &b, &y, false).is_ok());
-    assert!(dense::dense_forward(&gpu, &s, &x, &w_transposed, &b, &y, false).is_err());
-    assert!(dense::dense_forward(&gpu, &s, &x, &w, &b_long, &y, false).is_err());
-    assert!(dense::dense_forward(&gpu, &s, &x, &w, &b, &y_short, false).is_err());
-    assert!(dense::dense_forward(&gpu, &s, &x_batch_swapped, &w, &b, &y, false).is_err());
-    assert!(dense::dense_backward_input(&gpu, &s, &y, &w, &y).is_err());
-    assert!(dense::dense_backward_input(&gpu, &s, &y, &w_transposed, &dx).is_err());
-    assert!(dense::dense_backward_weight(&gpu, &s, &x, &y, &w_transposed).is_err());
-    assert!(dense::dense_backward_weight(&gpu, &s, &x, &y_short, &w).is_err());
-    assert!(dense::dense_backward_bias(&gpu, &s, &y, &b_long).is_err());
-    assert!(dense::dense_backward_bias(&gpu, &s, &y_short, &b).is_err());
+    assert!(dense::forward(&gpu, &s, &x, &w, &b, &y, false).is_ok());
+    assert!(dense::forward(&gpu, &s, &x, &w_transposed, &b, &y, false).is_err());
+    assert!(dense::forward(&gpu, &s, &x, &w, &b_long, &y, false).is_err());
+    assert!(dense::forward(&gpu, &s, &x, &w, &b, &y_short, false).is_err());
+    assert!(dense::forward(&gpu, &s, &x_batch_swapped, &w, &b, &y, false).is_err());
+    assert!(dense::backward_input(&gpu, &s, &y, &w, &y).is_err());
+    assert!(dense::backward_input(&gpu, &s, &y, &w_transposed, &dx).is_err());
+    assert!(dense::backward_weight(&gpu, &s, &x, &y, &w_transposed).is_err());
+    assert!(dense::backward_weight(&gpu, &s, &x, &y_short, &w).is_err());
+    assert!(dense::backward_bias(&gpu, &s, &y, &b_long).is_err());
+    assert!(dense::backward_bias(&gpu, &s, &y_short, &b).is_err());
     let empty = dense_shape(0, 5, 4);
-    assert!(dense::dense_forward(&gpu, &empty, &x, &w, &b, &y, false).is_err());
+    assert!(dense::forward(&gpu, &empty, &x, &w, &b, &y, false).is_err());
 
     // The general builder checks that strided operands stay inside their tensors, and the
     // variant's tuning.

@@ -16,8 +16,8 @@ fn run_gpu(gpu: &Gpu, c: &DropoutConfig, x: &[f32], dy: &[f32]) -> (Vec<f32>, Ve
     let n = x.len();
     let (x, y) = (upload(gpu, "x", &[n], x), zeros(gpu, "y", &[n]));
     let (dy, dx) = (upload(gpu, "dy", &[n], dy), zeros(gpu, "dx", &[n]));
-    let fwd = dropout::dropout_forward(gpu, c, &x, &y).unwrap();
-    let bwd = dropout::dropout_backward(gpu, c, &dy, &dx).unwrap();
+    let fwd = dropout::forward(gpu, c, &x, &y).unwrap();
+    let bwd = dropout::backward(gpu, c, &dy, &dx).unwrap();
     gpu.run(&[&fwd, &bwd]).unwrap();
     (download(gpu, &y), download(gpu, &dx))
 }
@@ -43,9 +43,9 @@ fn dropout_matches_cpu_bit_for_bit() {
         let dy = random(len as u64 + 1, len, -2.0, 2.0);
         let (y, dx) = run_gpu(&gpu, &c, &x, &dy);
         // Exact: the same integer mask, and one f32 multiply by the same f32 scale.
-        assert_close("dropout forward", &y, &cpu_dropout::dropout_forward(&c, &x).unwrap(), 0.0, 0.0);
-        assert_close("dropout backward", &dx, &cpu_dropout::dropout_backward(&c, &dy).unwrap(), 0.0, 0.0);
-        assert_eq!(gpu_mask(&gpu, &c, len), cpu_dropout::dropout_mask(&c, len).unwrap(), "mask of {len}");
+        assert_close("dropout forward", &y, &cpu_dropout::forward(&c, &x).unwrap(), 0.0, 0.0);
+        assert_close("dropout backward", &dx, &cpu_dropout::backward(&c, &dy).unwrap(), 0.0, 0.0);
+        assert_eq!(gpu_mask(&gpu, &c, len), cpu_dropout::mask(&c, len).unwrap(), "mask of {len}");
     }
 }
 
@@ -89,7 +89,7 @@ fn dropout_at_rate_zero_is_the_identity() {
     let (y, dx) = run_gpu(&gpu, &c, &x, &dy);
     assert_bits_equal("gpu forward", &y, &x);
     assert_bits_equal("gpu backward", &dx, &dy);
-    assert_bits_equal("cpu forward", &cpu_dropout::dropout_forward(&c, &x).unwrap(), &x);
+    assert_bits_equal("cpu forward", &cpu_dropout::forward(&c, &x).unwrap(), &x);
 }
 
 #[test]
@@ -97,15 +97,8 @@ fn dropout_gradient_matches_finite_differences() {
     let c = config(0.4, 77, 3);
     let x = random_f64(3, 200, -1.0, 1.0);
     let r = random_f64(4, 200, -1.0, 1.0);
-    let dx = cpu_dropout::dropout_backward(&c, &r).unwrap();
-    check_gradient(
-        "dropout dx",
-        &x,
-        &dx,
-        |x| weighted_sum(&cpu_dropout::dropout_forward(&c, x).unwrap(), &r),
-        1e-6,
-        1e-6,
-    );
+    let dx = cpu_dropout::backward(&c, &r).unwrap();
+    check_gradient("dropout dx", &x, &dx, |x| weighted_sum(&cpu_dropout::forward(&c, x).unwrap(), &r), 1e-6, 1e-6);
 }
 
 #[test]
@@ -122,11 +115,11 @@ fn dropout_rejects_bad_rates_and_lengths() {
     let x = zeros(&gpu, "x", &[10]);
     for rate in [1.0, 1.5, -0.1, f32::NAN] {
         let c = config(rate, 0, 0);
-        assert!(dropout::dropout_forward(&gpu, &c, &x, &x).is_err(), "rate {rate}");
-        assert!(cpu_dropout::dropout_forward(&c, &[0.0f32; 3]).is_err(), "rate {rate}");
+        assert!(dropout::forward(&gpu, &c, &x, &x).is_err(), "rate {rate}");
+        assert!(cpu_dropout::forward(&c, &[0.0f32; 3]).is_err(), "rate {rate}");
     }
     let short = zeros(&gpu, "y", &[9]);
     let c = config(0.5, 0, 0);
-    assert!(dropout::dropout_forward(&gpu, &c, &x, &short).is_err());
-    assert!(dropout::dropout_backward(&gpu, &c, &x, &short).is_err());
+    assert!(dropout::forward(&gpu, &c, &x, &short).is_err());
+    assert!(dropout::backward(&gpu, &c, &x, &short).is_err());
 }

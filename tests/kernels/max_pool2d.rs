@@ -29,9 +29,9 @@ fn run_gpu(gpu: &Gpu, s: &Pool2dShape, x: &[f32], dy: &[f32]) -> GpuPool {
     let dy = upload(gpu, "dy", &s.output_dims(), dy);
     let dx = zeros(gpu, "dx", &s.input_dims());
     let dx_relu = zeros(gpu, "dx_relu", &s.input_dims());
-    let fwd = max_pool2d::max_pool2d_forward(gpu, s, &x, &y, &argmax).unwrap();
-    let bwd = max_pool2d::max_pool2d_backward(gpu, s, &argmax, &y, &dy, &dx, false).unwrap();
-    let bwd_relu = max_pool2d::max_pool2d_backward(gpu, s, &argmax, &y, &dy, &dx_relu, true).unwrap();
+    let fwd = max_pool2d::forward(gpu, s, &x, &y, &argmax).unwrap();
+    let bwd = max_pool2d::backward(gpu, s, &argmax, &y, &dy, &dx, false).unwrap();
+    let bwd_relu = max_pool2d::backward(gpu, s, &argmax, &y, &dy, &dx_relu, true).unwrap();
     gpu.run(&[&fwd, &bwd, &bwd_relu]).unwrap();
     GpuPool {
         y: download(gpu, &y),
@@ -47,15 +47,15 @@ fn assert_gpu_matches_cpu(gpu: &Gpu, s: &Pool2dShape, x: &[f32], seed: u64) {
     let out_len: usize = s.output_dims().iter().product();
     let dy = random(seed, out_len, -1.0, 1.0);
     let got = run_gpu(gpu, s, x, &dy);
-    let (y, argmax) = cpu_pool::max_pool2d_forward(s, x).unwrap();
-    let dx = cpu_pool::max_pool2d_backward(s, &argmax, &dy).unwrap();
+    let (y, argmax) = cpu_pool::forward(s, x).unwrap();
+    let dx = cpu_pool::backward(s, &argmax, &dy).unwrap();
     assert_close(&format!("forward {s:?}"), &got.y, &y, 0.0, 0.0);
     assert_eq!(got.argmax, argmax, "argmax {s:?}");
     assert_close(&format!("backward {s:?}"), &got.dx, &dx, 0.0, 0.0);
-    let dx_relu = cpu_pool::max_pool2d_backward_relu(s, &argmax, &y, &dy).unwrap();
+    let dx_relu = cpu_pool::backward_relu(s, &argmax, &y, &dy).unwrap();
     assert_close(&format!("backward with ReLU mask {s:?}"), &got.dx_relu, &dx_relu, 0.0, 0.0);
     // The fused pass equals a ReLU backward over the pool's input followed by the pool backward.
-    let unfused = cpu_pool::max_pool2d_backward(s, &argmax, &relu_backward_at(&argmax, x, &dy)).unwrap();
+    let unfused = cpu_pool::backward(s, &argmax, &relu_backward_at(&argmax, x, &dy)).unwrap();
     assert_eq!(dx_relu, unfused, "fused ReLU mask {s:?}");
 }
 
@@ -101,13 +101,13 @@ fn max_pool2d_gradient_matches_finite_differences() {
     for s in [shape(2, 3, 7, 9, 2, 2), shape(1, 2, 7, 9, 3, 2), shape(2, 1, 8, 9, 2, 3)] {
         let x = distinct_f64(7, s.input_dims().iter().product());
         let r = random_f64(8, s.output_dims().iter().product(), -1.0, 1.0);
-        let (_, argmax) = cpu_pool::max_pool2d_forward(&s, &x).unwrap();
-        let dx = cpu_pool::max_pool2d_backward(&s, &argmax, &r).unwrap();
+        let (_, argmax) = cpu_pool::forward(&s, &x).unwrap();
+        let dx = cpu_pool::backward(&s, &argmax, &r).unwrap();
         check_gradient(
             &format!("max_pool2d dx {s:?}"),
             &x,
             &dx,
-            |x| weighted_sum(&cpu_pool::max_pool2d_forward(&s, x).unwrap().0, &r),
+            |x| weighted_sum(&cpu_pool::forward(&s, x).unwrap().0, &r),
             1e-6,
             1e-6,
         );
@@ -134,7 +134,7 @@ fn max_pool2d_equal_window_chooses_its_top_left_element() {
             }
         }
         assert_eq!(got.argmax, top_left, "argmax {s:?}");
-        assert_eq!(cpu_pool::max_pool2d_forward(&s, &x).unwrap().1, top_left);
+        assert_eq!(cpu_pool::forward(&s, &x).unwrap().1, top_left);
         assert_close(&format!("dx {s:?}"), &got.dx, &dx, 0.0, 0.0);
     }
 }
@@ -154,7 +154,7 @@ fn max_pool2d_propagates_the_first_nan_and_handles_infinities() {
         x[at] = f32::NEG_INFINITY;
     }
     x[21] = f32::INFINITY;
-    let (y, argmax) = cpu_pool::max_pool2d_forward(&s, &x).unwrap();
+    let (y, argmax) = cpu_pool::forward(&s, &x).unwrap();
     let chosen = [argmax[0], argmax[1], argmax[3], argmax[4]];
     assert_eq!(chosen, [7, 3, 12, 21], "cpu argmax");
     assert!(y[0].is_nan() && y[1].is_nan() && y[3] == f32::NEG_INFINITY);
@@ -163,7 +163,7 @@ fn max_pool2d_propagates_the_first_nan_and_handles_infinities() {
     assert_eq!(got.argmax, argmax, "gpu argmax");
     let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(&got.y), bits(&y), "gpu y");
-    let dx = cpu_pool::max_pool2d_backward(&s, &argmax, &dy).unwrap();
+    let dx = cpu_pool::backward(&s, &argmax, &dy).unwrap();
     assert_close("gpu dx", &got.dx, &dx, 0.0, 0.0);
 }
 
@@ -187,22 +187,22 @@ fn max_pool2d_rejects_bad_shapes() {
     let big = shape(1, 1, 3, 5, 4, 1);
     let x = t(&big.input_dims());
     let out = t(&[1, 1, 1, 1]);
-    assert!(max_pool2d::max_pool2d_forward(&gpu, &big, &x, &out, &out).is_err());
-    assert!(max_pool2d::max_pool2d_backward(&gpu, &big, &out, &out, &out, &x, false).is_err());
-    assert!(cpu_pool::max_pool2d_forward(&big, &[0.0f32; 15]).is_err());
+    assert!(max_pool2d::forward(&gpu, &big, &x, &out, &out).is_err());
+    assert!(max_pool2d::backward(&gpu, &big, &out, &out, &out, &x, false).is_err());
+    assert!(cpu_pool::forward(&big, &[0.0f32; 15]).is_err());
     // A zero stride.
-    assert!(cpu_pool::max_pool2d_forward(&shape(1, 1, 4, 4, 2, 0), &[0.0f32; 16]).is_err());
+    assert!(cpu_pool::forward(&shape(1, 1, 4, 4, 2, 0), &[0.0f32; 16]).is_err());
     // Tensors that do not match the shape.
     let s = shape(1, 2, 6, 6, 2, 2);
     let (x, y, dx): (GpuTensor, GpuTensor, GpuTensor) = (t(&s.input_dims()), t(&s.output_dims()), t(&s.input_dims()));
     let wrong = t(&[1, 2, 3, 4]);
-    assert!(max_pool2d::max_pool2d_forward(&gpu, &s, &wrong, &y, &y).is_err());
-    assert!(max_pool2d::max_pool2d_forward(&gpu, &s, &x, &y, &wrong).is_err());
-    assert!(max_pool2d::max_pool2d_backward(&gpu, &s, &y, &y, &wrong, &dx, false).is_err());
-    assert!(max_pool2d::max_pool2d_backward(&gpu, &s, &y, &y, &y, &wrong, true).is_err());
-    assert!(max_pool2d::max_pool2d_backward(&gpu, &s, &y, &wrong, &y, &dx, true).is_err());
-    assert!(cpu_pool::max_pool2d_forward(&s, &[0.0f32; 5]).is_err());
-    assert!(cpu_pool::max_pool2d_backward(&s, &[0; 18], &[0.0f32; 17]).is_err());
+    assert!(max_pool2d::forward(&gpu, &s, &wrong, &y, &y).is_err());
+    assert!(max_pool2d::forward(&gpu, &s, &x, &y, &wrong).is_err());
+    assert!(max_pool2d::backward(&gpu, &s, &y, &y, &wrong, &dx, false).is_err());
+    assert!(max_pool2d::backward(&gpu, &s, &y, &y, &y, &wrong, true).is_err());
+    assert!(max_pool2d::backward(&gpu, &s, &y, &wrong, &y, &dx, true).is_err());
+    assert!(cpu_pool::forward(&s, &[0.0f32; 5]).is_err());
+    assert!(cpu_pool::backward(&s, &[0; 18], &[0.0f32; 17]).is_err());
     // An argmax pointing outside the input.
-    assert!(cpu_pool::max_pool2d_backward(&s, &[1000; 18], &[0.0f32; 18]).is_err());
+    assert!(cpu_pool::backward(&s, &[1000; 18], &[0.0f32; 18]).is_err());
 }

@@ -59,15 +59,15 @@ fn conv2d_matches_the_reference() {
         for relu in [false, true] {
             let mut y = vec![f32::NAN; dy.len()];
             conv2d::forward(&s, &x, &w, &b, relu, &mut y);
-            let want = reference::conv2d::conv2d_forward(&s, &x, &w, &b, relu);
+            let want = reference::conv2d::forward(&s, &x, &w, &b, relu);
             assert_close(&format!("conv2d forward {s:?} relu {relu}"), &y, &want, ATOL, RTOL);
         }
-        let (want_dx, _, _) = reference::conv2d::conv2d_backward(&s, &x, &w, &dy);
+        let (want_dx, _, _) = reference::conv2d::backward(&s, &x, &w, &dy);
         // The weight gradient sums batch x pixels terms: held to the reference in f64, as the
         // reference's own f32 running sum drifts further than the GEMM's blocked one.
         let wide = |v: &[f32]| v.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
         let narrow = |v: Vec<f64>| v.into_iter().map(|v| v as f32).collect::<Vec<f32>>();
-        let (_, want_dw, want_db) = reference::conv2d::conv2d_backward(&s, &wide(&x), &wide(&w), &wide(&dy));
+        let (_, want_dw, want_db) = reference::conv2d::backward(&s, &wide(&x), &wide(&w), &wide(&dy));
         let (want_dw, want_db) = (narrow(want_dw), narrow(want_db));
         // Buffers start as NaN: every element must be written.
         let (mut dx, mut dw, mut db) = (vec![f32::NAN; x.len()], vec![f32::NAN; w.len()], vec![f32::NAN; b.len()]);
@@ -101,15 +101,15 @@ fn dense_matches_the_reference() {
         for relu in [false, true] {
             let mut y = vec![f32::NAN; batch * outputs];
             dense::forward(&s, &x, &w, &b, relu, &mut y);
-            assert_close("dense forward", &y, &reference::dense::dense_forward(&s, &x, &w, &b, relu), ATOL, RTOL);
+            assert_close("dense forward", &y, &reference::dense::forward(&s, &x, &w, &b, relu), ATOL, RTOL);
         }
         let mut dx = vec![f32::NAN; x.len()];
         dense::backward_input(&s, &dy, &w, &mut dx);
-        assert_close("dense dx", &dx, &reference::dense::dense_backward_input(&s, &dy, &w), ATOL, RTOL);
+        assert_close("dense dx", &dx, &reference::dense::backward_input(&s, &dy, &w), ATOL, RTOL);
         let (mut dw, mut db) = (vec![f32::NAN; w.len()], vec![f32::NAN; outputs]);
         dense::backward_params(&s, &x, &dy, &mut dw, &mut db);
-        assert_close("dense dw", &dw, &reference::dense::dense_backward_weight(&s, &x, &dy), ATOL, RTOL);
-        assert_close("dense db", &db, &reference::dense::dense_backward_bias(&s, &dy), ATOL, RTOL);
+        assert_close("dense dw", &dw, &reference::dense::backward_weight(&s, &x, &dy), ATOL, RTOL);
+        assert_close("dense db", &db, &reference::dense::backward_bias(&s, &dy), ATOL, RTOL);
     }
 }
 
@@ -122,7 +122,7 @@ fn max_pool2d_matches_the_reference_bit_for_bit() {
         // Ties (a window of equal values chooses its first) and a NaN (propagates).
         x[..4].fill(0.5);
         x[5] = f32::NAN;
-        let (want_y, want_argmax) = reference::max_pool2d::max_pool2d_forward(&s, &x).unwrap();
+        let (want_y, want_argmax) = reference::max_pool2d::forward(&s, &x).unwrap();
         let (mut y, mut argmax) = (vec![0.0; want_y.len()], vec![u32::MAX; want_y.len()]);
         max_pool2d::forward(&s, &x, &mut y, &mut argmax);
         assert_bits_equal(&format!("max_pool2d y {s:?}"), &y, &want_y);
@@ -130,9 +130,9 @@ fn max_pool2d_matches_the_reference_bit_for_bit() {
         let dy = random(310 + i as u64, y.len(), -1.0, 1.0);
         let mut dx = vec![f32::NAN; x.len()];
         max_pool2d::backward(&s, &argmax, None, &dy, &mut dx).unwrap();
-        assert_bits_equal("max_pool2d dx", &dx, &reference::max_pool2d::max_pool2d_backward(&s, &argmax, &dy).unwrap());
+        assert_bits_equal("max_pool2d dx", &dx, &reference::max_pool2d::backward(&s, &argmax, &dy).unwrap());
         max_pool2d::backward(&s, &argmax, Some(&y), &dy, &mut dx).unwrap();
-        let want = reference::max_pool2d::max_pool2d_backward_relu(&s, &argmax, &y, &dy).unwrap();
+        let want = reference::max_pool2d::backward_relu(&s, &argmax, &y, &dy).unwrap();
         assert_bits_equal("max_pool2d dx after relu", &dx, &want);
         // An argmax outside its plane is refused, not written.
         argmax[0] = u32::MAX;
@@ -222,17 +222,17 @@ fn elementwise_ops_match_the_reference_bit_for_bit() {
     let dy = random(401, n, -1.0, 1.0);
     let mut out = vec![f32::NAN; n];
     elementwise::relu(&x, &mut out);
-    assert_bits_equal("relu", &out, &reference::activation::relu_forward(&x));
+    assert_bits_equal("relu", &out, &reference::activation::relu(&x));
     elementwise::relu_backward(&x, &dy, &mut out);
     assert_bits_equal("relu backward", &out, &reference::activation::relu_backward(&x, &dy));
     let config = DropoutConfig { rate: 0.3, seed: 77, step: 5 };
     elementwise::dropout(&config, &x, &mut out).unwrap();
-    assert_bits_equal("dropout", &out, &reference::dropout::dropout_forward(&config, &x).unwrap());
+    assert_bits_equal("dropout", &out, &reference::dropout::forward(&config, &x).unwrap());
     let cfg = AdamConfig { lr: 1e-2, weight_decay: 1e-3, ..AdamConfig::default() };
     let (mut p, mut m, mut v) = (x.clone(), random(402, n, -0.1, 0.1), random(403, n, 0.0, 0.1));
     let (mut p2, mut m2, mut v2) = (p.clone(), m.clone(), v.clone());
     elementwise::adam(&cfg, 3, &mut p, &dy, &mut m, &mut v).unwrap();
-    reference::adam::adam_step(&cfg, 3, &mut p2, &dy, &mut m2, &mut v2).unwrap();
+    reference::adam::step(&cfg, 3, &mut p2, &dy, &mut m2, &mut v2).unwrap();
     assert_bits_equal("adam param", &p, &p2);
     assert_bits_equal("adam m", &m, &m2);
     assert_bits_equal("adam v", &v, &v2);
@@ -351,7 +351,7 @@ fn winograd_conv2d_matches_the_reference_and_gives_the_same_bits_on_one_thread_a
         let b = random(seed + 2, s.out_channels, -1.0, 1.0);
         let dy = random(seed + 3, s.output_dims().iter().product(), -1.0, 1.0);
         let (x64, w64, dy64) = (wide(&x), wide(&w), wide(&dy));
-        let (want_dx, want_dw, want_db) = reference::conv2d::conv2d_backward(&s, &x64, &w64, &dy64);
+        let (want_dx, want_dw, want_db) = reference::conv2d::backward(&s, &x64, &w64, &dy64);
         let (want_dx, want_dw, want_db) = (narrow(want_dx), narrow(want_dw), narrow(want_db));
         for (a, algorithm) in [Im2col, Winograd].into_iter().enumerate() {
             let runs: Vec<[Vec<f32>; 5]> = [1, 2]
@@ -383,7 +383,7 @@ fn winograd_conv2d_matches_the_reference_and_gives_the_same_bits_on_one_thread_a
                 assert_bits_equal(&format!("{algorithm:?} {s:?}: 1 thread vs 2"), one, two);
             }
             let [y, y_relu, dx, dw, db] = &runs[0];
-            let want_y = narrow(reference::conv2d::conv2d_forward(&s, &x64, &w64, &wide(&b), false));
+            let want_y = narrow(reference::conv2d::forward(&s, &x64, &w64, &wide(&b), false));
             let want_relu: Vec<f32> = want_y.iter().map(|&v| v.max(0.0)).collect();
             let what = |part: &str| format!("{algorithm:?} {part} {s:?}");
             assert_close(&what("forward"), y, &want_y, WINOGRAD_ATOL, WINOGRAD_RTOL);

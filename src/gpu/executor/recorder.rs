@@ -125,7 +125,7 @@ impl Executor for Recorder {
         relu: bool,
     ) -> Result<GpuTensor> {
         let y = self.tensor("output", &shape.output_dims())?;
-        let d = conv2d::conv2d_forward(&self.gpu, shape, x, self.value(weight), self.value(bias), &y, relu)?;
+        let d = conv2d::forward(&self.gpu, shape, x, self.value(weight), self.value(bias), &y, relu)?;
         self.extend(d);
         Ok(y)
     }
@@ -133,7 +133,7 @@ impl Executor for Recorder {
     fn max_pool2d(&mut self, shape: &Pool2dShape, x: &GpuTensor) -> Result<(GpuTensor, GpuTensor)> {
         let y = self.tensor("output", &shape.output_dims())?;
         let argmax = self.tensor("argmax", &shape.output_dims())?;
-        let d = max_pool2d::max_pool2d_forward(&self.gpu, shape, x, &y, &argmax)?;
+        let d = max_pool2d::forward(&self.gpu, shape, x, &y, &argmax)?;
         self.push(d);
         Ok((y, argmax))
     }
@@ -163,7 +163,7 @@ impl Executor for Recorder {
     }
 
     fn relu(&mut self, x: &GpuTensor) -> Result<GpuTensor> {
-        self.record_into("output", x.shape(), |e, out| activation::relu_forward(&e.gpu, x, out))
+        self.record_into("output", x.shape(), |e, out| activation::relu(&e.gpu, x, out))
     }
 
     fn reshape(&mut self, x: &GpuTensor, dims: &[usize]) -> Result<GpuTensor> {
@@ -179,13 +179,13 @@ impl Executor for Recorder {
         relu: bool,
     ) -> Result<GpuTensor> {
         self.record_into("output", &[shape.batch, shape.outputs], |e, out| {
-            dense::dense_forward(&e.gpu, shape, x, e.value(weight), e.value(bias), out, relu)
+            dense::forward(&e.gpu, shape, x, e.value(weight), e.value(bias), out, relu)
         })
     }
 
     fn dropout(&mut self, config: &DropoutConfig, x: &GpuTensor) -> Result<GpuTensor> {
         let y = self.tensor("output", x.shape())?;
-        let d = dropout::dropout_forward(&self.gpu, config, x, &y)?;
+        let d = dropout::forward(&self.gpu, config, x, &y)?;
         self.recording.dropouts.push((self.recording.dispatches.len(), *config, x.len()));
         self.push(d);
         Ok(y)
@@ -217,14 +217,14 @@ impl Executor for Recorder {
     ) -> Result<Option<GpuTensor>> {
         if params {
             let (dw, db) = (self.gradient(weight)?, self.gradient(bias)?);
-            let d = conv2d::conv2d_backward_weight(&self.gpu, shape, x, dy, dw, db)?;
+            let d = conv2d::backward_weight(&self.gpu, shape, x, dy, dw, db)?;
             self.extend(d);
         }
         if !input {
             return Ok(None);
         }
         let dx = self.tensor("input gradient", &shape.input_dims())?;
-        let d = conv2d::conv2d_backward_input(&self.gpu, shape, dy, self.value(weight), &dx)?;
+        let d = conv2d::backward_input(&self.gpu, shape, dy, self.value(weight), &dx)?;
         self.extend(d);
         Ok(Some(dx))
     }
@@ -238,7 +238,7 @@ impl Executor for Recorder {
         relu_mask: bool,
     ) -> Result<GpuTensor> {
         self.record_into("input gradient", &shape.input_dims(), |e, out| {
-            max_pool2d::max_pool2d_backward(&e.gpu, shape, argmax, y, dy, out, relu_mask)
+            max_pool2d::backward(&e.gpu, shape, argmax, y, dy, out, relu_mask)
         })
     }
 
@@ -281,22 +281,22 @@ impl Executor for Recorder {
         input: bool,
     ) -> Result<Option<GpuTensor>> {
         if params {
-            let dw = dense::dense_backward_weight(&self.gpu, shape, x, dy, self.gradient(weight)?)?;
-            let db = dense::dense_backward_bias(&self.gpu, shape, dy, self.gradient(bias)?)?;
+            let dw = dense::backward_weight(&self.gpu, shape, x, dy, self.gradient(weight)?)?;
+            let db = dense::backward_bias(&self.gpu, shape, dy, self.gradient(bias)?)?;
             self.extend(vec![dw, db]);
         }
         if !input {
             return Ok(None);
         }
         let dx = self.tensor("input gradient", &[shape.batch, shape.inputs])?;
-        let d = dense::dense_backward_input(&self.gpu, shape, dy, self.value(weight), &dx)?;
+        let d = dense::backward_input(&self.gpu, shape, dy, self.value(weight), &dx)?;
         self.push(d);
         Ok(Some(dx))
     }
 
     fn dropout_backward(&mut self, config: &DropoutConfig, dy: &GpuTensor) -> Result<GpuTensor> {
         let dx = self.tensor("input gradient", dy.shape())?;
-        let d = dropout::dropout_backward(&self.gpu, config, dy, &dx)?;
+        let d = dropout::backward(&self.gpu, config, dy, &dx)?;
         self.recording.dropouts.push((self.recording.dispatches.len(), *config, dy.len()));
         self.push(d);
         Ok(dx)
@@ -307,7 +307,7 @@ impl Executor for Recorder {
         let (g, m, v) =
             p.training.as_ref().ok_or_else(|| Error::Invalid(format!("{} is not trainable", p.info.name)))?;
         // Step 1's parameters; every step writes its own before it runs.
-        let d = adam::adam_step(&self.gpu, &self.adam, 1, &p.value, g, m, v)?;
+        let d = adam::step(&self.gpu, &self.adam, 1, &p.value, g, m, v)?;
         self.recording.adams.push((self.recording.dispatches.len(), param));
         self.push(d);
         Ok(())

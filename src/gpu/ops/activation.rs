@@ -14,7 +14,7 @@ static RELU_BACKWARD: KernelSpec =
     KernelSpec { shader: &SHADER, entry: "relu_backward", bindings: &[(1, Read), (3, Read), (4, ReadWrite)] };
 
 /// `y = max(x, 0)`.
-pub fn relu_forward(gpu: &Gpu, x: &GpuTensor, y: &GpuTensor) -> Result<Dispatch> {
+pub fn relu(gpu: &Gpu, x: &GpuTensor, y: &GpuTensor) -> Result<Dispatch> {
     same_len("relu_forward y", x, y)?;
     let kernel = gpu.kernel(&RELU_FORWARD, &[("WG", WG as f64)])?;
     gpu.dispatch(&kernel, &LenParams::new(x.len()), &[x, y], elementwise_grid(x.len(), WG))

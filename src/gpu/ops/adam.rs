@@ -1,5 +1,5 @@
 //! One Adam (AdamW) step over flat parameter arrays (`shaders/adam.wgsl`).
-//! Semantics: [`crate::reference::adam::adam_step`].
+//! Semantics: [`crate::reference::adam::step`].
 
 use super::elementwise_grid;
 use crate::gpu::kernel::{Access::*, KernelSpec, Shader};
@@ -58,7 +58,7 @@ fn overlap(a: &GpuTensor, b: &GpuTensor) -> bool {
 /// length (any shapes). `param`, `m` and `v` may be views of one arena but must not overlap;
 /// `grad` must live in another buffer, since wgpu forbids one buffer bound both read-only and
 /// read-write in a dispatch.
-pub fn adam_step(
+pub fn step(
     gpu: &Gpu,
     cfg: &AdamConfig,
     step: u64,

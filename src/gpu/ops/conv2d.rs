@@ -74,7 +74,7 @@ fn expect_shape(what: &str, t: &GpuTensor, dims: &[usize]) -> Result<()> {
 /// `y = conv(x, w) + b`, then ReLU if `relu` (fused). Two dispatches: the weights are first
 /// repacked tap-major (`[k][out_c]`, a small copy) so the main pass loads four output channels'
 /// weights at once; the packed copy is allocated here and kept alive by the dispatches.
-pub fn conv2d_forward(
+pub fn forward(
     gpu: &Gpu,
     shape: &Conv2dShape,
     x: &GpuTensor,
@@ -126,7 +126,7 @@ fn forward_pass(
 /// (see `shaders/conv2d.wgsl`): three dispatches, which pack the weights transposed and flipped,
 /// spread `dy` into a zero-padded buffer, and convolve the two. The buffers are allocated here and
 /// kept alive by the dispatches; the spread buffer's padding is zeroed once, at allocation.
-pub fn conv2d_backward_input(
+pub fn backward_input(
     gpu: &Gpu,
     shape: &Conv2dShape,
     dy: &GpuTensor,
@@ -172,7 +172,7 @@ pub fn conv2d_backward_input(
 /// `dw` and `db`: partial sums over `splits` chunks of the (n, oy) rows, then a fixed-order sum of
 /// the chunks, so the result is the same bits on every run. Two dispatches; the partial-sum
 /// buffer is allocated here and kept alive by the dispatches.
-pub fn conv2d_backward_weight(
+pub fn backward_weight(
     gpu: &Gpu,
     shape: &Conv2dShape,
     x: &GpuTensor,

@@ -93,7 +93,7 @@ pub struct Matmul<'a> {
 
 impl<'a> Matmul<'a> {
     /// The dense forward pass `y = x @ w + b`, then ReLU if `relu`.
-    pub fn dense_forward(
+    pub fn forward(
         shape: &DenseShape,
         x: &'a GpuTensor,
         w: &'a GpuTensor,
@@ -119,7 +119,7 @@ impl<'a> Matmul<'a> {
     }
 
     /// The input gradient `dx = dy @ w^T`.
-    pub fn dense_backward_input(
+    pub fn backward_input(
         shape: &DenseShape,
         dy: &'a GpuTensor,
         w: &'a GpuTensor,
@@ -142,7 +142,7 @@ impl<'a> Matmul<'a> {
     }
 
     /// The weight gradient `dw = x^T @ dy`, summed over the batch.
-    pub fn dense_backward_weight(
+    pub fn backward_weight(
         shape: &DenseShape,
         x: &'a GpuTensor,
         dy: &'a GpuTensor,
@@ -269,7 +269,7 @@ pub fn matmul_with(gpu: &Gpu, product: &Matmul, variant: MatmulVariant) -> Resul
 /// Dense forward: `y = x @ w + b`, then ReLU if `relu` (the ReLU's backward then reads `y`).
 /// `x` and `y` may have any shape whose leading dimension is the batch (e.g. an NCHW activation
 /// feeding the layer without a flatten); `w` is [inputs, outputs], `b` is \[outputs\].
-pub fn dense_forward(
+pub fn forward(
     gpu: &Gpu,
     shape: &DenseShape,
     x: &GpuTensor,
@@ -278,33 +278,33 @@ pub fn dense_forward(
     y: &GpuTensor,
     relu: bool,
 ) -> Result<Dispatch> {
-    matmul(gpu, &Matmul::dense_forward(shape, x, w, b, y, relu)?)
+    matmul(gpu, &Matmul::forward(shape, x, w, b, y, relu)?)
 }
 
 /// Dense input gradient: `dx = dy @ w^T`.
-pub fn dense_backward_input(
+pub fn backward_input(
     gpu: &Gpu,
     shape: &DenseShape,
     dy: &GpuTensor,
     w: &GpuTensor,
     dx: &GpuTensor,
 ) -> Result<Dispatch> {
-    matmul(gpu, &Matmul::dense_backward_input(shape, dy, w, dx)?)
+    matmul(gpu, &Matmul::backward_input(shape, dy, w, dx)?)
 }
 
 /// Dense weight gradient: `dw = x^T @ dy` (overwrites `dw`).
-pub fn dense_backward_weight(
+pub fn backward_weight(
     gpu: &Gpu,
     shape: &DenseShape,
     x: &GpuTensor,
     dy: &GpuTensor,
     dw: &GpuTensor,
 ) -> Result<Dispatch> {
-    matmul(gpu, &Matmul::dense_backward_weight(shape, x, dy, dw)?)
+    matmul(gpu, &Matmul::backward_weight(shape, x, dy, dw)?)
 }
 
 /// Dense bias gradient: `db[o] = sum over the batch of dy[b][o]`, in batch order (overwrites `db`).
-pub fn dense_backward_bias(gpu: &Gpu, shape: &DenseShape, dy: &GpuTensor, db: &GpuTensor) -> Result<Dispatch> {
+pub fn backward_bias(gpu: &Gpu, shape: &DenseShape, dy: &GpuTensor, db: &GpuTensor) -> Result<Dispatch> {
     check_dense(shape)?;
     check_matrix("dense dy", dy, shape.batch, shape.outputs)?;
     check_matrix("dense db", db, shape.outputs, 1)?;

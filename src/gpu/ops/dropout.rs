@@ -42,13 +42,13 @@ impl DropoutParams {
 }
 
 /// `y = x * keep * scale` (training).
-pub fn dropout_forward(gpu: &Gpu, config: &DropoutConfig, x: &GpuTensor, y: &GpuTensor) -> Result<Dispatch> {
+pub fn forward(gpu: &Gpu, config: &DropoutConfig, x: &GpuTensor, y: &GpuTensor) -> Result<Dispatch> {
     same_len("dropout_forward y", x, y)?;
     apply_mask(gpu, config, x, y)
 }
 
 /// `dx = dy * keep * scale`, with the forward pass's `config` (same seed and step).
-pub fn dropout_backward(gpu: &Gpu, config: &DropoutConfig, dy: &GpuTensor, dx: &GpuTensor) -> Result<Dispatch> {
+pub fn backward(gpu: &Gpu, config: &DropoutConfig, dy: &GpuTensor, dx: &GpuTensor) -> Result<Dispatch> {
     same_len("dropout_backward dx", dy, dx)?;
     apply_mask(gpu, config, dy, dx)
 }

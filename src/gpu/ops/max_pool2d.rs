@@ -36,13 +36,7 @@ struct PoolParams {
 
 /// `y` = the max of each window of `x`, `argmax` = the flat index into `x` of the element chosen
 /// (a u32 tensor of `y`'s shape, kept for the backward pass).
-pub fn max_pool2d_forward(
-    gpu: &Gpu,
-    shape: &Pool2dShape,
-    x: &GpuTensor,
-    y: &GpuTensor,
-    argmax: &GpuTensor,
-) -> Result<Dispatch> {
+pub fn forward(gpu: &Gpu, shape: &Pool2dShape, x: &GpuTensor, y: &GpuTensor, argmax: &GpuTensor) -> Result<Dispatch> {
     shape.validate()?;
     check_dims("max_pool2d_forward x", &shape.input_dims(), x)?;
     check_dims("max_pool2d_forward y", &shape.output_dims(), y)?;
@@ -53,9 +47,9 @@ pub fn max_pool2d_forward(
 
 /// `dx[i]` = the sum of `dy` over the windows whose saved `argmax` is `i` (0 for the rest).
 /// `y` is the forward output. With `relu_mask`, a window passes its gradient only where `y > 0`:
-/// the backward pass of a ReLU before the pool, fused (as [`crate::reference::max_pool2d::max_pool2d_backward_relu`]).
+/// the backward pass of a ReLU before the pool, fused (as [`crate::reference::max_pool2d::backward_relu`]).
 #[allow(clippy::too_many_arguments)] // the pool's saved state, both gradients and the fusion flag
-pub fn max_pool2d_backward(
+pub fn backward(
     gpu: &Gpu,
     shape: &Pool2dShape,
     argmax: &GpuTensor,
