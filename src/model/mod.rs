@@ -8,6 +8,7 @@ pub mod gpu;
 pub mod history;
 pub mod host;
 pub mod native;
+pub mod normalisation;
 mod plan;
 pub mod reference;
 pub mod spec;
