@@ -16,11 +16,11 @@ use wgcnn::data::loader::ImageBatches;
 use wgcnn::data::split::{SplitRatios, stratified_split};
 use wgcnn::gpu::GpuModel;
 use wgcnn::gpu::{DeviceChoice, Gpu};
-use wgcnn::model::spec::Architecture;
 use wgcnn::model::{TrainOptions, Trainable};
 use wgcnn::reference::ReferenceModel;
 use wgcnn::train::BatchSource;
 use wgcnn::train::fit::{FitConfig, TrainEvent, fit_with};
+use wgcnn::workflow::preset::Preset;
 
 fn main() -> wgcnn::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/happy_sad");
@@ -54,7 +54,7 @@ fn main() -> wgcnn::Result<()> {
     let train = ImageBatches::new(&dataset, &split.train)?.with_augment(Augment::moderate(), 1)?;
     let validation = ImageBatches::new(&dataset, &split.validation)?;
 
-    let arch = Architecture::preset("happy-sad")?;
+    let arch = Preset::named("happy-sad")?.architecture;
     let weights = arch.initial_weights(1)?;
     let options = TrainOptions::default();
     let choice = DeviceChoice::resolve(None)?;

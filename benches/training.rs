@@ -8,10 +8,10 @@
 
 use wgcnn::gpu::GpuModel;
 use wgcnn::gpu::{DeviceChoice, Gpu};
-use wgcnn::model::spec::Architecture;
 use wgcnn::model::{TrainOptions, Trainable};
 use wgcnn::reference::ReferenceModel;
 use wgcnn::train::throughput::measure_training;
+use wgcnn::workflow::preset::Preset;
 
 fn main() -> wgcnn::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
@@ -27,7 +27,7 @@ fn main() -> wgcnn::Result<()> {
         if !selected(&models, model) {
             continue;
         }
-        let arch = Architecture::preset(preset)?;
+        let arch = Preset::named(preset)?.architecture;
         let weights = arch.initial_weights(1)?;
         let options = TrainOptions::default();
         let mut runs: Vec<(String, Box<dyn Trainable>)> = Vec::new();

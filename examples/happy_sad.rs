@@ -14,12 +14,11 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use wgcnn::data::augment::Augment;
-use wgcnn::data::image::{DecodeLimits, Fit};
-use wgcnn::data::split::SplitRatios;
 use wgcnn::data::synth::Emotion;
 use wgcnn::gpu::DeviceChoice;
 use wgcnn::model::backend::Backend;
-use wgcnn::model::spec::{Architecture, InputShape};
+use wgcnn::model::spec::InputShape;
+use wgcnn::workflow::preset::Preset;
 use wgcnn::workflow::train::TrainSettings;
 
 #[derive(Parser)]
@@ -50,28 +49,17 @@ fn main() -> anyhow::Result<()> {
     let faces = [Emotion::Happy, Emotion::Sad];
     let (data, size) = common::example_dataset(args.data, args.size, 256, &faces, &args.out, args.seed)?;
     let backend = Backend::new(&args.device)?;
+    let preset = Preset::named("happy-sad")?;
     let settings = TrainSettings {
-        data_dir: data,
-        test_dir: None,
-        architecture: Architecture::preset("happy-sad")?.with_input(InputShape::new(3, size, size)),
-        fit: Fit::Stretch,
-        split: SplitRatios::TUTORIAL,
+        architecture: preset.architecture.clone().with_input(InputShape::new(3, size, size)),
         epochs: args.epochs,
-        batch_size: 32,
-        lr: 1e-3,
         seed: args.seed,
         patience: Some(4),
         lr_patience: Some(2),
-        lr_factor: 0.5,
-        min_lr: 1e-6,
         augment: args.augment,
-        balance_classes: false,
-        test_time_augment: Default::default(),
-        out_dir: args.out.clone(),
         // An example reruns into its own folder: each run replaces the last.
         overwrite: true,
-        limits: DecodeLimits::default(),
-        init: None,
+        ..preset.settings(data, &args.out)
     };
     let run = common::train(&backend, &settings)?;
     common::finish_example(&run, &backend, &args.out)?;

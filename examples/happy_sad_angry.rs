@@ -21,7 +21,6 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use wgcnn::data::augment::Augment;
-use wgcnn::data::image::{DecodeLimits, Fit};
 use wgcnn::data::split::SplitRatios;
 use wgcnn::data::synth::Emotion;
 use wgcnn::gpu::DeviceChoice;
@@ -80,54 +79,48 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let preset = args.preset.as_deref().map(Preset::named).transpose()?;
-    let default_size = preset.as_ref().map_or(128, |p| p.architecture.input.height);
+    let chosen = args.preset.as_deref().map(Preset::named).transpose()?;
+    let default_size = chosen.as_ref().map_or(128, |p| p.architecture.input.height);
     let (data, size) =
         common::example_dataset(args.data, args.size, default_size, &Emotion::ALL, &args.out, args.seed)?;
-    let model_b = Architecture::preset("emotions3")?;
-    let (architecture, channels) = match (&preset, &args.arch) {
-        (Some(preset), _) => (preset.architecture.clone(), preset.architecture.input.channels),
-        (None, Some(spec)) => (Architecture::parse(spec, model_b.input)?, if args.grayscale { 1 } else { 3 }),
-        (None, None) => (model_b, if args.grayscale { 1 } else { 3 }),
-    };
     let backend = Backend::new(&args.device)?;
-    let mut settings = TrainSettings {
-        data_dir: data,
-        test_dir: args.test_data,
-        architecture: architecture.with_input(InputShape::new(channels, size, size)),
-        fit: Fit::Stretch,
-        split: args.split,
-        epochs: args.epochs,
-        batch_size: args.batch_size,
-        lr: args.lr,
-        seed: args.seed,
-        patience: Some(args.patience),
-        lr_patience: Some(args.lr_patience),
-        lr_factor: 0.5,
-        min_lr: 1e-6,
-        augment: args.augment,
-        balance_classes: false,
-        test_time_augment: Default::default(),
-        out_dir: args.out.clone(),
-        // An example reruns into its own folder: each run replaces the last.
-        overwrite: true,
-        limits: DecodeLimits::default(),
-        init: None,
+    let settings = match chosen {
+        // The preset's model and training settings, at the size asked.
+        Some(preset) => {
+            let input = InputShape { height: size, width: size, ..preset.architecture.input };
+            TrainSettings {
+                architecture: preset.architecture.clone().with_input(input),
+                test_dir: args.test_data,
+                seed: args.seed,
+                overwrite: true,
+                ..preset.settings(data, &args.out)
+            }
+        }
+        // Model B with the flags' settings.
+        None => {
+            let model_b = Preset::named("emotions3")?;
+            let architecture = match &args.arch {
+                Some(spec) => Architecture::parse(spec, model_b.architecture.input)?,
+                None => model_b.architecture.clone(),
+            };
+            let channels = if args.grayscale { 1 } else { 3 };
+            TrainSettings {
+                test_dir: args.test_data,
+                architecture: architecture.with_input(InputShape::new(channels, size, size)),
+                split: args.split,
+                epochs: args.epochs,
+                batch_size: args.batch_size,
+                lr: args.lr,
+                seed: args.seed,
+                patience: Some(args.patience),
+                lr_patience: Some(args.lr_patience),
+                augment: args.augment,
+                // An example reruns into its own folder: each run replaces the last.
+                overwrite: true,
+                ..model_b.settings(data, &args.out)
+            }
+        }
     };
-    if let Some(preset) = &preset {
-        let training = preset.training;
-        settings = TrainSettings {
-            batch_size: preset.batch_size,
-            split: training.split,
-            epochs: training.epochs,
-            augment: training.augment,
-            patience: Some(training.patience).filter(|&p| p > 0),
-            lr_patience: Some(training.lr_patience).filter(|&p| p > 0),
-            balance_classes: training.balance_classes,
-            test_time_augment: training.test_time_augment,
-            ..settings
-        };
-    }
     let run = common::train(&backend, &settings)?;
     common::finish_example(&run, &backend, &args.out)?;
     Ok(())

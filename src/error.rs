@@ -9,12 +9,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     #[error(
         "no GPU or software adapter found{detail}: install Mesa's software Vulkan driver \
-         (`apt-get install mesa-vulkan-drivers`) or run on the native CPU backend with `--device cpu`"
+         (`apt-get install mesa-vulkan-drivers`) or run on the native CPU backend (device `cpu`)"
     )]
     NoAdapter { detail: String },
 
     #[error(
-        "no adapter matches --device {wanted:?}; adapters found: {found}. Type --device auto (the best \
+        "no adapter matches the device {wanted:?}; adapters found: {found}. Choose auto (the best \
          found), software (lavapipe: the WGSL kernels on the CPU) or cpu (the CPU backend)"
     )]
     AdapterNotFound { wanted: String, found: String },
@@ -49,6 +49,37 @@ pub enum Error {
     /// checkpoint holds that moment.
     #[error("training interrupted after step {step} of epoch {epoch}; {} holds that moment", checkpoint.display())]
     Interrupted { checkpoint: std::path::PathBuf, epoch: usize, step: usize },
+
+    /// A training setting that cannot be used: `field` names the
+    /// [`TrainSettings`](crate::workflow::train::TrainSettings) field, `reason` what is wrong with
+    /// its value (`split leaves the training split empty`).
+    #[error("setting {field} {reason}")]
+    Setting { field: &'static str, reason: String },
+
+    /// A fresh run's folder holds another run's model (`model`) or only its checkpoint, and the
+    /// settings do not say to overwrite it.
+    #[error(
+        "{}: the run folder {}",
+        out.display(),
+        if *model {
+            "already holds a model; set overwrite to replace it, or train into another folder"
+        } else {
+            "holds the checkpoint of a run; resume it, set overwrite to start again, or train into another folder"
+        }
+    )]
+    RunFolderInUse { out: std::path::PathBuf, model: bool, checkpoint: bool },
+
+    /// A resumed run that has nothing left to do: early stopping ended it, or it ran `epochs`.
+    #[error(
+        "{}: the run is finished: {}",
+        out.display(),
+        if *early_stopped {
+            format!("early stopping ended it after epoch {done}")
+        } else {
+            format!("it ran {done} of {epochs} epochs; give it more than {done} epochs to train it further")
+        }
+    )]
+    RunFinished { out: std::path::PathBuf, done: usize, epochs: usize, early_stopped: bool },
 
     #[error("{0}")]
     Invalid(String),

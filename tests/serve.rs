@@ -31,6 +31,7 @@ use wgcnn::serve::batcher::BatchOptions;
 use wgcnn::serve::{ServeOptions, Server};
 use wgcnn::train::InMemoryDataset;
 use wgcnn::train::fit::{FitConfig, fit};
+use wgcnn::workflow::preset::Preset;
 
 const SIZE: u32 = 48;
 const CLASSES: [Emotion; 2] = [Emotion::Happy, Emotion::Sad];
@@ -98,7 +99,7 @@ fn model_path() -> &'static Path {
             let file = ModelFile {
                 architecture: arch,
                 class_names: CLASSES.iter().map(|e| e.name().to_string()).collect(),
-                normalisation: "rgb/255 stretch".into(),
+                normalisation: "rgb/255 stretch".parse().unwrap(),
                 test_time_augment: Default::default(),
                 history: outcome.history,
                 weights: model.weights().unwrap(),
@@ -389,7 +390,7 @@ fn grad_cam_of_a_model_without_a_convolution_is_saliency_and_says_so() {
         weights: arch.initial_weights(1).unwrap(),
         architecture: arch,
         class_names: CLASSES.iter().map(|e| e.name().to_string()).collect(),
-        normalisation: "rgb/255 stretch".into(),
+        normalisation: "rgb/255 stretch".parse().unwrap(),
         test_time_augment: Default::default(),
         history: Default::default(),
         optimizer: None,
@@ -905,7 +906,7 @@ fn untrained_model(dir: &Path, name: &str, architecture: Architecture, classes: 
         weights: architecture.initial_weights(1).unwrap(),
         architecture,
         class_names: classes.iter().map(|c| c.to_string()).collect(),
-        normalisation: format!("{colour}/255 stretch"),
+        normalisation: format!("{colour}/255 stretch").parse().unwrap(),
         test_time_augment: Default::default(),
         history: Default::default(),
         optimizer: None,
@@ -946,8 +947,8 @@ fn load(server: &Server, uploads: &[Vec<u8>], requests: usize, clients: usize) -
 #[ignore = "takes minutes: the figures for the note, run by hand"]
 fn figures() {
     let dir = tempfile::tempdir().unwrap();
-    let emotions3 = Architecture::preset("emotions3").unwrap().with_input(InputShape::new(1, 48, 48));
-    let happy_sad = Architecture::preset("happy-sad").unwrap();
+    let emotions3 = Preset::named("emotions3").unwrap().architecture.with_input(InputShape::new(1, 48, 48));
+    let happy_sad = Preset::named("happy-sad").unwrap().architecture;
     let cases = [
         ("emotions3 1x48x48", untrained_model(dir.path(), "emotions3", emotions3, &["angry", "happy", "sad"]), 48, 480),
         ("happy-sad 3x256x256", untrained_model(dir.path(), "happy-sad", happy_sad, &["happy", "sad"]), 256, 160),

@@ -26,6 +26,8 @@ use image::{
 use thiserror::Error;
 
 use crate::files::{ReadError, human_bytes, read_bounded};
+// Where the model file's normalisation is defined; images are fitted here.
+pub use crate::model::normalisation::Fit;
 
 /// How a model takes its images.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,30 +38,6 @@ pub struct InputFormat {
     pub size: (u32, u32),
     /// How an image of another aspect ratio is brought to `size`.
     pub fit: Fit,
-}
-
-/// How an image is brought to the input size when its aspect ratio differs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum Fit {
-    /// Resized to exactly the input size, distorting the aspect ratio (Keras's default).
-    #[default]
-    Stretch,
-    /// Scaled so the shorter side fits, the longer side cut equally on both ends.
-    CenterCrop,
-    /// Scaled so the longer side fits, centred on black.
-    Pad,
-}
-
-impl std::str::FromStr for Fit {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "stretch" => Ok(Fit::Stretch),
-            "crop" | "center-crop" => Ok(Fit::CenterCrop),
-            "pad" => Ok(Fit::Pad),
-            _ => Err(format!("unknown fit {s:?}: expected stretch, crop or pad")),
-        }
-    }
 }
 
 impl InputFormat {

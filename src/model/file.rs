@@ -14,6 +14,7 @@ use safetensors::tensor::{Metadata, TensorView};
 
 use crate::files::read_bounded;
 use crate::model::history::{History, TrainerState};
+use crate::model::normalisation::Normalisation;
 use crate::model::spec::{Architecture, ParamInfo};
 use crate::model::test_time::TestTimeAugment;
 use crate::model::weights::{NamedTensor, OptimizerState};
@@ -46,8 +47,8 @@ pub struct ModelFile {
     pub architecture: Architecture,
     /// One per class, in label order (two for a binary model).
     pub class_names: Vec<String>,
-    /// How images become inputs, e.g. `rgb/255`.
-    pub normalisation: String,
+    /// How images become inputs (`rgb/255 stretch`): its colours are the input's.
+    pub normalisation: Normalisation,
     /// How the model is meant to predict: the image alone or averaged with copies of it. Files
     /// written before this setting read as [`TestTimeAugment::None`].
     pub test_time_augment: TestTimeAugment,
@@ -105,6 +106,7 @@ impl ModelFile {
     fn to_bytes(&self) -> std::result::Result<Vec<u8>, String> {
         let params = self.architecture.params().map_err(|e| e.to_string())?;
         check_class_names(&self.class_names, &self.architecture)?;
+        check_normalisation(&self.normalisation, &self.architecture)?;
         check_history(&self.history)?;
         let mut metadata = HashMap::from([
             ("format".to_string(), FORMAT.to_string()),
@@ -112,7 +114,7 @@ impl ModelFile {
             ("architecture".to_string(), self.architecture.to_string()),
             ("input".to_string(), self.architecture.input.to_string()),
             ("class_names".to_string(), json(&self.class_names)?),
-            ("normalisation".to_string(), self.normalisation.clone()),
+            ("normalisation".to_string(), self.normalisation.to_string()),
             ("test_time_augment".to_string(), self.test_time_augment.to_string()),
             ("history".to_string(), json(&self.history)?),
         ]);
@@ -248,7 +250,8 @@ impl ModelFile {
                 None
             }
         };
-        let normalisation = field("normalisation")?.to_string();
+        let normalisation = field("normalisation")?.parse().map_err(|e: Error| format!("`normalisation`: {e}"))?;
+        check_normalisation(&normalisation, &architecture)?;
         let test_time_augment = match metadata.get("test_time_augment") {
             None => TestTimeAugment::None,
             Some(text) => text.parse().map_err(|e: Error| format!("`test_time_augment`: {e}"))?,
@@ -306,6 +309,15 @@ fn check_class_names(class_names: &[String], architecture: &Architecture) -> std
         if class_names[..i].contains(name) {
             return Err(format!("class name {name:?} is given twice"));
         }
+    }
+    Ok(())
+}
+
+/// The normalisation's colours are the input's channels.
+fn check_normalisation(normalisation: &Normalisation, architecture: &Architecture) -> std::result::Result<(), String> {
+    let channels = architecture.input.channels;
+    if normalisation.colour.channels() != channels {
+        return Err(format!("`normalisation` {normalisation} is not for an input of {channels} channels"));
     }
     Ok(())
 }

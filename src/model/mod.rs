@@ -6,6 +6,7 @@ pub mod explain;
 pub mod file;
 pub mod history;
 pub(crate) mod host;
+pub mod normalisation;
 pub(crate) mod plan;
 pub mod spec;
 pub mod test_time;

@@ -150,7 +150,7 @@ impl Server {
                 "channels": format.channels,
                 "height": format.size.0,
                 "width": format.size.1,
-                "normalisation": file.normalisation,
+                "normalisation": file.normalisation.to_string(),
             },
             "architecture": file.architecture.to_string(),
             "outputs": file.architecture.outputs(),

@@ -11,7 +11,7 @@ pub mod train;
 
 use std::path::Path;
 
-use crate::data::image::{Fit, InputFormat};
+use crate::data::image::InputFormat;
 use crate::files::write_atomically;
 use crate::model::file::ModelFile;
 use crate::{Error, Result};
@@ -28,13 +28,10 @@ pub fn path_name(path: &Path) -> String {
 }
 
 /// How a saved model takes its images: size and channels from its architecture, the fit from its
-/// normalisation (stretch when it names none).
+/// normalisation.
 fn input_format(model: &ModelFile) -> Result<InputFormat> {
     let input = model.architecture.input;
-    let fit = match model.normalisation.split_whitespace().nth(1) {
-        Some(name) => name.parse().map_err(Error::Invalid)?,
-        None => Fit::Stretch,
-    };
+    let fit = model.normalisation.fit;
     let format = InputFormat { channels: input.channels, size: (input.height as u32, input.width as u32), fit };
     format.validate()?;
     Ok(format)

@@ -365,7 +365,7 @@ fn model_and_image(dir: &Path, spec: &str, name: &str) {
         weights: architecture.initial_weights(1).unwrap(),
         architecture,
         class_names: vec!["happy".into(), "sad".into()],
-        normalisation: "rgb/255 stretch".into(),
+        normalisation: "rgb/255 stretch".parse().unwrap(),
         test_time_augment: Default::default(),
         history: History::default(),
         optimizer: None,

@@ -127,7 +127,7 @@ fn grad_cam_points_at_the_mouth() {
     let file = ModelFile {
         architecture: architecture.clone(),
         class_names: vec!["happy".into(), "sad".into()],
-        normalisation: "rgb/255 stretch".into(),
+        normalisation: "rgb/255 stretch".parse().unwrap(),
         test_time_augment: Default::default(),
         history: outcome.history.clone(),
         weights: model.weights().unwrap(),

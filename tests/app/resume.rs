@@ -8,9 +8,8 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use wgcnn::data::augment::Augment;
 use wgcnn::data::folder::{ImageFolder, LoadOptions};
-use wgcnn::data::image::{DecodeLimits, Fit, InputFormat};
+use wgcnn::data::image::{Fit, InputFormat};
 use wgcnn::data::loader::ImageBatches;
 use wgcnn::data::split::SplitRatios;
 use wgcnn::data::synth::{Emotion, FacePairing, write_dataset};
@@ -22,6 +21,7 @@ use wgcnn::model::history::EpochRecord;
 use wgcnn::model::spec::{Architecture, InputShape};
 use wgcnn::train::BatchSource;
 use wgcnn::train::fit::TrainEvent;
+use wgcnn::workflow::preset::Preset;
 use wgcnn::workflow::train::{CHECKPOINT_FILE, Checkpoint, RunEvent, TrainSettings, train_from};
 
 use crate::cli::{fails, ok, wgcnn};
@@ -371,26 +371,15 @@ fn init_starts_from_a_models_weights_and_refuses_another_architecture_or_input()
     let base = ModelFile::load(dir.join("base/model.safetensors")).unwrap();
     let first_step_loss = |init: Option<PathBuf>, out: &str| {
         let settings = TrainSettings {
-            data_dir: data.clone(),
-            test_dir: None,
             architecture: Architecture::parse("c4-p-f-d1", InputShape::new(3, 16, 16)).unwrap(),
-            fit: Fit::Stretch,
             split: SplitRatios { train: 1.0, validation: 0.0, test: 0.0 },
             epochs: 1,
             batch_size: 64,
-            lr: 1e-3,
             seed: 9,
             patience: None,
             lr_patience: None,
-            lr_factor: 0.5,
-            min_lr: 1e-6,
-            augment: Augment::default(),
-            balance_classes: false,
-            test_time_augment: Default::default(),
-            out_dir: dir.join(out),
-            overwrite: false,
-            limits: DecodeLimits::default(),
             init,
+            ..Preset::named("happy-sad").unwrap().settings(&data, dir.join(out))
         };
         let mut loss = None;
         let backend = Backend::new(&DeviceChoice::Cpu).unwrap();

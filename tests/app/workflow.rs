@@ -2,14 +2,12 @@
 //! observer of each step in order, the events displaying as the text `wgcnn train` prints, and it
 //! returns the trained model and the fit's outcome.
 
-use wgcnn::data::augment::Augment;
-use wgcnn::data::image::{DecodeLimits, Fit};
-use wgcnn::data::split::SplitRatios;
 use wgcnn::data::synth::{Emotion, FacePairing, write_dataset};
 use wgcnn::gpu::DeviceChoice;
 use wgcnn::model::backend::Backend;
 use wgcnn::model::spec::{Architecture, InputShape};
 use wgcnn::train::fit::{StopReason, TrainEvent};
+use wgcnn::workflow::preset::Preset;
 use wgcnn::workflow::train::{RunEvent, TrainSettings, train};
 
 /// The kind of `event`, as a word.
@@ -37,26 +35,13 @@ fn train_tells_its_observer_each_step_in_order_and_returns_the_run() {
     let data = tmp.path().join("data");
     write_dataset(&data, &[Emotion::Happy, Emotion::Sad], 20, 24, 3, FacePairing::Paired).unwrap();
     let settings = TrainSettings {
-        data_dir: data,
-        test_dir: None,
         architecture: Architecture::parse("c4-p-f-d1", InputShape::new(3, 16, 16)).unwrap(),
-        fit: Fit::Stretch,
-        split: SplitRatios::TUTORIAL,
         epochs: 2,
         batch_size: 8,
-        lr: 1e-3,
         seed: 1,
         patience: None,
         lr_patience: None,
-        lr_factor: 0.5,
-        min_lr: 1e-6,
-        augment: Augment::default(),
-        balance_classes: false,
-        test_time_augment: Default::default(),
-        out_dir: tmp.path().join("run"),
-        overwrite: false,
-        limits: DecodeLimits::default(),
-        init: None,
+        ..Preset::named("happy-sad").unwrap().settings(data, tmp.path().join("run"))
     };
     let backend = Backend::new(&DeviceChoice::Cpu).unwrap();
     let (mut kinds, mut steps, mut text) = (Vec::<&str>::new(), 0, String::new());

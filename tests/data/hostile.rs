@@ -90,7 +90,7 @@ fn save_model(path: &Path, spec: &str, classes: &[&str]) -> ModelFile {
         weights: architecture.initial_weights(1).unwrap(),
         architecture,
         class_names: classes.iter().map(|c| c.to_string()).collect(),
-        normalisation: "rgb/255 stretch".into(),
+        normalisation: "rgb/255 stretch".parse().unwrap(),
         test_time_augment: Default::default(),
         history: History::default(),
         optimizer: None,

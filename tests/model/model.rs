@@ -113,7 +113,7 @@ fn a_saved_and_reloaded_model_predicts_the_same_numbers() {
     let file = ModelFile {
         architecture: arch.clone(),
         class_names: vec!["angry".into(), "happy".into(), "sad".into()],
-        normalisation: "rgb/255".into(),
+        normalisation: "rgb/255".parse().unwrap(),
         test_time_augment: Default::default(),
         history: Default::default(),
         weights: model.weights().unwrap(),

@@ -87,7 +87,7 @@ fn sample_model(with_optimizer: bool) -> ModelFile {
     ModelFile {
         architecture,
         class_names: vec!["angry".into(), "happy".into(), "sad ☹".into()],
-        normalisation: "rgb/255".into(),
+        normalisation: "gray/255".parse().unwrap(),
         test_time_augment: Default::default(),
         history,
         weights,
@@ -254,7 +254,7 @@ fn the_file_is_plain_safetensors_with_wgcnn_metadata() {
         ("format_version", "1"),
         ("architecture", "c4-bn-p-f-d8-drop0.5-d3"),
         ("input", "1x12x12"),
-        ("normalisation", "rgb/255"),
+        ("normalisation", "gray/255 stretch"),
         ("adam_step", "123"),
     ] {
         assert_eq!(metadata.get(key).map(String::as_str), Some(value), "metadata {key}");

@@ -1,8 +1,9 @@
 //! Architectures as data: parsing and printing spec strings, shape inference, parameter counts,
 //! the errors of layers that do not fit, Keras's initialisers and the summary table.
 
-use wgcnn::model::spec::{Architecture, Init, InputShape, LayerSpec, PRESETS};
+use wgcnn::model::spec::{Architecture, Init, InputShape, LayerSpec};
 use wgcnn::shape::Padding;
+use wgcnn::workflow::preset::Preset;
 
 fn parse(spec: &str, input: InputShape) -> Architecture {
     Architecture::parse(spec, input).unwrap_or_else(|e| panic!("{spec}: {e}"))
@@ -47,7 +48,7 @@ fn dense_params(inputs: usize, units: usize) -> usize {
 
 #[test]
 fn happy_sad_preset_matches_the_keras_model() {
-    let architecture = Architecture::preset("happy-sad").unwrap();
+    let architecture = Preset::named("happy-sad").unwrap().architecture;
     assert_eq!(architecture.input, InputShape::new(3, 256, 256));
     assert_eq!(architecture.to_string(), "c16-p-c32-p-c64-p-c32-p-f-d256-d1");
     let layers = architecture.layers_info().unwrap();
@@ -80,7 +81,7 @@ fn happy_sad_preset_matches_the_keras_model() {
 
 #[test]
 fn emotions3_preset_matches_the_keras_model() {
-    let architecture = Architecture::preset("emotions3").unwrap();
+    let architecture = Preset::named("emotions3").unwrap().architecture;
     assert_eq!(architecture.input, InputShape::new(3, 128, 128));
     let layers = architecture.layers_info().unwrap();
     let names: Vec<&str> = layers.iter().map(|l| l.name.as_str()).collect();
@@ -102,7 +103,7 @@ fn emotions3_preset_matches_the_keras_model() {
 
 #[test]
 fn emotions3_runs_on_48x48_grayscale() {
-    let architecture = Architecture::preset("emotions3").unwrap().with_input(InputShape::new(1, 48, 48));
+    let architecture = Preset::named("emotions3").unwrap().architecture.with_input(InputShape::new(1, 48, 48));
     let layers = architecture.layers_info().unwrap();
     // 48 -conv-> 46 -pool-> 23 -conv-> 21 -pool-> 10 -conv-> 8 -pool-> 4.
     assert_eq!(layers[5].output, [128, 4, 4]);
@@ -117,10 +118,10 @@ fn emotions3_runs_on_48x48_grayscale() {
 
 #[test]
 fn every_preset_resolves_and_unknown_ones_are_listed() {
-    for name in PRESETS {
-        Architecture::preset(name).unwrap().layers_info().unwrap();
+    for name in Preset::names() {
+        Preset::named(name).unwrap().architecture.layers_info().unwrap();
     }
-    assert_mentions(&Architecture::preset("cats").unwrap_err().to_string(), &["cats", "happy-sad", "emotions3"]);
+    assert_mentions(&Preset::named("cats").unwrap_err().to_string(), &["cats", "happy-sad", "emotions3"]);
 }
 
 #[test]
@@ -223,7 +224,7 @@ fn invalid_architectures_built_as_data_are_reported_not_panicked_on() {
         let layers = vec![LayerSpec::Flatten, LayerSpec::Dropout { rate }, LayerSpec::Dense { units: 2, relu: false }];
         assert_mentions(&layers_error(&with(layers)), &["dropout1", "[0, 1)"]);
     }
-    let too_small = Architecture::preset("happy-sad").unwrap().with_input(InputShape::new(3, 16, 16));
+    let too_small = Preset::named("happy-sad").unwrap().architecture.with_input(InputShape::new(3, 16, 16));
     assert_mentions(&layers_error(&too_small), &["conv3"]);
     assert_eq!(with(vec![LayerSpec::Flatten]).outputs(), 0);
 }
@@ -255,7 +256,7 @@ fn batch_norm_covers_channels_or_features_and_keeps_running_statistics_frozen() 
 
 #[test]
 fn initial_weights_are_glorot_uniform_with_zero_biases_and_deterministic() {
-    let architecture = Architecture::preset("emotions3").unwrap().with_input(InputShape::new(1, 48, 48));
+    let architecture = Preset::named("emotions3").unwrap().architecture.with_input(InputShape::new(1, 48, 48));
     let params = architecture.params().unwrap();
     let weights = architecture.initial_weights(42).unwrap();
     assert_eq!(weights.len(), params.len());
@@ -289,7 +290,7 @@ fn initial_weights_are_glorot_uniform_with_zero_biases_and_deterministic() {
 
 #[test]
 fn summary_lists_layers_and_totals_like_keras() {
-    let summary = Architecture::preset("happy-sad").unwrap().summary().unwrap();
+    let summary = Preset::named("happy-sad").unwrap().architecture.summary().unwrap();
     assert_mentions(
         &summary,
         &[

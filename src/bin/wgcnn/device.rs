@@ -4,7 +4,7 @@
 use wgcnn::gpu::DeviceChoice;
 use wgcnn::model::backend::Backend;
 
-use crate::errors::typed;
+use crate::errors::{Usage, in_cli_terms};
 
 /// ", auto: <why>" when `auto` chose.
 pub fn because(why: &Option<String>) -> String {
@@ -19,7 +19,7 @@ pub fn backend(choice: &DeviceChoice) -> anyhow::Result<Backend> {
 /// As [`backend`], with why `auto` chose it ([`Backend::choose`]).
 pub fn chosen_backend(choice: &DeviceChoice) -> anyhow::Result<(Backend, Option<String>)> {
     match Backend::choose(choice) {
-        Err(e @ wgcnn::Error::AdapterNotFound { .. }) => typed(Err(e)),
+        Err(e @ wgcnn::Error::AdapterNotFound { .. }) => Err(Usage(in_cli_terms(&e).unwrap_or(e.to_string())).into()),
         other => Ok(other?),
     }
 }

@@ -48,6 +48,9 @@ fn main() -> ExitCode {
             } else if let Some(interrupted) = e.downcast_ref::<Interrupted>() {
                 eprintln!("wgcnn: {interrupted}");
                 ExitCode::from(interrupted.code)
+            } else if let Some(line) = e.downcast_ref::<wgcnn::Error>().and_then(errors::in_cli_terms) {
+                eprintln!("wgcnn: {line}");
+                ExitCode::FAILURE
             } else {
                 eprintln!("wgcnn: {e:#}");
                 ExitCode::FAILURE

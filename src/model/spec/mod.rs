@@ -15,8 +15,6 @@
 mod grammar;
 mod infer;
 mod layers;
-mod presets;
 mod summary;
 
 pub use layers::{Architecture, Init, InputShape, LayerInfo, LayerSpec, ParamInfo};
-pub use presets::PRESETS;

@@ -16,22 +16,9 @@ pub(super) fn check_fresh_run_folder(settings: &TrainSettings) -> Result<()> {
     if settings.overwrite {
         return Ok(());
     }
-    if out.join("model.safetensors").exists() {
-        let extend = match out.join(CHECKPOINT_FILE).exists() {
-            true => format!(" (with its checkpoint: --resume {} --epochs N trains it further)", out.display()),
-            false => String::new(),
-        };
-        return Err(Error::Invalid(format!(
-            "{}: the run folder already holds a model{extend}; pass --overwrite to replace it, or choose another --out",
-            out.display()
-        )));
-    }
-    if out.join(CHECKPOINT_FILE).exists() {
-        return Err(Error::Invalid(format!(
-            "{}: the run folder holds the checkpoint of a run; pass --resume {} to continue it, --overwrite to start again, or choose another --out",
-            out.display(),
-            out.display()
-        )));
+    let (model, checkpoint) = (out.join("model.safetensors").exists(), out.join(CHECKPOINT_FILE).exists());
+    if model || checkpoint {
+        return Err(Error::RunFolderInUse { out: out.clone(), model, checkpoint });
     }
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! Training a model on a folder of class subfolders into a run folder: a checkpoint after every
-//! epoch (`checkpoint.safetensors`, from which `--resume` continues the run exactly) and the
+//! epoch (`checkpoint.safetensors`, from which a resumed run continues exactly) and the
 //! metrics CSV as training goes; then the model, the plots and the test evaluation, written into
 //! a staging folder and moved in only when training succeeds.
 
@@ -14,12 +14,13 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use crate::data::folder::{Dataset, ImageFolder, LoadOptions};
-use crate::data::image::{Fit, InputFormat};
+use crate::data::image::InputFormat;
 use crate::data::loader::ImageBatches;
 use crate::data::split::{Split, stratified_split};
 use crate::model::backend::{Backend, Predictor};
 use crate::model::file::{ModelFile, ResumeState};
 use crate::model::history::{History, TrainerState};
+use crate::model::normalisation::Normalisation;
 use crate::model::spec::Architecture;
 use crate::model::{NamedTensor, OptimizerState, TrainOptions, Trainable};
 use crate::report::plots;
@@ -33,7 +34,7 @@ use folder::{RunFolder, Staging, check_fresh_run_folder, remove_stale_temporary_
 
 pub use checkpoint::{CHECKPOINT_FILE, Checkpoint, RunSplit, run_split};
 pub use events::RunEvent;
-pub use settings::TrainSettings;
+pub use settings::{SettingDifference, TrainSettings};
 
 /// What a training run produced (the load reports came as [`RunEvent::Loaded`]).
 pub struct TrainRun {
@@ -68,7 +69,7 @@ fn load_folder(
 /// step as it goes (the library prints nothing: `wgcnn train` prints each [`RunEvent`]).
 ///
 /// Everything is checked before the run folder changes (the data, the test folder's classes, the
-/// split, an `--init` model, a model or checkpoint already there): a run that fails there leaves
+/// split, an initial model (`init`), a model or checkpoint already there): a run that fails there leaves
 /// the folder as it was (or absent). Once training begins the folder holds a checkpoint, written
 /// before the first step and after every epoch, and the metrics CSV. The model, the plots and the
 /// evaluations are written into a staging folder beside it and moved in at the end.
@@ -112,13 +113,7 @@ fn check_run_folder(settings: &TrainSettings, checkpoint: Option<&Checkpoint>) -
             let (done, epochs) = (checkpoint.epochs_done(), settings.epochs);
             let stopped = checkpoint.trainer().trainer.early_stopping.is_some_and(|es| es.stopped);
             if (done >= epochs || stopped) && out.join("model.safetensors").exists() {
-                let why = match stopped {
-                    true => format!("early stopping ended it after epoch {done}"),
-                    false => {
-                        format!("it ran {done} of {epochs} epochs; give --epochs more than {done} to train it further")
-                    }
-                };
-                return Err(Error::Invalid(format!("{}: the run is finished: {why}", out.display())));
+                return Err(Error::RunFinished { out: out.clone(), done, epochs, early_stopped: stopped });
             }
         }
     }
@@ -144,7 +139,7 @@ struct RunData<'s> {
     /// Images per class in the train, validation and test splits.
     counts: [Vec<usize>; 3],
     /// As the model file records it.
-    normalisation: String,
+    normalisation: Normalisation,
 }
 
 impl RunData<'_> {
@@ -160,7 +155,7 @@ impl RunData<'_> {
         ModelFile {
             architecture: self.architecture.clone(),
             class_names: self.dataset.class_names.clone(),
-            normalisation: self.normalisation.clone(),
+            normalisation: self.normalisation,
             test_time_augment: settings.test_time_augment,
             history,
             weights,
@@ -170,7 +165,7 @@ impl RunData<'_> {
     }
 }
 
-/// Loads the data folder, the `--init` model of a fresh run and the test folder, checks them, and
+/// Loads the data folder, the initial model of a fresh run (`init`) and the test folder, checks them, and
 /// splits the data, telling `observe` of the load reports and the class counts.
 fn load<'s>(
     settings: &'s TrainSettings,
@@ -217,11 +212,14 @@ fn load<'s>(
 
     let split = stratified_split(&dataset.labels, settings.split, settings.seed)?;
     if split.train.is_empty() {
-        return Err(Error::Invalid("the training split is empty: give it a share in --split, or more data".into()));
+        return Err(Error::Setting {
+            field: "split",
+            reason: "leaves the training split empty: give it a share, or more data".into(),
+        });
     }
     let counts = split.class_counts(&dataset.labels, classes);
     observe(&RunEvent::ClassCounts { class_names: &dataset.class_names, counts: &counts });
-    let normalisation = normalisation(&format);
+    let normalisation = Normalisation::new(format.channels, format.fit);
     Ok((RunData { dataset, test_set, architecture, class_sizes, split, counts, normalisation }, init))
 }
 
@@ -235,7 +233,7 @@ struct Training<'d> {
     config: FitConfig,
 }
 
-/// Builds the model with its first weights (the checkpoint's, the `--init` model's or new ones)
+/// Builds the model with its first weights (the checkpoint's, the initial model's or new ones)
 /// and, resuming, Adam's state; then the batch sources and the loop's settings.
 fn build<'d>(
     backend: &Backend,
@@ -392,7 +390,7 @@ fn publish(
     Ok(TrainRun { model: model_file, model_path: final_model, outcome, test, test_dir })
 }
 
-/// The model file `--init` names, which must be of `architecture` (its layers and its input).
+/// The model file `init` names, which must be of `architecture` (its layers and its input).
 fn init_model(path: &Path, architecture: &Architecture) -> Result<ModelFile> {
     let model = ModelFile::load(path)?;
     let theirs = &model.architecture;
@@ -404,7 +402,7 @@ fn init_model(path: &Path, architecture: &Architecture) -> Result<ModelFile> {
         None
     };
     match difference {
-        Some(difference) => Err(Error::Invalid(format!("--init {}: {difference}", path.display()))),
+        Some(difference) => Err(Error::Setting { field: "init", reason: format!("{}: {difference}", path.display()) }),
         None => Ok(model),
     }
 }
@@ -413,15 +411,4 @@ fn init_model(path: &Path, architecture: &Architecture) -> Result<ModelFile> {
 fn inverse_frequency(counts: &[usize]) -> Vec<f32> {
     let total: usize = counts.iter().sum();
     counts.iter().map(|&n| if n == 0 { 1.0 } else { total as f32 / (counts.len() * n) as f32 }).collect()
-}
-
-/// The normalisation a model file records for images prepared with `format`.
-fn normalisation(format: &InputFormat) -> String {
-    let colour = if format.channels == 1 { "gray" } else { "rgb" };
-    let fit = match format.fit {
-        Fit::Stretch => "stretch",
-        Fit::CenterCrop => "crop",
-        Fit::Pad => "pad",
-    };
-    format!("{colour}/255 {fit}")
 }

@@ -65,38 +65,25 @@ pub struct TrainSettings {
 }
 
 impl TrainSettings {
-    /// The settings that differ from `other`'s, each as (the `wgcnn train` flag that sets it,
-    /// this value, the other value). The epochs, the run folder and `overwrite` are not compared.
-    pub fn differences(&self, other: &TrainSettings) -> Vec<(&'static str, String, String)> {
-        let mut found = Vec::new();
-        let mut compare = |flag: &'static str, a: String, b: String| {
-            if a != b {
-                found.push((flag, a, b));
-            }
-        };
-        let path = |p: &Option<PathBuf>| p.as_ref().map_or("none".into(), |p| p.display().to_string());
-        compare("DATA", self.data_dir.display().to_string(), other.data_dir.display().to_string());
-        compare("--test-data", path(&self.test_dir), path(&other.test_dir));
-        let architecture = |a: &Architecture| format!("{a} at {}", a.input);
-        compare("--arch", architecture(&self.architecture), architecture(&other.architecture));
-        compare("--fit", format!("{:?}", self.fit), format!("{:?}", other.fit));
-        compare("--split", format!("{:?}", self.split), format!("{:?}", other.split));
-        compare("--batch-size", self.batch_size.to_string(), other.batch_size.to_string());
-        compare("--lr", self.lr.to_string(), other.lr.to_string());
-        compare("--seed", self.seed.to_string(), other.seed.to_string());
-        compare("--patience", format!("{:?}", self.patience), format!("{:?}", other.patience));
-        compare("--lr-patience", format!("{:?}", self.lr_patience), format!("{:?}", other.lr_patience));
-        compare("--lr-factor", self.lr_factor.to_string(), other.lr_factor.to_string());
-        compare("--min-lr", self.min_lr.to_string(), other.min_lr.to_string());
-        compare("--augment", format!("{:?}", self.augment), format!("{:?}", other.augment));
-        compare("--balance-classes", self.balance_classes.to_string(), other.balance_classes.to_string());
-        compare("--tta", self.test_time_augment.to_string(), other.test_time_augment.to_string());
-        compare("--max-image-pixels", self.limits.max_pixels.to_string(), other.limits.max_pixels.to_string());
-        compare("--max-image-side", self.limits.max_side.to_string(), other.limits.max_side.to_string());
-        compare("--max-image-mb", self.limits.max_pixel_bytes.to_string(), other.limits.max_pixel_bytes.to_string());
-        compare("--max-file-mb", self.limits.max_file_bytes.to_string(), other.limits.max_file_bytes.to_string());
-        compare("--init", path(&self.init), path(&other.init));
-        found
+    /// The settings that differ from `other`'s, found by comparing what a checkpoint stores of
+    /// each (every field but the run folder and `overwrite`), so that no field is left out. A
+    /// field that holds several values gives one difference per value that differs, named by
+    /// its path (`split.train`, `limits.max_pixels`).
+    pub fn differences(&self, other: &TrainSettings) -> Vec<SettingDifference> {
+        let (mine, theirs) = (self.stored_values(), other.stored_values());
+        mine.into_iter()
+            .zip(theirs)
+            .filter(|(a, b)| a != b)
+            .map(|((field, now), (_, then))| SettingDifference { field, now, then })
+            .collect()
+    }
+
+    /// Every value a checkpoint stores of these settings, by field path, sorted by it.
+    pub fn stored_values(&self) -> Vec<(String, String)> {
+        let value = serde_json::to_value(self).expect("settings serialise to JSON");
+        let mut values = Vec::new();
+        flatten("", &value, &mut values);
+        values
     }
 
     /// How the run's images reach its model's input.
@@ -118,6 +105,31 @@ impl TrainSettings {
             init: self.init.as_deref().map(absolute).transpose()?,
             ..self.clone()
         })
+    }
+}
+
+/// A setting of a run that differs from another run's ([`TrainSettings::differences`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SettingDifference {
+    /// The field, or the path of a value inside one: `lr`, `split.train`, `limits.max_pixels`.
+    pub field: String,
+    /// The value in the settings compared, and in the others.
+    pub now: String,
+    pub then: String,
+}
+
+/// The leaves of `value` as (path, text): strings as they are, `null` as `none`.
+fn flatten(path: &str, value: &serde_json::Value, out: &mut Vec<(String, String)>) {
+    match value {
+        serde_json::Value::Object(fields) => {
+            for (name, value) in fields {
+                let path = if path.is_empty() { name.clone() } else { format!("{path}.{name}") };
+                flatten(&path, value, out);
+            }
+        }
+        serde_json::Value::String(text) => out.push((path.to_string(), text.clone())),
+        serde_json::Value::Null => out.push((path.to_string(), "none".to_string())),
+        other => out.push((path.to_string(), other.to_string())),
     }
 }
 

@@ -47,9 +47,9 @@ pub struct TrainArgs {
     /// Images per step (default: the preset's, 32; fer48: 64).
     #[arg(long)]
     pub batch_size: Option<usize>,
-    /// Adam's starting learning rate.
-    #[arg(long, default_value_t = 1e-3)]
-    pub lr: f64,
+    /// Adam's starting learning rate; default: the preset's (0.001).
+    #[arg(long)]
+    pub lr: Option<f64>,
     /// Train, validation and test shares; default: the preset's (0.7,0.2,0.1; fer48: 0.85,0.1,0.05).
     #[arg(long)]
     pub split: Option<SplitRatios>,
@@ -65,10 +65,12 @@ pub struct TrainArgs {
     /// turns it off. Default: the preset's (3; fer48: 5).
     #[arg(long)]
     pub lr_patience: Option<usize>,
-    #[arg(long, default_value_t = 0.5)]
-    pub lr_factor: f64,
-    #[arg(long, default_value_t = 1e-6)]
-    pub min_lr: f64,
+    /// What a plateau multiplies the learning rate by; default: the preset's (0.5).
+    #[arg(long)]
+    pub lr_factor: Option<f64>,
+    /// The learning rate a plateau lowers it to at the least; default: the preset's (1e-6).
+    #[arg(long)]
+    pub min_lr: Option<f64>,
     /// Weigh each class's loss by the inverse of its share (for imbalanced data; fer48 does).
     #[arg(long)]
     pub balance_classes: bool,

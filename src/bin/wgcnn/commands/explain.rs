@@ -5,10 +5,8 @@ use std::path::{Path, PathBuf};
 use wgcnn::data::image::DecodeLimits;
 use wgcnn::gpu::DeviceChoice;
 use wgcnn::model::explain::ExplainMethod;
-use wgcnn::workflow::session::{INFERENCE_BATCH, ModelSession};
 
-use super::images::{bad_images, no_folders, read_files};
-use crate::device::backend;
+use super::images::{bad_images, bytes, open_for_images};
 use crate::errors::typed;
 
 pub fn explain(
@@ -20,17 +18,14 @@ pub fn explain(
     class: Option<&str>,
     out: &Path,
 ) -> anyhow::Result<()> {
-    no_folders(images)?;
-    let mut loaded = ModelSession::open(model, &backend(choice)?, &[INFERENCE_BATCH.min(images.len())], limits)?;
+    let (mut loaded, files) = open_for_images(choice, limits, model, images)?;
     typed(class.map(|name| loaded.class_index(name)).transpose())?;
     let drawn = loaded.method_for(method);
     if let Some(note) = &drawn.note {
         println!("{note}");
     }
     std::fs::create_dir_all(out).map_err(|e| anyhow::anyhow!("{}: cannot create the folder: {e}", out.display()))?;
-    let files = read_files(images, &limits);
-    let bytes: Vec<&[u8]> = files.iter().map(|f| f.as_deref().unwrap_or_default()).collect();
-    let explained = loaded.explain_bytes(&bytes, method, class)?;
+    let explained = loaded.explain_bytes(&bytes(&files), method, class)?;
     let (mut stems, mut failures) = (std::collections::HashMap::new(), Vec::new());
     for ((path, file), result) in images.iter().zip(&files).zip(explained) {
         let e = match file.clone().and_then(|_| result.map_err(|e| e.to_string())) {

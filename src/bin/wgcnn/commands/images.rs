@@ -1,14 +1,40 @@
-//! What predict and explain share: image files (not folders) read within the limits, and the
-//! error for those that could not be used.
+//! What predict and explain share: the model opened for the image files (not folders) read
+//! within the limits, and the error for those that could not be used.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use wgcnn::data::image::DecodeLimits;
+use wgcnn::gpu::DeviceChoice;
+use wgcnn::workflow::session::{INFERENCE_BATCH, ModelSession};
 
+use crate::device::backend;
 use crate::errors::Usage;
 
+/// Each image file's bytes, or why it cannot be read (reported like an image that does not
+/// decode).
+pub type ImageFiles = Vec<Result<Vec<u8>, String>>;
+
+/// The model at `model` on the device `choice` names, for a batch of up to all `images`, and the
+/// images' files read within `limits`.
+pub fn open_for_images(
+    choice: &DeviceChoice,
+    limits: DecodeLimits,
+    model: &Path,
+    images: &[PathBuf],
+) -> anyhow::Result<(ModelSession, ImageFiles)> {
+    no_folders(images)?;
+    let session = ModelSession::open(model, &backend(choice)?, &[INFERENCE_BATCH.min(images.len())], limits)?;
+    let files = images.iter().map(|p| limits.read_file(p).map_err(|e| e.to_string())).collect();
+    Ok((session, files))
+}
+
+/// The files' bytes as the session takes them (none for a file that could not be read).
+pub fn bytes(files: &ImageFiles) -> Vec<&[u8]> {
+    files.iter().map(|f| f.as_deref().unwrap_or_default()).collect()
+}
+
 /// A folder among the images is a usage error that points to `eval`.
-pub fn no_folders(images: &[PathBuf]) -> anyhow::Result<()> {
+fn no_folders(images: &[PathBuf]) -> anyhow::Result<()> {
     match images.iter().find(|path| path.is_dir()) {
         Some(folder) => Err(Usage(format!(
             "{} is a folder: this command takes image files; `wgcnn eval MODEL FOLDER` takes a folder of \
@@ -19,12 +45,6 @@ pub fn no_folders(images: &[PathBuf]) -> anyhow::Result<()> {
         .into()),
         None => Ok(()),
     }
-}
-
-/// Each file's bytes within the limits, or why it cannot be read (reported like an image that
-/// does not decode).
-pub fn read_files(paths: &[PathBuf], limits: &DecodeLimits) -> Vec<Result<Vec<u8>, String>> {
-    paths.iter().map(|p| limits.read_file(p).map_err(|e| e.to_string())).collect()
 }
 
 /// The error for images that could not be used: a single image's own message, else one line per

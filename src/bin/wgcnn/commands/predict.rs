@@ -6,11 +6,9 @@ use wgcnn::data::image::{DecodeLimits, decode_rgb};
 use wgcnn::gpu::DeviceChoice;
 use wgcnn::report::GridItem;
 use wgcnn::workflow;
-use wgcnn::workflow::session::{INFERENCE_BATCH, ModelSession};
 
-use super::images::{bad_images, no_folders, read_files};
+use super::images::{bad_images, bytes, open_for_images};
 use crate::cli::TtaArg;
-use crate::device::backend;
 
 pub fn predict(
     choice: &DeviceChoice,
@@ -21,12 +19,9 @@ pub fn predict(
     json: bool,
     grid: Option<&Path>,
 ) -> anyhow::Result<()> {
-    no_folders(images)?;
-    let mut loaded = ModelSession::open(model, &backend(choice)?, &[INFERENCE_BATCH.min(images.len())], limits)?;
+    let (mut loaded, files) = open_for_images(choice, limits, model, images)?;
     tta.apply(&mut loaded);
-    let files = read_files(images, &limits);
-    let bytes: Vec<&[u8]> = files.iter().map(|f| f.as_deref().unwrap_or_default()).collect();
-    let predictions = loaded.predict_bytes(&bytes)?;
+    let predictions = loaded.predict_bytes(&bytes(&files))?;
     let mut failures = Vec::new();
     let mut entries = Vec::new();
     let mut grid_items = Vec::new();
