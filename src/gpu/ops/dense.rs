@@ -119,12 +119,7 @@ impl<'a> Matmul<'a> {
     }
 
     /// The input gradient `dx = dy @ w^T`.
-    pub fn backward_input(
-        shape: &DenseShape,
-        dy: &'a GpuTensor,
-        w: &'a GpuTensor,
-        dx: &'a GpuTensor,
-    ) -> Result<Self> {
+    pub fn backward_input(shape: &DenseShape, dy: &'a GpuTensor, w: &'a GpuTensor, dx: &'a GpuTensor) -> Result<Self> {
         check_dense(shape)?;
         check_matrix("dense dy", dy, shape.batch, shape.outputs)?;
         check_matrix("dense w", w, shape.inputs, shape.outputs)?;
@@ -142,12 +137,7 @@ impl<'a> Matmul<'a> {
     }
 
     /// The weight gradient `dw = x^T @ dy`, summed over the batch.
-    pub fn backward_weight(
-        shape: &DenseShape,
-        x: &'a GpuTensor,
-        dy: &'a GpuTensor,
-        dw: &'a GpuTensor,
-    ) -> Result<Self> {
+    pub fn backward_weight(shape: &DenseShape, x: &'a GpuTensor, dy: &'a GpuTensor, dw: &'a GpuTensor) -> Result<Self> {
         check_dense(shape)?;
         check_matrix("dense x", x, shape.batch, shape.inputs)?;
         check_matrix("dense dy", dy, shape.batch, shape.outputs)?;
