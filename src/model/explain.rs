@@ -19,7 +19,7 @@ use std::str::FromStr;
 
 use image::{Rgb, RgbImage};
 
-use super::spec::{InputShape, LayerInfo, LayerSpec};
+use super::spec::{InputShape, LayerInfo};
 use crate::reference::loss;
 use crate::shape::LossShape;
 use crate::{Error, Result};
@@ -143,9 +143,9 @@ pub(crate) fn score_gradient(outputs: usize, classes: &[u32]) -> Vec<f32> {
     seed
 }
 
-/// The Grad-CAM layer: the last convolution.
+/// The Grad-CAM layer: the last that learns spatial feature maps (a convolution).
 pub(crate) fn grad_cam_layer(layers: &[LayerInfo]) -> Option<usize> {
-    layers.iter().rposition(|l| matches!(l.spec, LayerSpec::Conv2d { .. }))
+    layers.iter().rposition(|l| l.spec.kind().learns_feature_maps())
 }
 
 /// The Grad-CAM layer's output and its gradient for `n` images, [n, channels, height, width].

@@ -103,37 +103,22 @@ impl Plan {
     pub fn new(architecture: &Architecture, batch: usize, seed: u64) -> Result<Plan> {
         super::check_batch_size(batch)?;
         let infos = architecture.layers_info()?;
-        let mut layers = Vec::with_capacity(infos.len());
         let mut params = Vec::new();
+        let mut ops = Vec::with_capacity(infos.len());
         for (i, info) in infos.iter().enumerate() {
-            // Parameters in the order `LayerInfo::params` lists them: weight, bias; or gamma, beta,
-            // running mean, running variance.
-            let p = params.len();
-            let op = match info.spec {
-                LayerSpec::Conv2d { .. } => {
-                    let (shape, relu) = info.conv2d_shape(batch)?;
-                    Op::Conv2d { shape, relu, weight: p, bias: p + 1 }
-                }
-                LayerSpec::MaxPool2d { .. } => Op::MaxPool2d { shape: info.pool2d_shape(batch)? },
-                LayerSpec::BatchNorm => Op::BatchNorm {
-                    shape: info.batch_norm_shape(batch),
-                    params: BatchNormParams { gamma: p, beta: p + 1, running_mean: p + 2, running_var: p + 3 },
-                },
-                LayerSpec::Relu => Op::Relu,
-                LayerSpec::Flatten => Op::Flatten,
-                LayerSpec::Dense { relu, .. } => {
-                    Op::Dense { shape: info.dense_shape(batch), relu, weight: p, bias: p + 1 }
-                }
-                LayerSpec::Dropout { rate } => {
-                    Op::Dropout { config: DropoutConfig { rate, seed: layer_seed(seed, i), step: 0 } }
-                }
-            };
-            let next_is_pool = matches!(infos.get(i + 1).map(|l| &l.spec), Some(LayerSpec::MaxPool2d { .. }));
-            let relu_fused_into_pool = matches!(op, Op::Conv2d { relu: true, .. }) && next_is_pool;
+            ops.push(info.op(batch, params.len(), layer_seed(seed, i))?);
             params.extend(info.params.iter().cloned());
-            layers.push(PlanLayer { info: info.clone(), op, relu_fused_into_pool });
         }
+        // The walk fuses a convolution's ReLU into the max-pool op after it, whatever their layers.
+        let fused = |i: usize| {
+            matches!(ops[i], Op::Conv2d { relu: true, .. }) && matches!(ops.get(i + 1), Some(Op::MaxPool2d { .. }))
+        };
         let grad_cam = grad_cam_layer(&infos);
+        let layers = infos
+            .into_iter()
+            .enumerate()
+            .map(|(i, info)| PlanLayer { info, op: ops[i], relu_fused_into_pool: fused(i) })
+            .collect();
         Ok(Plan { batch, input: architecture.input, outputs: architecture.outputs(), layers, params, grad_cam })
     }
 
@@ -148,45 +133,54 @@ impl Plan {
     }
 }
 
-/// The operation shapes of a layer at a batch size.
+/// A layer's operation at a batch size: the one place where layer kinds become ops.
 impl LayerInfo {
-    /// A convolution's shape and whether its ReLU is fused.
-    fn conv2d_shape(&self, batch: usize) -> Result<(Conv2dShape, bool)> {
-        match (&self.spec, &self.input[..]) {
-            (&LayerSpec::Conv2d { filters, kernel, stride, padding, relu }, &[c, h, w]) => Ok((
-                Conv2dShape {
+    /// The op of this layer for `batch` images, its parameters from index `first_param` of the
+    /// plan's list in the order [`LayerInfo::params`] gives them, its dropout mask from `seed`.
+    fn op(&self, batch: usize, first_param: usize, seed: u64) -> Result<Op> {
+        let p = first_param;
+        Ok(match self.spec {
+            LayerSpec::Conv2d { filters, kernel, stride, padding, relu } => {
+                let (in_channels, in_h, in_w) = self.spatial_input()?;
+                let shape = Conv2dShape {
                     batch,
-                    in_channels: c,
-                    in_h: h,
-                    in_w: w,
+                    in_channels,
+                    in_h,
+                    in_w,
                     out_channels: filters,
                     kernel_h: kernel,
                     kernel_w: kernel,
                     stride,
                     padding,
-                },
-                relu,
-            )),
-            _ => Err(Error::Invalid(format!("{} is not a convolution over [c, h, w]", self.name))),
-        }
-    }
-
-    fn pool2d_shape(&self, batch: usize) -> Result<Pool2dShape> {
-        match (&self.spec, &self.input[..]) {
-            (&LayerSpec::MaxPool2d { pool, stride }, &[channels, in_h, in_w]) => {
-                Ok(Pool2dShape { batch, channels, in_h, in_w, pool, stride })
+                };
+                Op::Conv2d { shape, relu, weight: p, bias: p + 1 }
             }
-            _ => Err(Error::Invalid(format!("{} is not a max-pool over [c, h, w]", self.name))),
+            LayerSpec::MaxPool2d { pool, stride } => {
+                let (channels, in_h, in_w) = self.spatial_input()?;
+                Op::MaxPool2d { shape: Pool2dShape { batch, channels, in_h, in_w, pool, stride } }
+            }
+            // Over the first per-sample dimension: channels, or features after a dense layer.
+            LayerSpec::BatchNorm => Op::BatchNorm {
+                shape: BatchNormShape { batch, channels: self.input[0], spatial: self.input[1..].iter().product() },
+                params: BatchNormParams { gamma: p, beta: p + 1, running_mean: p + 2, running_var: p + 3 },
+            },
+            LayerSpec::Relu => Op::Relu,
+            LayerSpec::Flatten => Op::Flatten,
+            LayerSpec::Dense { relu, .. } => {
+                let shape =
+                    DenseShape { batch, inputs: self.input.iter().product(), outputs: self.output.iter().product() };
+                Op::Dense { shape, relu, weight: p, bias: p + 1 }
+            }
+            LayerSpec::Dropout { rate } => Op::Dropout { config: DropoutConfig { rate, seed, step: 0 } },
+        })
+    }
+
+    /// The per-sample input as channels, height, width.
+    fn spatial_input(&self) -> Result<(usize, usize, usize)> {
+        match self.input[..] {
+            [channels, height, width] => Ok((channels, height, width)),
+            _ => Err(Error::Invalid(format!("{} needs a [c, h, w] input", self.name))),
         }
-    }
-
-    fn dense_shape(&self, batch: usize) -> DenseShape {
-        DenseShape { batch, inputs: self.input.iter().product(), outputs: self.output.iter().product() }
-    }
-
-    /// Batch norm over the first per-sample dimension (channels, or features after a dense layer).
-    fn batch_norm_shape(&self, batch: usize) -> BatchNormShape {
-        BatchNormShape { batch, channels: self.input[0], spatial: self.input[1..].iter().product() }
     }
 }
 

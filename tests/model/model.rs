@@ -4,17 +4,26 @@
 use crate::common::*;
 use wgcnn::gpu::GpuModel;
 use wgcnn::model::backend::{Backend, Predictor};
-use wgcnn::model::spec::{Architecture, InputShape};
+use wgcnn::model::spec::{Architecture, InputShape, LayerKind};
 use wgcnn::model::test_time::TestTimeAugment;
 use wgcnn::model::{NamedTensor, TrainOptions, Trainable};
 use wgcnn::native::NativeModel;
 use wgcnn::reference::ReferenceModel;
 
-/// A small model with every layer kind: conv (same and valid), batch norm, pool, flatten, dense,
-/// dropout, and a softmax head.
+/// A small model with every layer kind: conv (same and valid), batch norm, ReLU, pool, flatten,
+/// dense, dropout, and a sigmoid or softmax head.
 fn small_architecture(classes: usize) -> Architecture {
-    let spec = format!("c4same-bn-p-c6-p-f-d16-drop0.25-d{classes}");
+    let spec = format!("c4same-bn-r-p-c6-p-f-d16-drop0.25-d{classes}");
     Architecture::parse(&spec, InputShape { channels: 3, height: 13, width: 15 }).unwrap()
+}
+
+/// The backends are checked against the CPU reference on the small model: it must hold every kind.
+#[test]
+fn the_small_model_has_every_layer_kind() {
+    let layers = small_architecture(3).layers;
+    for &kind in LayerKind::ALL {
+        assert!(layers.iter().any(|layer| layer.kind() == kind), "the small model has no {kind:?} layer");
+    }
 }
 
 fn batch(seed: u64, n: usize, sample_len: usize, classes: u32) -> (Vec<f32>, Vec<u32>) {

@@ -1,7 +1,9 @@
 //! Architectures as data: parsing and printing spec strings, shape inference, parameter counts,
 //! the errors of layers that do not fit, Keras's initialisers and the summary table.
 
-use wgcnn::model::spec::{Architecture, Init, InputShape, LayerSpec};
+use std::collections::HashSet;
+
+use wgcnn::model::spec::{Architecture, Init, InputShape, LayerKind, LayerSpec};
 use wgcnn::shape::Padding;
 use wgcnn::workflow::preset::Preset;
 
@@ -127,13 +129,19 @@ fn every_preset_resolves_and_unknown_ones_are_listed() {
 #[test]
 fn spec_strings_round_trip_and_non_canonical_ones_are_normalised() {
     let input = InputShape::new(3, 64, 64);
+    let mut kinds = HashSet::new();
     for spec in [
         "c16-p-c32-p-c64-p-c32-p-f-d256-d1",
         "c32x5s2same-bn-r-p3s2-c8lin-p3-f-d64lin-bn-drop0.25-d10",
         "c8x1-drop0.5-p4s1-f-d2",
         "f-drop0-d1",
     ] {
-        assert_eq!(parse(spec, input).to_string(), spec);
+        let parsed = parse(spec, input);
+        assert_eq!(parsed.to_string(), spec);
+        kinds.extend(parsed.layers.iter().map(LayerSpec::kind));
+    }
+    for kind in LayerKind::ALL {
+        assert!(kinds.contains(kind), "no round trip has a {kind:?} layer");
     }
     assert_eq!(parse("c16x3s1-p2s2-f-d8-d2lin", input).to_string(), "c16-p-f-d8-d2");
     let parsed = parse("c32x5s2same-p3-c4lin-f-d7lin-d1", input);
@@ -150,6 +158,31 @@ fn spec_strings_round_trip_and_non_canonical_ones_are_normalised() {
     );
     // Same padding keeps ceil(size / stride).
     assert_eq!(parsed.layers_info().unwrap()[0].output, [32, 32, 32]);
+}
+
+#[test]
+fn every_layer_kind_parses_its_example_tokens_and_prints_them_back() {
+    let unknown = parse_error("q-d1", InputShape::new(1, 8, 8));
+    for &kind in LayerKind::ALL {
+        assert!(!kind.examples().is_empty(), "{kind:?} has no example token");
+        for &example in kind.examples() {
+            let layer: LayerSpec = example.parse().unwrap_or_else(|e| panic!("{kind:?}: {e}"));
+            assert_eq!((layer.kind(), layer.to_string()), (kind, example.to_string()));
+        }
+        assert_mentions(&unknown, &[&kind.form()]);
+    }
+    assert_mentions(&"c16x".parse::<LayerSpec>().unwrap_err().to_string(), &["\"c16x\"", "c<filters>"]);
+}
+
+#[test]
+fn the_readme_and_the_spec_docs_give_every_layer_kinds_token() {
+    let one_line = |text: &str| text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let readme = one_line(include_str!("../../README.md"));
+    let spec_docs = one_line(include_str!("../../src/model/spec/mod.rs"));
+    for &kind in LayerKind::ALL {
+        assert_mentions(&readme, &[&format!("`{}` {}", kind.syntax(), kind.title())]);
+        assert_mentions(&spec_docs, &[&format!("`{}`", kind.syntax())]);
+    }
 }
 
 #[test]

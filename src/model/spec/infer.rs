@@ -1,5 +1,5 @@
-//! Shape inference: each layer's output shape and parameters, Keras-like layer names, and the
-//! parameters' initial values as Keras's default initialisers draw them.
+//! Shape inference over the layers (each kind's own is in its module of `kinds`), Keras-like layer
+//! names, and the parameters' initial values as Keras's default initialisers draw them.
 
 use std::collections::HashMap;
 
@@ -7,133 +7,24 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use super::layers::{Architecture, Init, InputShape, LayerInfo, LayerSpec, ParamInfo};
 use crate::model::weights::NamedTensor;
-use crate::shape::{Padding, conv_out_dim};
 use crate::{Error, Result};
 
 /// Every tensor's elements must be indexable by the u32 the kernels use.
 const MAX_TENSOR_ELEMENTS: usize = u32::MAX as usize;
 
-impl LayerSpec {
-    /// The first part of the layer's Keras-like name.
-    fn name_prefix(&self) -> &'static str {
-        match self {
-            LayerSpec::Conv2d { .. } => "conv",
-            LayerSpec::MaxPool2d { .. } => "pool",
-            LayerSpec::BatchNorm => "bn",
-            LayerSpec::Relu => "relu",
-            LayerSpec::Flatten => "flatten",
-            LayerSpec::Dense { .. } => "dense",
-            LayerSpec::Dropout { .. } => "dropout",
-        }
-    }
-
-    /// The layer's output shape and parameters for a per-sample `input` shape; the error is the reason.
-    fn infer(&self, name: &str, input: &[usize], is_head: bool) -> std::result::Result<LayerOutput, String> {
-        let param = |role: &str, shape: Vec<usize>, trainable: bool, init: Init| ParamInfo {
-            name: format!("{name}.{role}"),
-            shape,
-            trainable,
-            init,
-        };
-        match *self {
-            LayerSpec::Conv2d { filters, kernel, stride, padding, .. } => {
-                let (channels, height, width) = spatial(input, "a convolution")?;
-                if filters == 0 || kernel == 0 || stride == 0 {
-                    return Err(format!(
-                        "filters, kernel and stride must be positive, got {filters}, {kernel} and {stride}"
-                    ));
-                }
-                // Bounds the kernel before the output size is computed from it.
-                let weight = vec![filters, channels, kernel, kernel];
-                checked_elements(&weight)?;
-                let (out_h, _) = conv_out_dim(height, kernel, stride, padding);
-                let (out_w, _) = conv_out_dim(width, kernel, stride, padding);
-                if out_h == 0 || out_w == 0 {
-                    return Err(format!(
-                        "a {kernel}x{kernel} kernel does not fit its {height}x{width} input with valid padding \
-                         (use a smaller kernel or `same`)"
-                    ));
-                }
-                let window = kernel * kernel;
-                let glorot = Init::GlorotUniform { fan_in: channels * window, fan_out: filters * window };
-                Ok(LayerOutput {
-                    shape: vec![filters, out_h, out_w],
-                    params: vec![
-                        param("weight", weight, true, glorot),
-                        param("bias", vec![filters], true, Init::Zeros),
-                    ],
-                })
-            }
-            LayerSpec::MaxPool2d { pool, stride } => {
-                let (channels, height, width) = spatial(input, "max-pooling")?;
-                if pool == 0 || stride == 0 {
-                    return Err(format!("pool size and stride must be positive, got {pool} and {stride}"));
-                }
-                let (out_h, _) = conv_out_dim(height, pool, stride, Padding::Valid);
-                let (out_w, _) = conv_out_dim(width, pool, stride, Padding::Valid);
-                if out_h == 0 || out_w == 0 {
-                    return Err(format!("a {pool}x{pool} window does not fit its {height}x{width} input"));
-                }
-                Ok(LayerOutput { shape: vec![channels, out_h, out_w], params: Vec::new() })
-            }
-            LayerSpec::BatchNorm => {
-                // Channels of [C, H, W] or features of [N]: the first dimension either way.
-                let features = vec![input[0]];
-                Ok(LayerOutput {
-                    shape: input.to_vec(),
-                    params: vec![
-                        param("gamma", features.clone(), true, Init::Ones),
-                        param("beta", features.clone(), true, Init::Zeros),
-                        param("running_mean", features.clone(), false, Init::Zeros),
-                        param("running_var", features, false, Init::Ones),
-                    ],
-                })
-            }
-            LayerSpec::Relu => Ok(LayerOutput { shape: input.to_vec(), params: Vec::new() }),
-            LayerSpec::Flatten => {
-                if input.len() == 1 {
-                    return Err(format!("its input {} is already flat", dims(input)));
-                }
-                Ok(LayerOutput { shape: vec![checked_elements(input)?], params: Vec::new() })
-            }
-            LayerSpec::Dense { units, relu } => {
-                let &[inputs] = input else {
-                    return Err(format!("expects a flat input: add `f` before it (its input is {})", dims(input)));
-                };
-                if units == 0 {
-                    return Err("units must be positive".into());
-                }
-                if is_head && relu {
-                    return Err("is the output head: its logits must be linear, without ReLU".into());
-                }
-                let weight = vec![inputs, units];
-                checked_elements(&weight)?;
-                Ok(LayerOutput {
-                    shape: vec![units],
-                    params: vec![
-                        param("weight", weight, true, Init::GlorotUniform { fan_in: inputs, fan_out: units }),
-                        param("bias", vec![units], true, Init::Zeros),
-                    ],
-                })
-            }
-            LayerSpec::Dropout { rate } => {
-                if !(0.0..1.0).contains(&rate) {
-                    return Err(format!("rate {rate} is outside [0, 1)"));
-                }
-                Ok(LayerOutput { shape: input.to_vec(), params: Vec::new() })
-            }
-        }
-    }
+/// What a kind's shape inference finds.
+pub(super) struct LayerOutput {
+    pub shape: Vec<usize>,
+    pub params: Vec<ParamInfo>,
 }
 
-/// What [`LayerSpec::infer`] finds.
-struct LayerOutput {
-    shape: Vec<usize>,
-    params: Vec<ParamInfo>,
+/// Parameter `<layer>.<role>`.
+pub(super) fn param(layer: &str, role: &str, shape: Vec<usize>, trainable: bool, init: Init) -> ParamInfo {
+    ParamInfo { name: format!("{layer}.{role}"), shape, trainable, init }
 }
 
 /// `input` as channels, height, width, or why `what` cannot take it.
-fn spatial(input: &[usize], what: &str) -> std::result::Result<(usize, usize, usize), String> {
+pub(super) fn spatial(input: &[usize], what: &str) -> std::result::Result<(usize, usize, usize), String> {
     match *input {
         [channels, height, width] => Ok((channels, height, width)),
         _ => Err(format!(
@@ -144,7 +35,7 @@ fn spatial(input: &[usize], what: &str) -> std::result::Result<(usize, usize, us
 }
 
 /// Elements of `shape`, or why it is too large.
-fn checked_elements(shape: &[usize]) -> std::result::Result<usize, String> {
+pub(super) fn checked_elements(shape: &[usize]) -> std::result::Result<usize, String> {
     shape
         .iter()
         .try_fold(1usize, |product, &d| product.checked_mul(d))
@@ -153,7 +44,7 @@ fn checked_elements(shape: &[usize]) -> std::result::Result<usize, String> {
 }
 
 /// `16x254x254`.
-fn dims(shape: &[usize]) -> String {
+pub(super) fn dims(shape: &[usize]) -> String {
     shape.iter().map(usize::to_string).collect::<Vec<_>>().join("x")
 }
 
@@ -179,9 +70,10 @@ impl Architecture {
         let mut shape = vec![channels, height, width];
         let mut infos = Vec::with_capacity(self.layers.len());
         for (index, spec) in self.layers.iter().enumerate() {
-            let count = counts.entry(spec.name_prefix()).or_default();
+            let prefix = spec.kind().definition().name;
+            let count = counts.entry(prefix).or_default();
             *count += 1;
-            let name = format!("{}{count}", spec.name_prefix());
+            let name = format!("{prefix}{count}");
             let is_head = index + 1 == self.layers.len();
             let LayerOutput { shape: output, params } = spec.infer(&name, &shape, is_head).map_err(|reason| {
                 invalid(format!("layer {} {name} (`{}`): {reason}", index + 1, spec.token(is_head)))

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use super::cursor::Cursor;
 use crate::shape::Padding;
 use crate::{Error, Result};
 
@@ -38,6 +39,53 @@ pub enum LayerSpec {
     Dropout {
         rate: f32,
     },
+}
+
+/// Declares [`LayerKind`] and [`LayerKind::ALL`] from one list, so that `ALL` cannot miss a kind.
+macro_rules! layer_kinds {
+    ($($kind:ident),* $(,)?) => {
+        /// What a [`LayerSpec`] is, without its parameters: one per variant, each defined (its token,
+        /// its shape inference) in its own module of `spec::kinds`.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum LayerKind {
+            $($kind),*
+        }
+
+        impl LayerKind {
+            /// Every kind, in the order the grammar lists them.
+            pub const ALL: &'static [LayerKind] = &[$(LayerKind::$kind),*];
+        }
+    };
+}
+
+layer_kinds!(Conv2d, MaxPool2d, BatchNorm, Relu, Flatten, Dense, Dropout);
+
+/// A layer kind's token, names and role, as its module in `spec::kinds` defines them.
+pub(super) struct Definition {
+    /// What its tokens start with: `c`, `drop`.
+    pub prefix: &'static str,
+    /// What follows the prefix.
+    pub grammar: Grammar,
+    /// The token's syntax as the docs write it: `d<units>[lin]`.
+    pub syntax: &'static str,
+    /// What the layer is, after its syntax in the docs: `dense`, `batch norm`.
+    pub title: &'static str,
+    /// Canonical tokens, each printed back as written.
+    pub examples: &'static [&'static str],
+    /// The first part of its Keras-like layer names: `conv` of `conv1`.
+    pub name: &'static str,
+    /// The Keras class, for the summary.
+    pub keras_type: &'static str,
+    /// Whether its output is a learned spatial feature map, what Grad-CAM weighs.
+    pub learns_feature_maps: bool,
+}
+
+/// What follows a kind's prefix in its token.
+pub(super) enum Grammar {
+    /// Nothing: the token is the prefix alone (`bn`).
+    Word(LayerSpec),
+    /// Parameters read from what follows the prefix; None when they are not of the kind's form.
+    Parameters(fn(&mut Cursor) -> Option<LayerSpec>),
 }
 
 /// The shape of one input sample: channels x height x width.

@@ -11,10 +11,14 @@
 //!   output head (1 unit: sigmoid and binary cross-entropy; 2 or more: softmax and categorical
 //!   cross-entropy);
 //! - `drop<rate>`: dropout (`drop0.5`).
+//!
+//! Each layer kind is defined in its own module of `kinds`; [`LayerKind::ALL`] lists them.
 
+mod cursor;
 mod grammar;
 mod infer;
+mod kinds;
 mod layers;
 mod summary;
 
-pub use layers::{Architecture, Init, InputShape, LayerInfo, LayerSpec, ParamInfo};
+pub use layers::{Architecture, Init, InputShape, LayerInfo, LayerKind, LayerSpec, ParamInfo};

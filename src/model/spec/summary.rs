@@ -1,22 +1,7 @@
 //! An architecture's table like Keras's `model.summary()`.
 
-use super::layers::{Architecture, LayerSpec, ParamInfo};
+use super::layers::{Architecture, ParamInfo};
 use crate::Result;
-
-impl LayerSpec {
-    /// The Keras class of the layer, for the summary.
-    fn keras_type(&self) -> &'static str {
-        match self {
-            LayerSpec::Conv2d { .. } => "Conv2D",
-            LayerSpec::MaxPool2d { .. } => "MaxPooling2D",
-            LayerSpec::BatchNorm => "BatchNormalization",
-            LayerSpec::Relu => "ReLU",
-            LayerSpec::Flatten => "Flatten",
-            LayerSpec::Dense { .. } => "Dense",
-            LayerSpec::Dropout { .. } => "Dropout",
-        }
-    }
-}
 
 impl Architecture {
     /// A table like Keras's `model.summary()`: each layer's type, output shape (with the batch as
@@ -30,7 +15,7 @@ impl Architecture {
                     std::iter::once("None".to_string()).chain(layer.output.iter().map(usize::to_string)).collect();
                 let count: usize = layer.params.iter().map(ParamInfo::elements).sum();
                 [
-                    format!("{} ({})", layer.name, layer.spec.keras_type()),
+                    format!("{} ({})", layer.name, layer.spec.kind().definition().keras_type),
                     format!("({})", shape.join(", ")),
                     grouped(count as u64),
                 ]
