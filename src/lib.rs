@@ -56,7 +56,9 @@
 //! - [`model`]: architectures as spec strings ([`model::spec`]), the model file
 //!   ([`model::file`]), and models on each backend ([`model::backend`]);
 //! - [`gpu`] (WGSL kernels on wgpu), [`native`] (the fast CPU ops) and [`reference`] (plain
-//!   loops): the three op families, sharing only the op contract in [`shape`];
+//!   loops): the three backends, each its ops and the model that runs them
+//!   ([`gpu::GpuModel`], [`native::NativeModel`], [`reference::ReferenceModel`]), their ops
+//!   sharing only the op contract in [`shape`];
 //! - [`files`]: reading user-named files within bounds, writing files whole; [`enum@Error`]: the
 //!   library's errors.
 
