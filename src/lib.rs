@@ -55,7 +55,7 @@
 //! - [`train`]: the training loop and its callbacks (early stopping, learning-rate plateau);
 //! - [`model`]: architectures as spec strings ([`model::spec`]), the model file
 //!   ([`model::file`]), and models on each backend ([`model::backend`]);
-//! - [`gpu`] (WGSL kernels on wgpu), [`native`] (the fast CPU ops) and [`reference`] (plain
+//! - [`gpu`] (WGSL kernels on wgpu), [`native`] (the fast CPU ops) and [`mod@reference`] (plain
 //!   loops): the three backends, each its ops and the model that runs them
 //!   ([`gpu::GpuModel`], [`native::NativeModel`], [`reference::ReferenceModel`]), their ops
 //!   sharing only the op contract in [`shape`];
