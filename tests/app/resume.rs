@@ -245,12 +245,11 @@ fn ctrl_c_and_sigterm_stop_mid_epoch_with_a_checkpoint_and_the_resumed_run_match
     assert_same_run(&dir.join("run/model.safetensors"), &dir.join("uninterrupted/model.safetensors"));
 
     // A second Ctrl-C exits at once, without the resume line, and the last checkpoint is whole.
-    // (Apart: two signals sent together arrive as one.) The second lands while the first's
-    // checkpoint is written, which takes longer than a step.
+    // (Two signals sent before the child takes the first arrive as one, so the second waits for
+    // that.) The second lands during the step that the first lets finish.
     let child = spawn(dir, &slow_run("data", "twice", "3"));
     into_the_epoch_after(&child, &dir.join("twice"), 1, 3);
-    child.signal(libc::SIGINT);
-    std::thread::sleep(Duration::from_millis(20));
+    child.signal_taken(libc::SIGINT, wait);
     child.signal(libc::SIGINT);
     let ended = child.finish(wait);
     assert_eq!(ended.code, Some(130), "{}", ended.stderr);

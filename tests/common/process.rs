@@ -77,6 +77,27 @@ impl Watched {
         unsafe { libc::kill(self.pid, signal) };
     }
 
+    /// Sends `signal` and waits (up to `timeout`) until the child has taken it: until it is no
+    /// longer pending in the child's process-wide set (`ShdPnd` in /proc), so a second signal of
+    /// the same number is not merged into it, however loaded the machine.
+    pub fn signal_taken(&self, signal: i32, timeout: Duration) {
+        self.signal(signal);
+        let mask = 1u64 << (signal - 1);
+        let started = Instant::now();
+        let pending = || {
+            let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap_or_default();
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("ShdPnd:"))
+                .and_then(|bits| u64::from_str_radix(bits.trim(), 16).ok())
+                .is_some_and(|bits| bits & mask != 0)
+        };
+        while pending() {
+            assert!(started.elapsed() < timeout, "the child never took signal {signal}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// Waits for the child to end, killing it if it runs past `timeout` from its start.
     pub fn finish(self, timeout: Duration) -> Ended {
         let pid = self.pid;

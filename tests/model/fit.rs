@@ -445,9 +445,18 @@ fn the_next_batch_is_prepared_while_the_model_trains_and_sources_see_the_epoch()
     let ms = std::time::Duration::from_millis;
     let train_source = SlowSource { data: dataset(24), delay: ms(30), epochs: Default::default() };
     let validation = SlowSource { data: dataset(5), delay: ms(0), epochs: Default::default() };
-    // Each training step takes 60 ms.
-    let mut model =
-        HookedModel { model: MockModel::new(4, 24), after_step: |_: &MockModel| std::thread::sleep(ms(60)) };
+    // Each training step but an epoch's last waits until the source has prepared the next batch:
+    // a loop that prepared batches only when it needed them would never get past the first step.
+    let prepared = || train_source.epochs.lock().unwrap().len();
+    let after_step = |model: &MockModel| {
+        let steps = model.train_batches.len();
+        let started = std::time::Instant::now();
+        while steps % 6 != 0 && prepared() <= steps {
+            assert!(started.elapsed().as_secs() < 10, "batch {} was not prepared during step {steps}", steps + 1);
+            std::thread::sleep(ms(1));
+        }
+    };
+    let mut model = HookedModel { model: MockModel::new(4, 24), after_step };
     let outcome = fit(&mut model, &train_source, Some(&validation as &dyn BatchSource), &silent(2)).unwrap();
     assert_eq!(model.model.train_batches.len(), 12, "the same batches as without prefetching");
     assert_eq!(*train_source.epochs.lock().unwrap(), [1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2]);
@@ -457,8 +466,9 @@ fn the_next_batch_is_prepared_while_the_model_trains_and_sources_see_the_epoch()
     assert_eq!(timing.batches, 12 + 4);
     assert!(timing.prepare_seconds >= 12.0 * 0.03, "{timing:?}");
     assert!(timing.first_batch_seconds >= 2.0 * 0.03, "each epoch waits for its first batch: {timing:?}");
-    // Ten later training batches took 30 ms each to prepare, all while the 60 ms steps ran.
-    assert!(timing.wait_seconds < 0.15, "the model waited for prefetched batches: {timing:?}");
+    // Ten later training batches took 30 ms each to prepare, all during the steps: preparing them
+    // on demand would have made the loop wait at least 0.3 s.
+    assert!(timing.wait_seconds < 10.0 * 0.03, "the model waited for prefetched batches: {timing:?}");
 }
 
 /// The mock model, calling `after_step` with itself after every training step (to take time, or
