@@ -8,7 +8,8 @@
 //! public model types can name them in their bounds; no one outside can name or implement them.
 
 use super::explain::{self, BackwardResult, CamTensors, Explain, Explanation};
-use super::plan::{BatchNormParams, Mode, Plan, find_weight, named};
+use super::op::BatchNormParams;
+use super::plan::{Mode, Plan, find_weight, named};
 use super::spec::Architecture;
 use super::walk::{self, Executor, Pass, Stopwatch};
 use super::{NamedTensor, OptimizerState, StepProfile, StepStats, TrainOptions, Trainable, real_rows};

@@ -7,6 +7,7 @@ pub mod file;
 pub mod history;
 pub(crate) mod host;
 pub mod normalisation;
+pub(crate) mod op;
 pub(crate) mod plan;
 pub mod spec;
 pub mod test_time;

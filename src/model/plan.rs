@@ -1,14 +1,13 @@
 //! A model plan: an [`Architecture`] validated once and resolved into the operations every backend
-//! runs, at one batch size. Each layer carries its op with its shapes, the indices of its
-//! parameters in the plan's parameter list and its dropout seed, and whether its ReLU is fused
-//! into the next layer's backward pass. [`super::walk`] runs a plan on any executor; this is the only place
-//! where layer kinds become operations.
+//! runs, at one batch size. Each layer carries the op its kind lowers it into (with its shapes, the
+//! indices of its parameters in the plan's parameter list and its dropout seed), and whether its
+//! ReLU is fused into the next layer's backward pass. [`super::walk`] runs a plan on any executor.
 
 use super::explain::grad_cam_layer;
 use super::layer_seed;
-use super::spec::{Architecture, InputShape, LayerInfo, LayerSpec, ParamInfo};
+use super::op::{Op, OpSite};
+use super::spec::{Architecture, InputShape, LayerInfo, ParamInfo};
 use super::weights::NamedTensor;
-use crate::shape::{BatchNormShape, Conv2dShape, DenseShape, DropoutConfig, Pool2dShape};
 use crate::{Error, Result};
 
 /// Training (batch statistics, dropout, parameter gradients) or inference (running statistics,
@@ -17,48 +16,6 @@ use crate::{Error, Result};
 pub enum Mode {
     Train,
     Infer,
-}
-
-/// A layer's operation at the plan's batch size.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Op {
-    /// Convolution with bias, its ReLU fused into the same kernel when `relu`.
-    Conv2d {
-        shape: Conv2dShape,
-        relu: bool,
-        weight: usize,
-        bias: usize,
-    },
-    MaxPool2d {
-        shape: Pool2dShape,
-    },
-    BatchNorm {
-        shape: BatchNormShape,
-        params: BatchNormParams,
-    },
-    Relu,
-    /// Reshapes to [batch, features]; no data moves.
-    Flatten,
-    /// Fully connected with bias, its ReLU fused when `relu`.
-    Dense {
-        shape: DenseShape,
-        relu: bool,
-        weight: usize,
-        bias: usize,
-    },
-    /// Training masks come from (`seed`, the step); `config.step` is set by the executor.
-    Dropout {
-        config: DropoutConfig,
-    },
-}
-
-/// The indices in [`Plan::params`] of a batch-norm layer's tensors.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BatchNormParams {
-    pub gamma: usize,
-    pub beta: usize,
-    pub running_mean: usize,
-    pub running_var: usize,
 }
 
 /// One layer of a plan.
@@ -106,7 +63,11 @@ impl Plan {
         let mut params = Vec::new();
         let mut ops = Vec::with_capacity(infos.len());
         for (i, info) in infos.iter().enumerate() {
-            ops.push(info.op(batch, params.len(), layer_seed(seed, i))?);
+            let site = OpSite { batch, first_param: params.len(), seed: layer_seed(seed, i) };
+            let op = info.spec.op(&info.input, &info.output, site).map_err(|reason| {
+                Error::Invalid(format!("architecture {architecture}: layer {}: {reason}", info.name))
+            })?;
+            ops.push(op);
             params.extend(info.params.iter().cloned());
         }
         // The walk fuses a convolution's ReLU into the max-pool op after it, whatever their layers.
@@ -130,57 +91,6 @@ impl Plan {
     /// The parameters Adam updates (not batch norm's running statistics).
     pub fn trainable(&self) -> impl Iterator<Item = usize> + '_ {
         self.params.iter().enumerate().filter(|(_, p)| p.trainable).map(|(i, _)| i)
-    }
-}
-
-/// A layer's operation at a batch size: the one place where layer kinds become ops.
-impl LayerInfo {
-    /// The op of this layer for `batch` images, its parameters from index `first_param` of the
-    /// plan's list in the order [`LayerInfo::params`] gives them, its dropout mask from `seed`.
-    fn op(&self, batch: usize, first_param: usize, seed: u64) -> Result<Op> {
-        let p = first_param;
-        Ok(match self.spec {
-            LayerSpec::Conv2d { filters, kernel, stride, padding, relu } => {
-                let (in_channels, in_h, in_w) = self.spatial_input()?;
-                let shape = Conv2dShape {
-                    batch,
-                    in_channels,
-                    in_h,
-                    in_w,
-                    out_channels: filters,
-                    kernel_h: kernel,
-                    kernel_w: kernel,
-                    stride,
-                    padding,
-                };
-                Op::Conv2d { shape, relu, weight: p, bias: p + 1 }
-            }
-            LayerSpec::MaxPool2d { pool, stride } => {
-                let (channels, in_h, in_w) = self.spatial_input()?;
-                Op::MaxPool2d { shape: Pool2dShape { batch, channels, in_h, in_w, pool, stride } }
-            }
-            // Over the first per-sample dimension: channels, or features after a dense layer.
-            LayerSpec::BatchNorm => Op::BatchNorm {
-                shape: BatchNormShape { batch, channels: self.input[0], spatial: self.input[1..].iter().product() },
-                params: BatchNormParams { gamma: p, beta: p + 1, running_mean: p + 2, running_var: p + 3 },
-            },
-            LayerSpec::Relu => Op::Relu,
-            LayerSpec::Flatten => Op::Flatten,
-            LayerSpec::Dense { relu, .. } => {
-                let shape =
-                    DenseShape { batch, inputs: self.input.iter().product(), outputs: self.output.iter().product() };
-                Op::Dense { shape, relu, weight: p, bias: p + 1 }
-            }
-            LayerSpec::Dropout { rate } => Op::Dropout { config: DropoutConfig { rate, seed, step: 0 } },
-        })
-    }
-
-    /// The per-sample input as channels, height, width.
-    fn spatial_input(&self) -> Result<(usize, usize, usize)> {
-        match self.input[..] {
-            [channels, height, width] => Ok((channels, height, width)),
-            _ => Err(Error::Invalid(format!("{} needs a [c, h, w] input", self.name))),
-        }
     }
 }
 

@@ -10,7 +10,8 @@
 use std::time::Instant;
 
 use super::StepProfile;
-use super::plan::{BatchNormParams, Mode, Op, Plan, PlanLayer};
+use super::op::{BatchNormParams, Op};
+use super::plan::{Mode, Plan, PlanLayer};
 use crate::shape::{BatchNormShape, Conv2dShape, DenseShape, DropoutConfig, Pool2dShape};
 use crate::{Error, Result};
 

@@ -6,7 +6,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use crate::model::host::{HostExecutor, HostModel, HostState};
-use crate::model::plan::BatchNormParams;
+use crate::model::op::BatchNormParams;
 use crate::model::walk::{Executor, Pass};
 use crate::native::buffers::{Buffer, BufferPool};
 use crate::native::conv2d::OutputGradient;

@@ -3,7 +3,7 @@
 
 use crate::Result;
 use crate::model::host::{HostExecutor, HostModel, HostState};
-use crate::model::plan::BatchNormParams;
+use crate::model::op::BatchNormParams;
 use crate::model::walk::{Executor, Pass};
 use crate::reference::{activation, adam, batch_norm, conv2d, dense, dropout, max_pool2d};
 use crate::shape::{BatchNormConfig, BatchNormShape, Conv2dShape, DenseShape, DropoutConfig, Pool2dShape};

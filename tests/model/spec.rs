@@ -3,7 +3,9 @@
 
 use std::collections::HashSet;
 
-use wgcnn::model::spec::{Architecture, Init, InputShape, LayerKind, LayerSpec};
+use wgcnn::model::spec::{
+    Architecture, Conv2d, Dense, Dropout, Flatten, Init, InputShape, LayerKind, LayerSpec, MaxPool2d,
+};
 use wgcnn::shape::Padding;
 use wgcnn::workflow::preset::Preset;
 
@@ -77,8 +79,8 @@ fn happy_sad_preset_matches_the_keras_model() {
     assert_eq!(total_params(&architecture), 1_648_193);
     assert!(architecture.params().unwrap().iter().all(|p| p.trainable));
     assert_eq!((architecture.outputs(), architecture.classes()), (1, 2));
-    assert_eq!(layers[10].spec, LayerSpec::Dense { units: 1, relu: false });
-    assert_eq!(layers[9].spec, LayerSpec::Dense { units: 256, relu: true });
+    assert_eq!(layers[10].spec, LayerSpec::Dense(Dense { units: 1, relu: false }));
+    assert_eq!(layers[9].spec, LayerSpec::Dense(Dense { units: 256, relu: true }));
 }
 
 #[test]
@@ -92,7 +94,7 @@ fn emotions3_preset_matches_the_keras_model() {
         ["conv1", "pool1", "conv2", "pool2", "conv3", "pool3", "flatten1", "dense1", "dropout1", "dense2"]
     );
     assert_eq!(layers[6].output, [128 * 14 * 14]);
-    assert_eq!(layers[8].spec, LayerSpec::Dropout { rate: 0.5 });
+    assert_eq!(layers[8].spec, LayerSpec::Dropout(Dropout { rate: 0.5 }));
     assert_eq!(total_params(&architecture), 3_305_027);
     assert_eq!((architecture.outputs(), architecture.classes()), (3, 3));
     let params: Vec<(String, Vec<usize>)> =
@@ -148,12 +150,12 @@ fn spec_strings_round_trip_and_non_canonical_ones_are_normalised() {
     assert_eq!(
         parsed.layers,
         [
-            LayerSpec::Conv2d { filters: 32, kernel: 5, stride: 2, padding: Padding::Same, relu: true },
-            LayerSpec::MaxPool2d { pool: 3, stride: 3 },
-            LayerSpec::Conv2d { filters: 4, kernel: 3, stride: 1, padding: Padding::Valid, relu: false },
-            LayerSpec::Flatten,
-            LayerSpec::Dense { units: 7, relu: false },
-            LayerSpec::Dense { units: 1, relu: false },
+            LayerSpec::Conv2d(Conv2d { filters: 32, kernel: 5, stride: 2, padding: Padding::Same, relu: true }),
+            LayerSpec::MaxPool2d(MaxPool2d { pool: 3, stride: 3 }),
+            LayerSpec::Conv2d(Conv2d { filters: 4, kernel: 3, stride: 1, padding: Padding::Valid, relu: false }),
+            LayerSpec::Flatten(Flatten),
+            LayerSpec::Dense(Dense { units: 7, relu: false }),
+            LayerSpec::Dense(Dense { units: 1, relu: false }),
         ]
     );
     // Same padding keeps ceil(size / stride).
@@ -250,16 +252,20 @@ fn invalid_architectures_built_as_data_are_reported_not_panicked_on() {
     let with = |layers: Vec<LayerSpec>| Architecture { input, layers };
     assert_mentions(&layers_error(&with(vec![])), &["no layers"]);
     assert_mentions(
-        &layers_error(&with(vec![LayerSpec::Flatten, LayerSpec::Dense { units: 2, relu: true }])),
+        &layers_error(&with(vec![LayerSpec::Flatten(Flatten), LayerSpec::Dense(Dense { units: 2, relu: true })])),
         &["dense1", "output head"],
     );
     for rate in [-0.1, 1.0, f32::NAN] {
-        let layers = vec![LayerSpec::Flatten, LayerSpec::Dropout { rate }, LayerSpec::Dense { units: 2, relu: false }];
+        let layers = vec![
+            LayerSpec::Flatten(Flatten),
+            LayerSpec::Dropout(Dropout { rate }),
+            LayerSpec::Dense(Dense { units: 2, relu: false }),
+        ];
         assert_mentions(&layers_error(&with(layers)), &["dropout1", "[0, 1)"]);
     }
     let too_small = Preset::named("happy-sad").unwrap().architecture.with_input(InputShape::new(3, 16, 16));
     assert_mentions(&layers_error(&too_small), &["conv3"]);
-    assert_eq!(with(vec![LayerSpec::Flatten]).outputs(), 0);
+    assert_eq!(with(vec![LayerSpec::Flatten(Flatten)]).outputs(), 0);
 }
 
 #[test]

@@ -5,7 +5,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::cursor::Cursor;
-use super::layers::{Architecture, Grammar, InputShape, LayerKind, LayerSpec};
+use super::kinds::{Dense, Grammar, LayerKind, LayerSpec};
+use super::layers::{Architecture, InputShape};
 use crate::{Error, Result};
 
 impl LayerSpec {
@@ -68,7 +69,7 @@ impl Architecture {
             .collect::<Result<Vec<_>>>()?;
         let mut architecture = Architecture { input, layers };
         // The head's logits are linear whether or not its token says `lin`.
-        if let Some(LayerSpec::Dense { relu, .. }) = architecture.layers.last_mut() {
+        if let Some(LayerSpec::Dense(Dense { relu, .. })) = architecture.layers.last_mut() {
             *relu = false;
         }
         architecture.layers_info()?;

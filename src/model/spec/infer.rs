@@ -5,48 +5,11 @@ use std::collections::HashMap;
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
-use super::layers::{Architecture, Init, InputShape, LayerInfo, LayerSpec, ParamInfo};
+use super::kinds::{LayerOutput, LayerSpec};
+use super::layers::{Architecture, InputShape, LayerInfo};
+use super::params::{Init, ParamInfo};
 use crate::model::weights::NamedTensor;
 use crate::{Error, Result};
-
-/// Every tensor's elements must be indexable by the u32 the kernels use.
-const MAX_TENSOR_ELEMENTS: usize = u32::MAX as usize;
-
-/// What a kind's shape inference finds.
-pub(super) struct LayerOutput {
-    pub shape: Vec<usize>,
-    pub params: Vec<ParamInfo>,
-}
-
-/// Parameter `<layer>.<role>`.
-pub(super) fn param(layer: &str, role: &str, shape: Vec<usize>, trainable: bool, init: Init) -> ParamInfo {
-    ParamInfo { name: format!("{layer}.{role}"), shape, trainable, init }
-}
-
-/// `input` as channels, height, width, or why `what` cannot take it.
-pub(super) fn spatial(input: &[usize], what: &str) -> std::result::Result<(usize, usize, usize), String> {
-    match *input {
-        [channels, height, width] => Ok((channels, height, width)),
-        _ => Err(format!(
-            "{what} needs a channels x height x width input, got the flat {} (it cannot follow `f` or a dense layer)",
-            dims(input)
-        )),
-    }
-}
-
-/// Elements of `shape`, or why it is too large.
-pub(super) fn checked_elements(shape: &[usize]) -> std::result::Result<usize, String> {
-    shape
-        .iter()
-        .try_fold(1usize, |product, &d| product.checked_mul(d))
-        .filter(|&n| n <= MAX_TENSOR_ELEMENTS)
-        .ok_or_else(|| format!("a tensor of shape {} is over the 2^32 elements the kernels index", dims(shape)))
-}
-
-/// `16x254x254`.
-pub(super) fn dims(shape: &[usize]) -> String {
-    shape.iter().map(usize::to_string).collect::<Vec<_>>().join("x")
-}
 
 impl Architecture {
     /// Every layer with its name, per-sample shapes and parameters; or the first layer that does not
@@ -58,7 +21,7 @@ impl Architecture {
             return Err(invalid("channels, height and width of the input must be positive".into()));
         }
         match self.layers.last() {
-            Some(LayerSpec::Dense { .. }) => {}
+            Some(LayerSpec::Dense(_)) => {}
             Some(last) => {
                 return Err(invalid(format!(
                     "the last layer must be the dense output head (e.g. `d1` or `d3`), not `{last}`"

@@ -19,6 +19,9 @@ mod grammar;
 mod infer;
 mod kinds;
 mod layers;
+mod params;
 mod summary;
 
-pub use layers::{Architecture, Init, InputShape, LayerInfo, LayerKind, LayerSpec, ParamInfo};
+pub use kinds::*;
+pub use layers::{Architecture, InputShape, LayerInfo};
+pub use params::{Init, ParamInfo};

@@ -1,6 +1,7 @@
 //! An architecture's table like Keras's `model.summary()`.
 
-use super::layers::{Architecture, ParamInfo};
+use super::layers::Architecture;
+use super::params::ParamInfo;
 use crate::Result;
 
 impl Architecture {

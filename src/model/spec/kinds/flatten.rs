@@ -1,23 +1,34 @@
 //! `f`: channels x height x width to one flat vector, in that (NCHW) order.
 
-use super::super::infer::{LayerOutput, checked_elements, dims};
-use super::super::layers::{Definition, Grammar, LayerSpec};
+use super::checks::{checked_elements, dims};
+use super::{Definition, Grammar, Kind, LayerOutput, LayerSpec};
+use crate::model::op::{Op, OpSite};
 
-pub(super) const DEFINITION: Definition = Definition {
-    prefix: "f",
-    grammar: Grammar::Word(LayerSpec::Flatten),
-    syntax: "f",
-    title: "flatten",
-    examples: &["f"],
-    name: "flatten",
-    keras_type: "Flatten",
-    learns_feature_maps: false,
-};
+/// Channels x height x width to one flat vector, in that (NCHW) order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flatten;
 
-/// [channels * height * width] of a spatial input.
-pub(super) fn infer(input: &[usize]) -> Result<LayerOutput, String> {
-    if input.len() == 1 {
-        return Err(format!("its input {} is already flat", dims(input)));
+impl Kind for Flatten {
+    const DEFINITION: Definition = Definition {
+        prefix: "f",
+        grammar: Grammar::Word(LayerSpec::Flatten(Flatten)),
+        syntax: "f",
+        title: "flatten",
+        examples: &["f"],
+        name: "flatten",
+        keras_type: "Flatten",
+        learns_feature_maps: false,
+    };
+
+    /// [channels * height * width] of a spatial input.
+    fn infer(&self, _name: &str, input: &[usize], _is_head: bool) -> Result<LayerOutput, String> {
+        if input.len() == 1 {
+            return Err(format!("its input {} is already flat", dims(input)));
+        }
+        Ok(LayerOutput { shape: vec![checked_elements(input)?], params: Vec::new() })
     }
-    Ok(LayerOutput { shape: vec![checked_elements(input)?], params: Vec::new() })
+
+    fn op(&self, _input: &[usize], _output: &[usize], _site: OpSite) -> Result<Op, String> {
+        Ok(Op::Flatten)
+    }
 }
